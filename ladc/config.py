@@ -15,11 +15,15 @@ __all__ = [
     "DataConfig",
     "OptimConfig",
     "TuneTeacherConfig",
+    "ExportConfig",
+    "DistillConfig",
+    "BenchConfig",
     "from_dict",
     "to_dict",
     "load_yaml",
     "save_yaml",
     "replace",
+    "build_config",
 ]
 
 
@@ -75,6 +79,81 @@ class TuneTeacherConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     overwrite: bool = False
     resume: bool = False
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """`ladc export --onnx`: ONNX artifacts of a fine-tuned classifier, each checked against PyTorch on dev data."""
+
+    model: str = ""  # fine-tuned HF sequence-classifier dir (tune-teacher / distill output)
+    output: str = "runs/onnx"
+    task: str | None = None  # None -> the task recorded in MODEL/ladc.json
+    data_dir: str | None = None  # None -> MODEL/ladc.json's data dir, else the hub
+    cache_dir: str | None = None  # tokenized-dataset cache; None -> ~/.cache/ladc
+    opset: int = 17  # >= 14 (SDPA attention); 17 is the first with a native LayerNormalization
+    device: str = "cpu"  # cpu | cuda: where the export traces and fp32/fp16 graphs are checked
+    optimize: bool = False  # + model_fused.onnx (onnxruntime transformer fusions)
+    quantize: str | None = None  # 'dynamic' -> model_int8.onnx (+ model_fused_int8.onnx with optimize)
+    fp16: bool = False  # + model_fp16.onnx: fused, fp16 weights, fp32 I/O; needs CUDA
+    per_channel: bool = False  # int8 scale per output channel instead of per tensor
+    exclude_nodes: tuple[str, ...] = ()  # node-name globs kept fp32 by quantization
+    keep_head_fp32: bool = False  # keep pooler + classifier fp32 (adds their globs to exclude_nodes)
+    parity_samples: int | None = None  # None = the full dev set
+    parity_batch_size: int = 32  # dynamic padding per batch: batches have varied lengths
+    allow_drop: float | None = None  # accept any artifact whose headline metric drops <= this many points
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """`ladc distill`: LAD (or a baseline) from a fine-tuned teacher into a shallower student."""
+
+    teacher: str = "runs/teacher"  # fine-tuned teacher run dir (HF sequence classifier)
+    output: str = "runs/student"
+    method: str = "lad"  # lad | pkd | kd | none
+    student_layers: int | None = None  # None -> half the teacher's layers (12 -> 6, 6 -> 3)
+    student_init: str = "even"  # even | first | teacher | random
+    init_from: str | None = None  # pretrained checkpoint for even/first; None -> the teacher's base model
+    preset: str | None = None  # `paper`: the LAD paper's per-task hyperparameters (see ladc.distill.PAPER_PRESETS)
+    hard_weight: float = 0.5  # paper: hard_w = soft_w = 0.5
+    soft_weight: float = 0.5
+    temperature: float = 10.0  # paper: 10 (QNLI, MRPC, RTE), 20 (SST-2)
+    mu: float = 1000.0  # LAD hidden-MSE weight; paper: 1000 (500 for MRPC)
+    beta: float = 100.0  # PKD patient-loss weight (Sun et al. 2019 searched 10..1000)
+    gate_lr: float = 1e-6  # paper: 1e-6 (QNLI, SST-2), 5e-6 MRPC, 3e-5 RTE
+    reverse_gates: bool = False  # aggregate from the top teacher layer down
+    teacher_device: str | None = None  # e.g. cuda:1; None -> the accelerator's device
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, epochs=4.0))  # paper's QNLI values
+    overwrite: bool = False
+    resume: bool = False
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """`ladc bench`: latency, throughput, accuracy and memory of model variants side by side."""
+
+    targets: tuple[str, ...] = ()  # HF model dirs, .onnx files, `ladc export` dirs (every artifact in export.json)
+    data: DataConfig = field(default_factory=DataConfig)  # task and dev set for accuracy and --real timing
+    output: str | None = None  # None -> runs/bench-<task>
+    batch_sizes: tuple[int, ...] = (1, 32)  # 1 = online latency, 32 = offline throughput
+    seq_lens: tuple[int, ...] = (128,)  # fixed-length synthetic inputs; 128 = the fine-tuning max_seq_len
+    real: bool = False  # also time real dev sentences with dynamic padding, per batch size
+    warmup: int = 5  # untimed runs per target and shape (lazy init, arena growth)
+    iterations: int | None = None  # timed runs per target and shape; None -> 30 unless min_duration_s is set
+    min_duration_s: float | None = None  # time until every target has this many timed seconds per shape
+    interleave_block: int = 5  # iterations per target per round-robin turn: drift hits all, caches stay warm
+    threads: int | None = None  # None -> physical cores; torch threads and ORT intra_op_num_threads
+    provider: str = "cpu"  # cpu | cuda
+    tensorrt: bool = False  # with provider cuda: TensorrtExecutionProvider first
+    torch_bf16: bool = False  # + a PyTorch bf16-autocast target per HF dir (AVX-512 BF16 CPUs, GPUs)
+    ort_graph_optimization: str = "all"  # disable | basic | extended | all (onnxruntime's default)
+    baseline: str | None = None  # target name or 0-based index; None -> the first target
+    skip_accuracy: bool = False
+    eval_batch_size: int = 64
+    peak_gflops: float | None = None  # machine peak for the roofline fraction; never guessed
+    seed: int = 0  # synthetic token ids
+    overwrite: bool = False
 
 
 # ----------------------------------------------------------------------------- generic (de)serialisation
@@ -234,3 +313,9 @@ def replace(cfg: Any, overrides: dict) -> Any:
     hints = typing.get_type_hints(type(cfg))
     checked = {k: (_coerce(v, hints[k], k) if not dataclasses.is_dataclass(v) else v) for k, v in flat.items()}
     return dataclasses.replace(cfg, **checked)
+
+
+def build_config(cls: type, yaml_path: str | Path | None, overrides: dict) -> Any:
+    """YAML file (if any) -> dataclass, then CLI overrides (None = not given) on top."""
+    base = from_dict(cls, load_yaml(yaml_path), "") if yaml_path else cls()
+    return replace(base, overrides)

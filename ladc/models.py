@@ -16,6 +16,8 @@ __all__ = [
     "load_classifier",
     "check_encoder_config",
     "task_label_kwargs",
+    "STUDENT_INITS",
+    "build_student",
 ]
 
 # Offline aliases: name -> (python package, attribute holding the HF model directory)
@@ -79,7 +81,7 @@ def load_tokenizer(name: str):
     resolved = resolve_model(name)
     try:
         return AutoTokenizer.from_pretrained(resolved)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, TypeError) as exc:
         raise LadcError(f"cannot load a tokenizer from '{name}': {str(exc).strip().splitlines()[0]}") from None
 
 
@@ -132,3 +134,137 @@ def load_classifier(model_dir: str, task: TaskSpec | None = None):
             f"model dir {model_dir} has {config.num_labels} labels but task {task.name} has {task.num_labels}"
         )
     return AutoModelForSequenceClassification.from_pretrained(resolve_model(model_dir))
+
+
+STUDENT_INITS = ("even", "first", "teacher", "random")
+
+
+def _check_init_source(teacher_config, source_config, name: str) -> None:
+    """Raise LadcError unless `source_config` has the teacher's vocabulary and layer shapes."""
+    if source_config.vocab_size != teacher_config.vocab_size:
+        raise LadcError(
+            f"tokenizer or vocabulary mismatch between teacher (vocab {teacher_config.vocab_size}) "
+            f"and student init {name} (vocab {source_config.vocab_size})"
+        )
+    for field in ("hidden_size", "intermediate_size", "num_attention_heads", "max_position_embeddings"):
+        teacher_value, source_value = getattr(teacher_config, field, None), getattr(source_config, field, None)
+        if teacher_value != source_value:
+            raise LadcError(
+                f"student init {name} has {field}={source_value} but the teacher has {field}={teacher_value}; "
+                "layer-copy init needs the checkpoint the teacher was fine-tuned from"
+            )
+
+
+def _load_init_source(init_from, teacher_config):
+    """The base encoder (BertModel-like) to copy layers from: a loaded model, or a path/hub name/alias."""
+    from transformers import AutoModel, PreTrainedModel
+
+    if isinstance(init_from, PreTrainedModel):
+        _check_init_source(teacher_config, init_from.config, type(init_from).__name__)
+        return init_from.base_model
+    config = load_config(init_from)
+    check_encoder_config(config, init_from)
+    _check_init_source(teacher_config, config, init_from)
+    return AutoModel.from_pretrained(resolve_model(init_from)).base_model
+
+
+def _copy_module(target, source, what: str) -> None:
+    """Copy `source`'s parameters into `target` exactly (strict: same keys and shapes)."""
+    try:
+        target.load_state_dict(source.state_dict(), strict=True)
+    except RuntimeError as exc:
+        raise LadcError(f"cannot copy {what} into the student: {str(exc).strip().splitlines()[0]}") from None
+
+
+def _student_mapping(mapping, init: str, teacher_layers: int, student_layers: int) -> tuple[int, ...]:
+    from ladc.lad import layer_map
+
+    default = layer_map(teacher_layers, student_layers)  # also rejects S >= T
+    if init == "first":  # copies layers 1..S whatever the distillation mapping is
+        return tuple(range(1, student_layers + 1))
+    if mapping is None:
+        return default
+    mapping = tuple(int(layer) for layer in mapping)
+    if len(mapping) != student_layers or not all(1 <= layer <= teacher_layers for layer in mapping):
+        raise LadcError(
+            f"student layer mapping {list(mapping)} must list {student_layers} teacher layers in 1..{teacher_layers}"
+        )
+    return mapping
+
+
+def build_student(teacher, num_layers: int, init: str = "even", init_from=None, mapping=None):
+    """A shallower copy of the teacher's architecture, initialized by copying layers.
+
+    The student is the teacher's class (via `AutoModelForSequenceClassification.from_config`) with the teacher's
+    config (hidden size, labels, problem_type) but `num_hidden_layers=num_layers`. Layers are 1-based below.
+
+    init:
+        - `even`: embeddings, pooler and teacher layer `mapping[j]` (default `layer_map(T, S)`) for student layer j,
+          from the pretrained checkpoint `init_from`; fresh classifier head.
+        - `first`: embeddings, pooler and layers 1..S from `init_from`; fresh head.
+        - `teacher`: embeddings, pooler, mapped layers and the classifier head from the fine-tuned `teacher`.
+        - `random`: nothing copied.
+
+    Unlike the LAD reference (which leaves student embeddings random) embeddings are copied.
+
+    Args:
+        teacher: fine-tuned `...ForSequenceClassification` model with T layers.
+        num_layers: S, 1 <= S < T.
+        init: one of `STUDENT_INITS`.
+        init_from: pretrained checkpoint (path, hub name, alias like `minilm`, or a loaded model) for even/first.
+        mapping: optional 1-based teacher layer per student layer; used by even/teacher, ignored by first/random.
+
+    Returns:
+        The student model (S layers), in train mode like any fresh HF model.
+
+    Raises:
+        LadcError: unknown init, S >= T, missing init_from, or an init_from whose vocabulary/shapes differ.
+    """
+    import copy
+
+    from transformers import AutoModelForSequenceClassification
+
+    from ladc.errors import did_you_mean
+
+    if init not in STUDENT_INITS:
+        raise LadcError(
+            f"student init '{init}' is unknown{did_you_mean(init, STUDENT_INITS)}; expected one of "
+            f"{', '.join(STUDENT_INITS)}"
+        )
+    check_encoder_config(teacher.config, type(teacher).__name__)
+    teacher_layers = teacher.config.num_hidden_layers
+    layers = _student_mapping(mapping, init, teacher_layers, num_layers)
+    if init in ("even", "first") and init_from is None:
+        raise LadcError(f"student init '{init}' needs init_from: the pretrained checkpoint the teacher was tuned from")
+
+    config = copy.deepcopy(teacher.config)
+    config.num_hidden_layers = num_layers
+    student = AutoModelForSequenceClassification.from_config(config)
+    if init == "random":
+        return student
+    source = teacher.base_model if init == "teacher" else _load_init_source(init_from, teacher.config)
+    if len(source.encoder.layer) < max(layers):
+        raise LadcError(
+            f"student init {init_from} has {len(source.encoder.layer)} layers; the mapping needs layer {max(layers)}"
+        )
+    target = student.base_model
+    _copy_module(target.embeddings, source.embeddings, "embeddings")
+    for student_index, teacher_layer in enumerate(layers):
+        _copy_module(
+            target.encoder.layer[student_index], source.encoder.layer[teacher_layer - 1], f"layer {teacher_layer}"
+        )
+    if getattr(target, "pooler", None) is not None and getattr(source, "pooler", None) is not None:
+        _copy_module(target.pooler, source.pooler, "pooler")
+    if init == "teacher":
+        _copy_head(student, teacher)
+    return student
+
+
+def _copy_head(student, teacher) -> None:
+    """Copy every parameter outside the base encoder (the classification head) from teacher to student."""
+    prefix = student.base_model_prefix + "."
+    head_state = {k: v for k, v in teacher.state_dict().items() if not k.startswith(prefix)}
+    missing, unexpected = student.load_state_dict(head_state, strict=False)
+    missing = [k for k in missing if not k.startswith(prefix)]
+    if missing or unexpected or not head_state:
+        raise LadcError(f"cannot copy the teacher's classifier head: missing {missing}, unexpected {unexpected}")

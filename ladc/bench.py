@@ -1,0 +1,436 @@
+"""`ladc bench`: latency, throughput, accuracy and memory of model variants (PyTorch, ONNX) side by side.
+
+Timing is interleaved: each round runs a block of iterations of every target in turn, so machine drift (frequency,
+neighbours, heat) hits all targets alike. Accuracy uses the data path and metrics of `ladc evaluate` on the full dev
+set. Target loading and the runners live in `ladc.runners`; tables and plots in `ladc.report`.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ladc.config import BenchConfig, to_dict
+from ladc.errors import LadcError
+from ladc.runners import ORT_GRAPH_LEVELS, BenchTarget, TorchRunner, load_runner, resolve_baseline, resolve_targets
+from ladc.tasks import TaskSpec
+
+__all__ = [
+    "DEFAULT_ITERATIONS",
+    "predict_logits",
+    "synthetic_batch",
+    "flops_per_token",
+    "time_interleaved",
+    "PeakRss",
+    "run_bench",
+]
+
+DEFAULT_ITERATIONS = 30  # timed runs per target and shape when neither --iterations nor --min-duration is given
+MEMORY_METHOD = (
+    "peak RSS growth of the bench process while loading the target and running one batch of the largest shape "
+    "(Linux VmHWM reset via /proc/self/clear_refs, else a 1 ms psutil sampler); GPU: device memory in use after "
+    "that warm-up minus before (cudaMemGetInfo), which covers PyTorch's and onnxruntime's allocators"
+)
+
+
+def predict_logits(runner: Callable | torch.nn.Module, dataloader) -> np.ndarray:
+    """Run a runner (TorchRunner, OrtRunner, or a bare HF classifier) over a dataloader.
+
+    Args:
+        runner: callable mapping a batch dict (input_ids/attention_mask/token_type_ids (B, S)) to logits (B, C).
+        dataloader: collated batches in dataset order (shuffle=False); extra keys (labels, idx) are ignored.
+
+    Returns:
+        logits (N, C) float32 in dataset order.
+    """
+    if isinstance(runner, torch.nn.Module):
+        runner = TorchRunner(runner, device=str(next(runner.parameters()).device))
+    return np.concatenate([runner(batch) for batch in dataloader]).astype(np.float32)
+
+
+def synthetic_batch(tokenizer, batch_size: int, seq_len: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Fixed-length inputs: [CLS] + ids drawn uniformly from the vocabulary (no special tokens) + [SEP], no padding.
+
+    Returns:
+        input_ids, attention_mask (all ones) and, if the tokenizer makes them, token_type_ids (zeros); each
+        (batch_size, seq_len) int64.
+    """
+    special = set(tokenizer.all_special_ids)
+    vocab = np.array([i for i in range(len(tokenizer)) if i not in special])
+    ids = np.random.default_rng(seed).choice(vocab, size=(batch_size, seq_len)).astype(np.int64)
+    if tokenizer.cls_token_id is not None:
+        ids[:, 0] = tokenizer.cls_token_id
+    if tokenizer.sep_token_id is not None:
+        ids[:, -1] = tokenizer.sep_token_id
+    batch = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    return {k: v for k, v in batch.items() if k == "input_ids" or k in tokenizer.model_input_names}
+
+
+def flops_per_token(config, seq_len: int) -> float:
+    """Forward FLOPs per token of a BERT encoder at sequence length S (2 FLOPs per multiply-add).
+
+    Per layer: Q, K, V and output projections 4*H*H*2; FFN up and down 2*H*I*2; attention scores QK^T and the
+    weighted sum of V 2*2*S*H. Total L * (8*H*H + 4*H*I + 4*S*H). Embeddings, LayerNorm, softmax, biases, pooler and
+    classifier are excluded (under 1 % for BERT shapes).
+    """
+    hidden, inter, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    return float(layers * (4 * hidden * hidden * 2 + 2 * hidden * inter * 2 + 2 * 2 * seq_len * hidden))
+
+
+def time_interleaved(
+    calls: list[Callable[[int], object]],
+    warmup: int,
+    iterations: int | None,
+    min_duration_s: float | None = None,
+    block: int = 5,
+) -> list[list[float]]:
+    """Time targets round-robin: each round runs `block` iterations of every target in turn.
+
+    Args:
+        calls: per target, `call(k)` runs its k-th iteration to completion (device synchronised).
+        warmup: untimed iterations per target, also round-robin.
+        iterations: timed iterations per target (a minimum when min_duration_s is also given).
+        min_duration_s: keep going until every target has this many timed seconds.
+        block: iterations per target per turn.
+
+    Returns:
+        latencies_ms[t][k] of iteration k of target t (time.perf_counter).
+    """
+    if iterations is None and min_duration_s is None:
+        raise ValueError("time_interleaved needs iterations or min_duration_s")
+    for k in range(warmup):
+        for call in calls:
+            call(k)
+    latencies_ms: list[list[float]] = [[] for _ in calls]
+    spent_s = [0.0] * len(calls)
+    done = 0
+    while True:
+        count = block if min_duration_s is not None else min(block, iterations - done)
+        for target, call in enumerate(calls):
+            for k in range(done, done + count):
+                start = time.perf_counter()
+                call(k)
+                elapsed = time.perf_counter() - start
+                latencies_ms[target].append(elapsed * 1000.0)
+                spent_s[target] += elapsed
+        done += count
+        if (iterations is None or done >= iterations) and (min_duration_s is None or min(spent_s) >= min_duration_s):
+            return latencies_ms
+
+
+class PeakRss:
+    """Peak resident-set growth (MB) of this process inside a `with` block: `delta_mb` = peak - RSS on entry.
+
+    Linux: the kernel's high-water mark VmHWM is reset to the current RSS on entry (/proc/self/clear_refs = 5), so
+    the peak is exact. Elsewhere a 1 ms psutil sampler thread approximates it.
+    """
+
+    def __enter__(self) -> PeakRss:
+        import psutil
+
+        gc.collect()
+        self._process = psutil.Process()
+        self._exact = _reset_hwm()
+        self.start_mb = self._process.memory_info().rss / 1e6
+        self._sampled_mb = self.start_mb
+        self._stop = False
+        if not self._exact:
+            import threading
+
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop:
+            self._sampled_mb = max(self._sampled_mb, self._process.memory_info().rss / 1e6)
+            time.sleep(0.001)
+
+    def __exit__(self, *exc) -> None:
+        self._stop = True
+        if not self._exact:
+            self._thread.join()
+        current_mb = self._process.memory_info().rss / 1e6
+        self.peak_mb = max(_read_hwm_mb() if self._exact else self._sampled_mb, current_mb)
+        self.delta_mb = round(max(self.peak_mb - self.start_mb, 0.0), 1)
+
+
+def _reset_hwm() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return _read_hwm_mb() is not None
+    except OSError:
+        return False
+
+
+def _read_hwm_mb() -> float | None:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / 1e6
+    return None
+
+
+def _gpu_used_mb() -> float | None:
+    if not torch.cuda.is_available():
+        return None
+    torch.cuda.synchronize()
+    free, total = torch.cuda.mem_get_info()
+    return (total - free) / 1e6
+
+
+def _validate(cfg: BenchConfig) -> None:
+    checks = [
+        (cfg.provider in ("cpu", "cuda"), f"--provider '{cfg.provider}' is not one of: cpu, cuda"),
+        (cfg.ort_graph_optimization in ORT_GRAPH_LEVELS,
+         f"ort_graph_optimization '{cfg.ort_graph_optimization}' is not one of: {', '.join(ORT_GRAPH_LEVELS)}"),
+        (bool(cfg.batch_sizes) and min(cfg.batch_sizes) >= 1, f"--batch-sizes {list(cfg.batch_sizes)}: need ints >= 1"),
+        (bool(cfg.seq_lens) and min(cfg.seq_lens) >= 2, f"--seq-lens {list(cfg.seq_lens)}: need ints >= 2"),
+        (cfg.iterations is None or cfg.iterations >= 1, f"--iterations {cfg.iterations}: need >= 1"),
+        (cfg.min_duration_s is None or cfg.min_duration_s > 0, f"--min-duration {cfg.min_duration_s}: need > 0"),
+        (cfg.warmup >= 0 and cfg.interleave_block >= 1, "warmup must be >= 0 and interleave_block >= 1"),
+        (cfg.threads is None or cfg.threads >= 1, f"--threads {cfg.threads}: need >= 1"),
+        (not cfg.tensorrt or cfg.provider == "cuda", "--tensorrt needs --provider cuda"),
+    ]  # fmt: skip
+    for ok, message in checks:
+        if not ok:
+            raise LadcError(message)
+
+
+def _check_provider(cfg: BenchConfig, kinds: set[str]) -> None:
+    """Fail before loading anything when --provider cuda cannot work on this machine."""
+    if cfg.provider != "cuda":
+        return
+    import onnxruntime as ort
+
+    problems = []
+    if "torch" in kinds and not torch.cuda.is_available():
+        problems.append("PyTorch sees no CUDA device")
+    available = ort.get_available_providers()
+    for needed in ["CUDAExecutionProvider"] + (["TensorrtExecutionProvider"] if cfg.tensorrt else []):
+        if "onnx" in kinds and needed not in available:
+            problems.append(f"onnxruntime has no {needed} (available: {', '.join(available)})")
+    if problems:
+        raise LadcError(
+            f"--provider cuda: {'; '.join(problems)}; run on a CUDA machine with onnxruntime-gpu "
+            "(pip install 'ladc[gpu]') or use --provider cpu"
+        )
+
+
+@dataclass
+class _Loaded:
+    target: BenchTarget
+    runner: object
+    tokenizer: object
+    config: object
+    settings: dict
+    peak_rss_mb: float
+    gpu_mb: float | None
+
+
+def _load_measured(target: BenchTarget, task: TaskSpec, cfg: BenchConfig, threads: int) -> _Loaded:
+    """Load one target and run one batch of the largest shape, measuring peak RSS (and GPU memory) growth."""
+    gpu_before = _gpu_used_mb() if cfg.provider == "cuda" else None
+    with PeakRss() as rss:
+        runner, tokenizer, config, settings = load_runner(
+            target, task, cfg.provider, threads, cfg.ort_graph_optimization, cfg.tensorrt
+        )
+        longest = max(cfg.seq_lens)
+        if longest > config.max_position_embeddings:
+            raise LadcError(f"--seq-lens {longest} exceeds {target.name}'s {config.max_position_embeddings} positions")
+        runner(synthetic_batch(tokenizer, max(cfg.batch_sizes), longest, cfg.seed))
+    gpu_mb = None if gpu_before is None else round(_gpu_used_mb() - gpu_before, 1)
+    return _Loaded(target, runner, tokenizer, config, settings, rss.delta_mb, gpu_mb)
+
+
+def _dev_dataset(cache: dict, item: _Loaded, cfg: BenchConfig, task: TaskSpec):
+    """The tokenized dev split for this target's tokenizer (one per model dir)."""
+    from ladc.data import load_tokenized
+
+    key = str(Path(item.target.model_dir).resolve())
+    if key not in cache:
+        cache[key] = load_tokenized(cfg.data, item.tokenizer, task.dev_split())
+        if len(cache[key]) == 0:
+            raise LadcError(f"the {task.name} dev split is empty; bench needs labelled dev examples")
+    return cache[key]
+
+
+def _dev_batches(cache: dict, item: _Loaded, cfg: BenchConfig, task: TaskSpec, batch_size: int) -> list[dict]:
+    """Dev batches with dynamic padding, in a seeded shuffled order (so the first N timed are a random sample)."""
+    from ladc.data import make_collator, make_dataloader
+
+    dataset = _dev_dataset(cache, item, cfg, task)
+    batches = list(make_dataloader(dataset, make_collator(item.tokenizer, task), batch_size, shuffle=False))
+    order = np.random.default_rng(cfg.seed).permutation(len(batches))
+    return [{k: v.numpy() for k, v in batches[i].items() if k != "labels"} for i in order]
+
+
+def _timing_rows(loaded: list[_Loaded], inputs: list[list[dict]], label: dict, cfg: BenchConfig) -> list[dict]:
+    """Time every target on its list of input batches (cycled), interleaved; one row per target."""
+    from ladc.report import summarise_latencies
+
+    iterations = cfg.iterations or (None if cfg.min_duration_s else DEFAULT_ITERATIONS)
+    prepared = [[item.runner.prepare(batch) for batch in batches] for item, batches in zip(loaded, inputs)]
+    calls = [lambda k, r=item.runner, xs=xs: r.run(xs[k % len(xs)]) for item, xs in zip(loaded, prepared)]
+    latencies_ms = time_interleaved(calls, cfg.warmup, iterations, cfg.min_duration_s, cfg.interleave_block)
+    rows = []
+    for item, batches, lat in zip(loaded, inputs, latencies_ms):
+        shapes = [batches[k % len(batches)]["input_ids"].shape for k in range(len(lat))]
+        samples = [b for b, _ in shapes]
+        flops = sum(flops_per_token(item.config, s) * b * s for b, s in shapes)
+        gflops_per_s = flops / (sum(lat) / 1000.0) / 1e9
+        rows.append(
+            {
+                "target": item.target.name, **label, "mean_seq_len": round(float(np.mean([s for _, s in shapes])), 1),
+                **summarise_latencies(lat, samples), "gflops_per_s": round(gflops_per_s, 2),
+                "peak_fraction": round(gflops_per_s / cfg.peak_gflops, 4) if cfg.peak_gflops else None,
+                "latencies_ms": [round(x, 4) for x in lat],
+            }
+        )  # fmt: skip
+    return rows
+
+
+def _time_all(loaded: list[_Loaded], cfg: BenchConfig, task: TaskSpec, dev_cache: dict, console) -> list[dict]:
+    rows = []
+    for batch_size in cfg.batch_sizes:
+        for seq_len in cfg.seq_lens:
+            console.print(f"timing batch {batch_size} x seq {seq_len} (synthetic), {len(loaded)} targets interleaved")
+            inputs = [[synthetic_batch(item.tokenizer, batch_size, seq_len, cfg.seed)] for item in loaded]
+            label = {"mode": "synthetic", "batch_size": batch_size, "seq_len": seq_len}
+            rows += _timing_rows(loaded, inputs, label, cfg)
+        if cfg.real:
+            console.print(f"timing batch {batch_size} on dev sentences (dynamic padding)")
+            inputs = [_dev_batches(dev_cache, item, cfg, task, batch_size) for item in loaded]
+            rows += _timing_rows(loaded, inputs, {"mode": "dev", "batch_size": batch_size, "seq_len": None}, cfg)
+    return rows
+
+
+def _accuracy(item: _Loaded, cfg: BenchConfig, task: TaskSpec, dev_cache: dict) -> tuple[dict, int]:
+    """Task metrics on the full dev set, with the collator and metrics `ladc evaluate` uses."""
+    from ladc.data import make_collator, make_dataloader
+    from ladc.metrics import compute_metrics, predictions_from_logits
+
+    dataset = _dev_dataset(dev_cache, item, cfg, task)
+    loader = make_dataloader(dataset, make_collator(item.tokenizer, task), cfg.eval_batch_size, shuffle=False)
+    logits = predict_logits(item.runner, loader)
+    return compute_metrics(task, predictions_from_logits(logits, task), np.asarray(dataset["labels"])), len(dataset)
+
+
+def _target_entry(item: _Loaded, cfg: BenchConfig) -> dict:
+    target = item.target
+    return {
+        "name": target.name, "kind": target.kind, "path": target.path, "precision": target.precision,
+        "optimized": target.optimized, "size_mb": target.size_mb, "settings": item.settings,
+        "peak_rss_mb": item.peak_rss_mb, "peak_gpu_mb": item.gpu_mb,
+        "layers": item.config.num_hidden_layers, "hidden_size": item.config.hidden_size,
+        "flops_per_token": {str(s): flops_per_token(item.config, s) for s in cfg.seq_lens},
+    }  # fmt: skip
+
+
+def _warm_up_libraries(targets: list[BenchTarget], task: TaskSpec, cfg: BenchConfig, threads: int) -> None:
+    """Load and run the first target of each kind once, unmeasured, so the first measured target does not pay for
+    imports, the onnxruntime environment and kernel initialisation (about 250 MB of RSS on the first load)."""
+    for kind in dict.fromkeys(t.kind for t in targets):
+        first = next(t for t in targets if t.kind == kind)
+        runner, tokenizer, _, _ = load_runner(
+            first, task, cfg.provider, threads, cfg.ort_graph_optimization, cfg.tensorrt
+        )
+        runner(synthetic_batch(tokenizer, 1, 8, cfg.seed))
+        del runner
+    gc.collect()
+
+
+def _busy_warning(machine: dict, threads: int) -> list[str]:
+    """Timings on a machine already busy with other work are unreliable; say so in the report."""
+    import os
+
+    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    machine["load_avg_1m_end"] = round(load_end, 2) if load_end is not None else None
+    cores, load_start = machine["logical_cores"] or 1, machine.get("load_avg_1m")
+    if load_start is None or (load_start <= 0.5 * cores and load_end - threads <= 0.5 * cores):
+        return []
+    return [
+        f"machine busy: 1-min load average {load_start:.1f} before and {load_end:.1f} after timing on {cores} "
+        "cores; other processes competed for the CPU, so absolute timings are unreliable (ratios less so)"
+    ]
+
+
+def _runtime(cfg: BenchConfig, threads: int) -> dict:
+    return {
+        "provider": cfg.provider, "threads": threads, "torch_threads": threads,
+        "ort_graph_optimization_level": ORT_GRAPH_LEVELS[cfg.ort_graph_optimization],
+        "ort_execution_mode": "ORT_SEQUENTIAL", "ort_intra_op_threads": threads, "ort_inter_op_threads": 1,
+        "warmup": cfg.warmup, "iterations": cfg.iterations or (None if cfg.min_duration_s else DEFAULT_ITERATIONS),
+        "min_duration_s": cfg.min_duration_s, "interleave_block": cfg.interleave_block,
+        "timer": "time.perf_counter around the runner call (inputs already on the device)",
+        "memory_method": MEMORY_METHOD, "peak_gflops": cfg.peak_gflops,
+    }  # fmt: skip
+
+
+def run_bench(cfg: BenchConfig) -> dict:
+    """Benchmark every target; write bench.json, bench.md and bench.png into the output dir; print a table.
+
+    Returns:
+        The report written to bench.json: task, headline_metric, baseline, config, machine, runtime, targets (with
+        metrics and memory), timings (one row per target and shape, raw latencies included), warnings, output.
+
+    Raises:
+        LadcError: bad target/baseline/provider/options, a target that does not fit the task, existing output dir.
+    """
+    import psutil
+    from rich.console import Console
+
+    from ladc.report import add_speedups, check_output_dir, machine_info, render_table, write_report
+    from ladc.tasks import get_task
+
+    console = Console(stderr=True, highlight=False)
+    task = get_task(cfg.data.task)
+    _validate(cfg)
+    output = Path(cfg.output or f"runs/bench-{task.name}")
+    check_output_dir(output, cfg.overwrite)
+    targets = resolve_targets(cfg.targets, cfg.torch_bf16)
+    names = [t.name for t in targets]
+    baseline = names[resolve_baseline(cfg.baseline, names)]
+    _check_provider(cfg, {t.kind for t in targets})
+    threads = cfg.threads or psutil.cpu_count(logical=False) or 1
+    machine = machine_info(cfg.provider)
+    warnings = [
+        f"{t.name} is dynamically quantized INT8: MatMulInteger/DynamicQuantizeLinear run on the CPU under "
+        "CUDAExecutionProvider; use fp16 on GPUs"
+        for t in targets
+        if cfg.provider == "cuda" and t.precision == "int8"
+    ]
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _warm_up_libraries(targets, task, cfg, threads)
+        loaded = []
+        for target in targets:
+            console.print(f"loading {target.name} ({target.kind}, {target.precision})")
+            loaded.append(_load_measured(target, task, cfg, threads))
+        dev_cache: dict = {}
+        timings = _time_all(loaded, cfg, task, dev_cache, console)
+        warnings += _busy_warning(machine, threads)
+        entries = [_target_entry(item, cfg) for item in loaded]
+        if not cfg.skip_accuracy:
+            for item, entry in zip(loaded, entries):
+                console.print(f"accuracy of {item.target.name} on the full {task.name} dev set")
+                entry["metrics"], entry["dev_examples"] = _accuracy(item, cfg, task, dev_cache)
+    finally:
+        torch.set_num_threads(previous_threads)
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    report = {
+        "task": task.name, "headline_metric": task.headline_metric, "baseline": baseline, "config": to_dict(cfg),
+        "machine": machine, "runtime": _runtime(cfg, threads), "targets": entries,
+        "timings": add_speedups(timings, baseline), "warnings": warnings,
+    }  # fmt: skip
+    write_report(report, output, cfg.overwrite)
+    report["output"] = str(output)
+    Console().print(render_table(report))
+    return report

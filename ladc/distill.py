@@ -1,0 +1,247 @@
+"""`ladc distill`: LAD (Lin, Chen & Kao, Sensors 2023) and the kd / pkd / none baselines through one training loop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ladc.config import DistillConfig, build_config, from_dict, load_yaml, replace, to_dict
+from ladc.errors import LadcError
+from ladc.lad import METHODS
+
+__all__ = ["PAPER_PRESETS", "build_distill_config", "distill", "teacher_base_model"]
+
+# LAD paper, Table of hyperparameters (6-layer student, batch 32, hard_w = soft_w = 0.5, seed 42).
+PAPER_PRESETS: dict[str, dict] = {
+    "qnli": {"lr": 1e-4, "gate_lr": 1e-6, "epochs": 4, "warmup_ratio": 0.1, "temperature": 10, "mu": 1000},
+    "sst2": {"lr": 1e-4, "gate_lr": 1e-6, "epochs": 20, "warmup_ratio": 0.3, "temperature": 20, "mu": 1000},
+    "mrpc": {"lr": 7e-4, "gate_lr": 5e-6, "epochs": 20, "warmup_ratio": 0.1, "temperature": 10, "mu": 500},
+    "rte": {"lr": 7e-4, "gate_lr": 3e-5, "epochs": 10, "warmup_ratio": 0.1, "temperature": 10, "mu": 1000},
+}
+STUDENT_INITS = ("even", "first", "teacher", "random")
+
+
+def preset_dict(preset: str | None, task: str) -> dict:
+    """The preset as a nested config dict (other tasks fall back to the QNLI row, as the paper does)."""
+    if preset is None:
+        return {}
+    if preset != "paper":
+        raise LadcError(f"unknown preset '{preset}'; expected 'paper'")
+    row = PAPER_PRESETS.get(task, PAPER_PRESETS["qnli"])
+    optim = {
+        "lr": row["lr"],
+        "epochs": row["epochs"],
+        "warmup_ratio": row["warmup_ratio"],
+        "batch_size": 32,
+        "seed": 42,
+    }
+    return {
+        "gate_lr": row["gate_lr"], "temperature": row["temperature"], "mu": row["mu"],
+        "hard_weight": 0.5, "soft_weight": 0.5, "optim": optim,
+    }  # fmt: skip
+
+
+def _merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def build_distill_config(yaml_path: str | Path | None, overrides: dict) -> DistillConfig:
+    """defaults < preset < YAML < CLI flags: a preset fills only what the user did not set."""
+    raw = load_yaml(yaml_path) if yaml_path else {}
+    from_yaml = from_dict(DistillConfig, raw, "")  # validates keys and types before anything else
+    preset = overrides.get("preset") or from_yaml.preset
+    task = overrides.get("data.task") or from_yaml.data.task
+    if not preset:
+        return build_config(DistillConfig, yaml_path, overrides)
+    merged = from_dict(DistillConfig, _merge(preset_dict(preset, task), raw), "")
+    return replace(merged, overrides)
+
+
+def teacher_base_model(teacher_dir: str) -> str:
+    """The pretrained checkpoint the teacher was tuned from (ladc.json), else the teacher dir itself."""
+    manifest = Path(teacher_dir) / "ladc.json"
+    if manifest.is_file():
+        base = json.loads(manifest.read_text()).get("base_model")
+        if base:
+            return base
+    return teacher_dir
+
+
+def _check_config(cfg: DistillConfig) -> None:
+    if cfg.method not in METHODS:
+        raise LadcError(f"--method '{cfg.method}' is unknown; expected one of {', '.join(METHODS)}")
+    if cfg.student_init not in STUDENT_INITS:
+        raise LadcError(f"--student-init '{cfg.student_init}' is unknown; expected one of {', '.join(STUDENT_INITS)}")
+    if not Path(cfg.teacher).is_dir():
+        raise LadcError(f"teacher dir {cfg.teacher} does not exist; create it with `ladc tune-teacher`")
+    if cfg.gate_lr <= 0:
+        raise LadcError(f"gate_lr must be positive, got {cfg.gate_lr}")
+
+
+def _check_vocab(teacher_tokenizer, init_from: str) -> None:
+    """Student layers copied from `init_from` must share the teacher's WordPiece vocabulary."""
+    from ladc.models import load_tokenizer
+
+    try:
+        init_tokenizer = load_tokenizer(init_from)
+    except LadcError:
+        return  # no tokenizer beside the weights: build_student still checks the embedding shapes
+    if init_tokenizer.get_vocab() != teacher_tokenizer.get_vocab():
+        raise LadcError(
+            f"tokenizer mismatch: the teacher's vocabulary ({len(teacher_tokenizer)} tokens) differs from that of "
+            f"student init '{init_from}' ({len(init_tokenizer)} tokens); pass --init-from with the teacher's base model"
+        )
+
+
+def _make_loss_fn(cfg: DistillConfig, task, teacher, mapping, weights):
+    """loss_fn(modules, batch) -> named terms. The teacher runs under inference_mode, once per batch."""
+    from ladc.lad import distill_terms
+    from ladc.train import model_inputs
+
+    needs_teacher = cfg.method != "none"
+    needs_hidden = cfg.method in ("lad", "pkd")
+
+    def loss_fn(modules, batch):
+        inputs = model_inputs(batch)
+        student_out = modules["model"](**inputs, output_hidden_states=needs_hidden)
+        teacher_out = None
+        if needs_teacher:
+            teacher_device = next(teacher.parameters()).device
+            with torch.inference_mode():
+                teacher_out = teacher(
+                    **{k: v.to(teacher_device) for k, v in inputs.items()}, output_hidden_states=needs_hidden
+                )
+            # inference tensors cannot be saved for backward (the gates multiply them), so copy them out once
+            device = student_out.logits.device
+            teacher_out.logits = teacher_out.logits.to(device).clone()
+            if needs_hidden:
+                teacher_out.hidden_states = tuple(h.to(device).clone() for h in teacher_out.hidden_states)
+        return distill_terms(
+            cfg.method, student_out, teacher_out, batch["labels"], attention_mask=batch["attention_mask"],
+            gates=modules.get("gates"), weights=weights, mapping=mapping, is_regression=task.is_regression,
+            reverse=cfg.reverse_gates,
+        )  # fmt: skip
+
+    return loss_fn
+
+
+def distill(cfg: DistillConfig) -> dict:
+    """Distil `cfg.teacher` into a `cfg.student_layers`-layer student with `cfg.method`.
+
+    Writes an HF model dir to `cfg.output` plus gates.safetensors (lad), ladc.json and metrics.json.
+
+    Returns:
+        The metrics dict written to metrics.json.
+    """
+    from accelerate.utils import set_seed
+    from safetensors.torch import save_file
+
+    from ladc.data import load_tokenized, make_collator, make_dataloader
+    from ladc.lad import GateChain, LossWeights, layer_map
+    from ladc.models import build_student, load_classifier, load_tokenizer
+    from ladc.tasks import get_task
+    from ladc.teacher import check_optim, finalize_run, make_evaluator, start_run, versions
+    from ladc.train import OptimizerSpec, TrainPlan, fit
+
+    _check_config(cfg)
+    task = get_task(cfg.data.task)
+    check_optim(cfg.optim)
+    weights = LossWeights(cfg.hard_weight, cfg.soft_weight, cfg.temperature, cfg.mu, cfg.beta)
+    teacher = load_classifier(cfg.teacher, task)
+    teacher_layers = teacher.config.num_hidden_layers
+    student_layers = cfg.student_layers or max(1, teacher_layers // 2)
+    mapping = layer_map(teacher_layers, student_layers)  # raises for S >= T
+    tokenizer = load_tokenizer(cfg.teacher)
+    init_from = cfg.init_from or teacher_base_model(cfg.teacher)
+    if cfg.student_init in ("even", "first"):
+        _check_vocab(tokenizer, init_from)
+    run_dir, cfg = start_run(cfg, cfg.output, cfg.overwrite, cfg.resume, DistillConfig)
+    optim = cfg.optim
+    set_seed(optim.seed)  # once per command: student head and gate init are part of the seeded run
+    student = build_student(
+        teacher, student_layers, init=cfg.student_init,
+        init_from=init_from if cfg.student_init in ("even", "first") else None, mapping=mapping,
+    )  # fmt: skip
+    trainable = {"model": student}
+    optimizers = [OptimizerSpec("student", ("model",), optim.lr, optim.weight_decay, optim.max_grad_norm)]
+    if cfg.method == "lad":
+        trainable["gates"] = GateChain(teacher_layers, teacher.config.hidden_size)
+        optimizers.append(OptimizerSpec("gates", ("gates",), cfg.gate_lr, 0.0, optim.max_grad_norm))
+
+    train = load_tokenized(cfg.data, tokenizer, "train")
+    collator = make_collator(tokenizer, task)
+
+    def make_loader(epoch: int):
+        return make_dataloader(
+            train, collator, optim.batch_size, shuffle=True, seed=optim.seed, epoch=epoch,
+            group_by_length=optim.group_by_length, num_workers=optim.num_workers,
+        )  # fmt: skip
+
+    def save_fn(modules, directory: Path) -> None:
+        modules["model"].save_pretrained(directory, safe_serialization=True)
+        tokenizer.save_pretrained(directory)
+        if "gates" in modules:  # training-only: not part of the deployed model, kept for analysis / resume
+            save_file(
+                {k: v.contiguous() for k, v in modules["gates"].state_dict().items()}, directory / "gates.safetensors"
+            )
+
+    plan = TrainPlan(
+        trainable=trainable, optimizers=optimizers, loss_fn=_make_loss_fn(cfg, task, teacher, mapping, weights),
+        save_fn=save_fn, frozen={"teacher": teacher}, frozen_device=cfg.teacher_device,
+    )  # fmt: skip
+    evaluate = make_evaluator(cfg.data, tokenizer, task, optim.eval_batch_size)
+    result = fit(
+        plan, train_dataset=train, make_loader=make_loader, evaluate=evaluate, optim=optim,
+        run_dir=run_dir, task=task, resume=cfg.resume,
+    )  # fmt: skip
+    teacher_dev = _teacher_dev(cfg.teacher)
+    headline = task.headline_metric
+    retention = None
+    if teacher_dev and teacher_dev.get(headline):
+        retention = result.best_metrics[headline] / teacher_dev[headline]
+    metrics = {
+        "task": task.name,
+        "method": cfg.method,
+        "dev": result.best_metrics,
+        "teacher_dev": teacher_dev,
+        "retention": retention,
+        "best_step": result.best_step,
+        "final_step": result.final_step,
+        "train_examples": len(train),
+        "train_samples_per_s": result.train_samples_per_s,
+        "resumed_from_step": result.resumed_from_step,
+        "history": result.history,
+    }
+    manifest = {
+        "kind": "student",
+        "task": task.name,
+        "teacher": str(cfg.teacher),
+        "base_model": init_from,
+        "method": cfg.method,
+        "teacher_layers": teacher_layers,
+        "student_layers": student_layers,
+        "layer_map": list(mapping) if cfg.method == "lad" else None,
+        "student_init": cfg.student_init,
+        "init_from": init_from,
+        "seed": optim.seed,
+        "data": to_dict(cfg.data),
+        "config": to_dict(cfg),
+        "dev": result.best_metrics,
+        "teacher_dev": teacher_dev,
+        "retention": retention,
+        "versions": versions(),
+    }
+    finalize_run(run_dir, manifest, metrics)
+    return metrics
+
+
+def _teacher_dev(teacher_dir: str) -> dict | None:
+    path = Path(teacher_dir) / "metrics.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text()).get("dev")

@@ -1,0 +1,93 @@
+"""`ladc evaluate`: a model dir's task metrics on dev, and GLUE-submission TSVs for test predictions."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ladc.config import DataConfig
+from ladc.errors import LadcError
+from ladc.io import atomic_write_json, atomic_write_text
+
+__all__ = ["EvaluateConfig", "run_evaluate", "data_config_from_run", "write_submission"]
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    model_dir: str
+    task: str | None = None  # default: the task recorded in the model dir's ladc.json
+    data_dir: str | None = None
+    split: str = "dev"  # dev | a dev split name (validation_mismatched)
+    predict: str | None = None  # 'test' -> GLUE submission TSV(s)
+    output: str | None = None  # metrics JSON path; default MODEL_DIR/eval-<split>.json
+    batch_size: int = 64
+    dev_limit: int | None = None
+    max_seq_len: int | None = None
+
+
+def data_config_from_run(model_dir: str, task: str | None, data_dir: str | None) -> DataConfig:
+    """DataConfig for a run dir: explicit task/data_dir win, else what its ladc.json recorded."""
+    from ladc.teacher import RUN_MANIFEST
+
+    recorded = {}
+    manifest = Path(model_dir) / RUN_MANIFEST
+    if manifest.is_file():
+        recorded = json.loads(manifest.read_text()).get("data", {}) or {}
+    task = task or recorded.get("task")
+    if not task:
+        raise LadcError(f"no --task given and {manifest} does not record one; pass --task")
+    keep = {k: recorded[k] for k in ("max_seq_len", "text_fields", "label_field") if recorded.get(k) is not None}
+    if data_dir is None and recorded.get("task") == task:
+        data_dir = recorded.get("data_dir")
+    return DataConfig(task=task, data_dir=data_dir, **keep)
+
+
+def write_submission(path: Path, task, predictions: np.ndarray, idx: np.ndarray) -> None:
+    """GLUE leaderboard format: `index<TAB>prediction` with label names for classification tasks."""
+    lines = ["index\tprediction"]
+    for i, pred in zip(idx.tolist(), predictions.tolist(), strict=True):
+        value = f"{pred:.3f}" if task.is_regression else task.label_names[int(pred)]
+        lines.append(f"{i}\t{value}")
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def run_evaluate(cfg: EvaluateConfig) -> dict:
+    """Evaluate a sequence classifier dir on dev (and optionally write test predictions)."""
+    import dataclasses
+
+    from ladc.data import load_tokenized, make_collator, make_dataloader
+    from ladc.metrics import predictions_from_logits
+    from ladc.models import load_classifier, load_tokenizer
+    from ladc.tasks import get_task
+    from ladc.train import evaluate_logits, predict_logits
+
+    data = data_config_from_run(cfg.model_dir, cfg.task, cfg.data_dir)
+    if cfg.dev_limit is not None or cfg.max_seq_len is not None:
+        data = dataclasses.replace(data, dev_limit=cfg.dev_limit, max_seq_len=cfg.max_seq_len or data.max_seq_len)
+    task = get_task(data.task)
+    model = load_classifier(cfg.model_dir, task)
+    tokenizer = load_tokenizer(cfg.model_dir)
+    collator = make_collator(tokenizer, task)
+    split = task.dev_split(cfg.split)
+    dev = load_tokenized(data, tokenizer, split)
+    logits, labels = predict_logits(model, make_dataloader(dev, collator, cfg.batch_size, shuffle=False))
+    metrics = evaluate_logits(task, logits, labels)
+    result = {"model_dir": cfg.model_dir, "task": task.name, "split": split, "examples": len(dev), "metrics": metrics}
+    if cfg.predict:
+        if cfg.predict != "test":
+            raise LadcError(f"--predict '{cfg.predict}' is not supported; expected 'test'")
+        files = []
+        for test_split, name in zip(task.test_splits, task.submission_files, strict=True):
+            test = load_tokenized(data, tokenizer, test_split)
+            test_logits, _ = predict_logits(model, make_dataloader(test, collator, cfg.batch_size, shuffle=False))
+            path = Path(cfg.model_dir) / "predictions" / name
+            write_submission(path, task, predictions_from_logits(test_logits, task), np.asarray(test["idx"]))
+            files.append(str(path))
+        result["predictions"] = files
+    output = Path(cfg.output) if cfg.output else Path(cfg.model_dir) / f"eval-{split}.json"
+    atomic_write_json(output, result)
+    result["output"] = str(output)
+    return result

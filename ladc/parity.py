@@ -1,0 +1,263 @@
+"""Parity of ONNX artifacts with the PyTorch fp32 source model on real dev data: |Δlogit|, label agreement, metric.
+
+Each artifact is judged by a per-precision `Tolerance`:
+
+- fp32 graphs (model.onnx, model_fused.onnx) must reproduce PyTorch's logits: max |Δlogit| <= 1e-4 (the DESIGN
+  identity case). Fusion replaces sub-graphs by kernels with another summation order, which we measured at a few
+  1e-6 on MiniLM, far below the bound, so fused fp32 shares the bound.
+- reduced precision (int8, fp16) cannot match logits; it must keep predictions and quality: label agreement >= 97 %
+  and a headline-metric drop <= 1 point (100 x the metric, e.g. accuracy 91.2 -> 90.2). Regression tasks (STS-B)
+  have no labels to agree on and are judged by the metric drop alone.
+
+`--allow-drop X` replaces all of that by a single question, "is the headline metric at most X points below
+PyTorch's?", for when a user has read the numbers and accepts the drift; the manifest still records the failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ladc.errors import LadcError
+
+__all__ = [
+    "Tolerance",
+    "TOLERANCES",
+    "ParitySet",
+    "load_onnx_session",
+    "load_parity_set",
+    "torch_logits",
+    "session_logits",
+    "parity_figures",
+    "judge",
+    "print_parity_table",
+]
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Bounds an artifact must meet; None = not checked for this precision."""
+
+    max_abs_diff: float | None = None  # max |Δlogit| over the parity set
+    min_agreement_pct: float | None = None  # % of examples with the same predicted label
+    max_metric_drop_points: float | None = None  # PyTorch headline metric minus the artifact's, x100
+
+
+TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(max_abs_diff=1e-4),
+    "fp16": Tolerance(min_agreement_pct=97.0, max_metric_drop_points=1.0),
+    "int8": Tolerance(min_agreement_pct=97.0, max_metric_drop_points=1.0),
+}
+
+
+@dataclass
+class ParitySet:
+    """Dev examples, padded per batch (so batches have varied lengths), as numpy arrays for both runtimes.
+
+    Attributes:
+        batches: list of {input_ids, attention_mask[, token_type_ids]: (B, S_batch) int64}.
+        labels: (N,) int64 class ids, or float32 scores for regression.
+        lengths: (N,) real token counts (without padding).
+        split: the dev split name the examples come from.
+    """
+
+    batches: list[dict[str, np.ndarray]]
+    labels: np.ndarray
+    lengths: np.ndarray
+    split: str
+
+    def describe(self) -> dict:
+        return {
+            "split": self.split,
+            "examples": int(len(self.labels)),
+            "batches": len(self.batches),
+            "tokens_min": int(self.lengths.min()),
+            "tokens_mean": round(float(self.lengths.mean()), 1),
+            "tokens_max": int(self.lengths.max()),
+        }
+
+
+def load_onnx_session(path: str | Path, device: str = "cpu", expected_inputs: list[str] | None = None):
+    """An onnxruntime InferenceSession with one-line errors (used by export and bench).
+
+    Args:
+        path: the .onnx file.
+        device: 'cpu', or 'cuda' to ask for CUDAExecutionProvider (checked, since onnxruntime silently falls back).
+        expected_inputs: input names the caller will feed; the graph must not need any other.
+
+    Raises:
+        LadcError: missing or corrupted file, CUDA provider unavailable, or graph inputs the caller cannot feed.
+    """
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise LadcError(f"{path} does not exist")
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # onnxruntime's warnings about unused initializers are noise here
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as exc:  # onnxruntime raises InvalidProtobuf / Fail / InvalidGraph, all RuntimeError subclasses
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LadcError(f"{path} is not a valid ONNX model: {first}") from None
+    if device == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
+        raise LadcError(
+            f"{path}: onnxruntime fell back to {session.get_providers()} (CUDA/cuDNN libraries missing?); "
+            "install onnxruntime-gpu with a matching CUDA or use --device cpu"
+        )
+    if expected_inputs is not None:
+        needed = [i.name for i in session.get_inputs()]
+        missing = [name for name in needed if name not in expected_inputs]
+        if missing:
+            raise LadcError(
+                f"{path} expects inputs {needed} but the tokenizer gives {list(expected_inputs)} "
+                f"(missing: {missing}); was it exported from another model?"
+            )
+    return session
+
+
+def load_parity_set(data, tokenizer, task, batch_size: int = 32) -> ParitySet:
+    """Tokenize the task's first dev split (capped by `data.dev_limit`) and pad it batch by batch.
+
+    Args:
+        data: a DataConfig (task, data_dir, dev_limit, max_seq_len).
+        tokenizer: the model dir's tokenizer.
+        task: its TaskSpec.
+        batch_size: rows per padded batch.
+    """
+    from ladc.data import load_tokenized, make_collator
+
+    split = task.dev_split("dev")
+    dev = load_tokenized(data, tokenizer, split)
+    if len(dev) == 0:
+        raise LadcError(f"the {task.name} {split} split is empty; parity needs labelled dev examples")
+    collate = make_collator(tokenizer, task)
+    batches, labels, lengths = [], [], []
+    for start in range(0, len(dev), batch_size):
+        batch = collate([dev[i] for i in range(start, min(start + batch_size, len(dev)))])
+        labels.append(batch.pop("labels").numpy())
+        lengths.append(batch["attention_mask"].sum(dim=1).numpy())
+        batches.append({name: tensor.numpy().astype(np.int64) for name, tensor in batch.items()})
+    return ParitySet(batches, np.concatenate(labels), np.concatenate(lengths), split)
+
+
+def torch_logits(model, parity: ParitySet) -> np.ndarray:
+    """PyTorch fp32 reference logits (N, C) on CPU, in parity-set order."""
+    import torch
+
+    model = model.float().to("cpu").eval()
+    outputs = []
+    with torch.inference_mode():
+        for batch in parity.batches:
+            outputs.append(model(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits.float().numpy())
+    return np.concatenate(outputs)
+
+
+def session_logits(session, parity: ParitySet) -> np.ndarray:
+    """onnxruntime logits (N, C) as float32 (fp16 graphs keep fp32 I/O, but cast anyway), in parity-set order."""
+    names = [i.name for i in session.get_inputs()]
+    outputs = [session.run(["logits"], {n: batch[n] for n in names})[0].astype(np.float32) for batch in parity.batches]
+    return np.concatenate(outputs)
+
+
+def _metrics(task, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    from ladc.metrics import compute_metrics, predictions_from_logits
+
+    return compute_metrics(task, predictions_from_logits(logits, task), labels)
+
+
+def parity_figures(task, reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray) -> dict:
+    """Compare an artifact's logits with PyTorch's.
+
+    Args:
+        task: TaskSpec (its metrics and headline metric).
+        reference: (N, C) PyTorch fp32 logits.
+        candidate: (N, C) artifact logits.
+        labels: (N,) gold labels.
+
+    Returns:
+        {examples, max_abs_diff, mean_abs_diff, label_agreement_pct (None for regression), metrics,
+        headline_metric, metric_drop_points}.
+
+    Raises:
+        LadcError: the artifact's logits have another shape than PyTorch's.
+    """
+    if candidate.shape != reference.shape:
+        raise LadcError(f"ONNX logits have shape {candidate.shape}, PyTorch's {reference.shape}; inputs do not match")
+    diff = np.abs(candidate.astype(np.float64) - reference.astype(np.float64))
+    agreement = None
+    if not task.is_regression:
+        agreement = float((candidate.argmax(-1) == reference.argmax(-1)).mean() * 100)
+    metrics = _metrics(task, candidate, labels)
+    reference_metric = _metrics(task, reference, labels)[task.headline_metric]
+    return {
+        "examples": int(len(labels)),
+        "max_abs_diff": float(diff.max()),
+        "mean_abs_diff": float(diff.mean()),
+        "label_agreement_pct": agreement,
+        "metrics": metrics,
+        "headline_metric": task.headline_metric,
+        "metric_drop_points": round((reference_metric - metrics[task.headline_metric]) * 100, 4),
+    }
+
+
+def judge(figures: dict, tolerance: Tolerance, allow_drop: float | None = None) -> dict:
+    """Add `tolerance`, `within_tolerance`, `accepted` and `reason` to an artifact's parity figures.
+
+    `within_tolerance` compares against `tolerance`; `accepted` is what decides the exit code: the same, unless
+    `allow_drop` is given, in which case only `metric_drop_points <= allow_drop` counts.
+    """
+    failures = []
+    if tolerance.max_abs_diff is not None and not figures["max_abs_diff"] <= tolerance.max_abs_diff:
+        failures.append(f"max|Δlogit| {figures['max_abs_diff']:.3g} > {tolerance.max_abs_diff:g}")
+    agreement = figures["label_agreement_pct"]
+    if tolerance.min_agreement_pct is not None and agreement is not None and agreement < tolerance.min_agreement_pct:
+        failures.append(f"label agreement {agreement:.2f}% < {tolerance.min_agreement_pct:g}%")
+    drop = figures["metric_drop_points"]
+    if tolerance.max_metric_drop_points is not None and drop > tolerance.max_metric_drop_points:
+        failures.append(f"{figures['headline_metric']} drop {drop:.2f} points > {tolerance.max_metric_drop_points:g}")
+    accepted = not failures if allow_drop is None else drop <= allow_drop
+    reason = "; ".join(failures) or "within tolerance"
+    if allow_drop is not None:
+        reason += f" (--allow-drop {allow_drop:g}: drop {drop:.2f} {'<=' if accepted else '>'} {allow_drop:g})"
+    return {
+        **figures,
+        "tolerance": asdict(tolerance),
+        "within_tolerance": not failures,
+        "accepted": accepted,
+        "reason": reason,
+    }
+
+
+def print_parity_table(manifest: dict, console=None) -> None:
+    """Rich table: one row per artifact with |Δlogit|, agreement, metric and verdict."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    headline = manifest["pytorch"]["headline_metric"]
+    table = Table(title=f"ONNX parity vs PyTorch fp32 ({manifest['task']}, {manifest['parity_set']['examples']} dev)")
+    for column in ("artifact", "precision", "size MB", "max |Δ|", "mean |Δ|", "agree %", headline, "drop pts", "ok"):
+        table.add_column(column, justify="left" if column in ("artifact", "precision", "ok") else "right")
+    table.add_row("pytorch", "fp32", "", "", "", "", f"{manifest['pytorch']['metrics'][headline] * 100:.2f}", "", "")
+    for artifact in manifest["artifacts"]:
+        parity = artifact["parity"]
+        agreement = parity["label_agreement_pct"]
+        verdict = (
+            "[green]pass" if parity["within_tolerance"] else "[yellow]accepted" if parity["accepted"] else "[red]FAIL"
+        )
+        table.add_row(
+            artifact["path"],
+            artifact["precision"],
+            f"{artifact['size_mb']:.1f}",
+            f"{parity['max_abs_diff']:.2e}",
+            f"{parity['mean_abs_diff']:.2e}",
+            "-" if agreement is None else f"{agreement:.2f}",
+            f"{parity['metrics'][headline] * 100:.2f}",
+            f"{parity['metric_drop_points']:+.2f}",
+            verdict,
+        )
+    console.print(table)

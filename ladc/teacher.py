@@ -1,0 +1,172 @@
+"""`ladc tune-teacher`: fine-tune a BERT-style encoder on a GLUE task with the shared training loop."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from ladc.config import DataConfig, OptimConfig, TuneTeacherConfig, save_yaml, to_dict
+from ladc.errors import LadcError
+from ladc.io import atomic_write_json, prepare_run_dir
+
+__all__ = ["tune_teacher", "finalize_run", "make_evaluator", "versions", "RUN_MANIFEST"]
+
+RUN_MANIFEST = "ladc.json"  # task + data source of a run dir, read by export, bench and pipeline
+
+
+def versions() -> dict[str, str]:
+    """Package versions recorded in every manifest, so a run can be reproduced."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in (
+        "ladc",
+        "torch",
+        "transformers",
+        "datasets",
+        "accelerate",
+        "onnx",
+        "onnxruntime",
+        "optimum",
+        "optimum-onnx",
+    ):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def make_evaluator(data: DataConfig, tokenizer, task, batch_size: int):
+    """(model, accelerator) -> dev metrics on the task's first dev split, tokenized once."""
+    from ladc.data import load_tokenized, make_collator, make_dataloader
+    from ladc.train import evaluate_logits, predict_logits
+
+    dev = load_tokenized(data, tokenizer, "dev")
+    collator = make_collator(tokenizer, task)
+
+    def evaluate(model, accelerator) -> dict[str, float]:
+        loader = make_dataloader(dev, collator, batch_size, shuffle=False)
+        if accelerator is not None:
+            loader = accelerator.prepare(loader)
+        logits, labels = predict_logits(model, loader, accelerator)
+        return evaluate_logits(task, logits, labels)
+
+    return evaluate
+
+
+def check_optim(optim: OptimConfig) -> None:
+    for name in ("lr", "batch_size", "grad_accum", "eval_batch_size", "log_steps"):
+        if getattr(optim, name) <= 0:
+            raise LadcError(f"{name} must be positive, got {getattr(optim, name)}")
+    if optim.max_steps is None and optim.epochs <= 0:
+        raise LadcError(f"epochs must be positive, got {optim.epochs}")
+    if not 0 <= optim.warmup_ratio < 1:
+        raise LadcError(f"warmup_ratio must be in [0, 1), got {optim.warmup_ratio}")
+
+
+def start_run(cfg, output: str, overwrite: bool, resume: bool, cfg_cls) -> tuple[Path, object]:
+    """Create/reuse the run dir; on --resume the saved config wins so the run continues unchanged."""
+    from ladc.config import from_dict, load_yaml
+
+    run_dir = Path(output)
+    if resume and (run_dir / "metrics.json").is_file():
+        raise LadcError(f"run {run_dir} already finished (metrics.json exists); use --overwrite to start again")
+    run_dir = prepare_run_dir(run_dir, overwrite=overwrite, resume=resume)
+    saved = run_dir / "config.yaml"
+    if resume and saved.is_file():
+        loaded = load_yaml(saved)
+        loaded.update({"resume": True, "overwrite": False})
+        cfg = from_dict(cfg_cls, loaded, "")
+    save_yaml(cfg, saved, header=f"resolved config of {run_dir}; rerun with: ladc <command> --config {saved}")
+    return run_dir, cfg
+
+
+def finalize_run(run_dir: Path, manifest: dict, metrics: dict) -> None:
+    """Move the best checkpoint's files into the run dir root, then write ladc.json and metrics.json last.
+
+    metrics.json is written last on purpose: its presence marks a finished run (pipeline skips on it).
+    """
+    best = run_dir / "best"
+    if not best.is_dir():
+        raise RuntimeError(f"no best checkpoint in {best}: training ended without an evaluation")
+    for item in best.iterdir():
+        target = run_dir / item.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(item, target)  # same filesystem: atomic per file
+    shutil.rmtree(best, ignore_errors=True)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    atomic_write_json(run_dir / RUN_MANIFEST, manifest)
+    atomic_write_json(run_dir / "metrics.json", metrics)
+
+
+def tune_teacher(cfg: TuneTeacherConfig) -> dict:
+    """Fine-tune `cfg.model` on `cfg.data.task`; write an HF model dir + metrics.json to `cfg.output`.
+
+    Returns:
+        The metrics dict written to metrics.json.
+    """
+    from accelerate.utils import set_seed
+
+    from ladc.data import load_tokenized, make_collator, make_dataloader
+    from ladc.models import load_for_finetune, load_tokenizer
+    from ladc.tasks import get_task
+    from ladc.train import OptimizerSpec, TrainPlan, fit, model_inputs
+
+    task = get_task(cfg.data.task)
+    check_optim(cfg.optim)
+    run_dir, cfg = start_run(cfg, cfg.output, cfg.overwrite, cfg.resume, TuneTeacherConfig)
+    optim = cfg.optim
+    set_seed(optim.seed)  # once per command, before the classifier head is initialised
+    model = load_for_finetune(cfg.model, task)  # first: it rejects non-BERT encoders with a clear message
+    tokenizer = load_tokenizer(cfg.model)
+    train = load_tokenized(cfg.data, tokenizer, "train")
+    collator = make_collator(tokenizer, task)
+
+    def make_loader(epoch: int):
+        return make_dataloader(
+            train, collator, optim.batch_size, shuffle=True, seed=optim.seed, epoch=epoch,
+            group_by_length=optim.group_by_length, num_workers=optim.num_workers,
+        )  # fmt: skip
+
+    def loss_fn(modules, batch):
+        return {"loss": modules["model"](**model_inputs(batch), labels=batch["labels"]).loss}
+
+    def save_fn(modules, directory: Path) -> None:
+        modules["model"].save_pretrained(directory, safe_serialization=True)
+        tokenizer.save_pretrained(directory)
+
+    plan = TrainPlan(
+        trainable={"model": model},
+        optimizers=[OptimizerSpec("model", ("model",), optim.lr, optim.weight_decay, optim.max_grad_norm)],
+        loss_fn=loss_fn,
+        save_fn=save_fn,
+    )
+    evaluate = make_evaluator(cfg.data, tokenizer, task, optim.eval_batch_size)
+    result = fit(
+        plan, train_dataset=train, make_loader=make_loader, evaluate=evaluate, optim=optim,
+        run_dir=run_dir, task=task, resume=cfg.resume,
+    )  # fmt: skip
+    metrics = {
+        "task": task.name,
+        "dev": result.best_metrics,
+        "best_step": result.best_step,
+        "final_step": result.final_step,
+        "train_examples": len(train),
+        "train_samples_per_s": result.train_samples_per_s,
+        "resumed_from_step": result.resumed_from_step,
+        "history": result.history,
+    }
+    manifest = {
+        "kind": "teacher",
+        "task": task.name,
+        "base_model": cfg.model,
+        "data": to_dict(cfg.data),
+        "config": to_dict(cfg),
+        "dev": result.best_metrics,
+        "versions": versions(),
+    }
+    finalize_run(run_dir, manifest, metrics)
+    return metrics

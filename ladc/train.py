@@ -1,0 +1,331 @@
+"""The one training loop (accelerate) shared by tune-teacher and distill: AdamW + warm-up, eval, best, resume.
+
+The method is supplied as a `loss_fn(modules, batch) -> dict of named loss terms` (with a total under 'loss'); the loop
+never branches on the method name. Checkpoints are accelerate states written atomically every `save_steps`, so an
+interrupted run continues from the saved step with `--resume`, in the same data order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ladc.config import OptimConfig
+from ladc.errors import LadcError
+from ladc.io import atomic_dir, atomic_write_json
+from ladc.metrics import compute_metrics, predictions_from_logits
+from ladc.tasks import TaskSpec
+
+__all__ = [
+    "OptimizerSpec",
+    "TrainPlan",
+    "TrainResult",
+    "fit",
+    "predict_logits",
+    "evaluate_logits",
+    "make_accelerator",
+    "model_inputs",
+    "latest_checkpoint",
+]
+
+CHECKPOINT_DIR = "checkpoints"
+STATE_FILE = "trainer_state.json"
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """One AdamW optimizer (with its own linear warm-up schedule) over some of the trainable modules."""
+
+    name: str
+    module_keys: tuple[str, ...]
+    lr: float
+    weight_decay: float = 0.01
+    max_grad_norm: float | None = 1.0
+
+
+@dataclass
+class TrainPlan:
+    """What a method hands to `fit`: modules, optimizers, the loss and how to save the deployable model.
+
+    Attributes:
+        trainable: modules trained jointly, e.g. {'model': student, 'gates': gate_chain}.
+        optimizers: one spec per optimizer; every trainable key must appear in exactly one.
+        loss_fn: (prepared trainable modules, batch) -> {'loss': total, other named terms...}.
+        save_fn: (unwrapped trainable modules, directory) -> None; writes the HF model dir (+ extras).
+        eval_key: which trainable module produces logits for dev evaluation.
+        frozen: modules used but never trained (the teacher); placed on `frozen_device` or the accelerator's device.
+    """
+
+    trainable: dict[str, nn.Module]
+    optimizers: list[OptimizerSpec]
+    loss_fn: Callable[[dict[str, nn.Module], dict], dict[str, torch.Tensor]]
+    save_fn: Callable[[dict[str, nn.Module], Path], None]
+    eval_key: str = "model"
+    frozen: dict[str, nn.Module] = field(default_factory=dict)
+    frozen_device: str | None = None
+
+
+@dataclass
+class TrainResult:
+    best_step: int
+    best_metrics: dict[str, float]
+    final_step: int
+    history: list[dict]
+    train_samples_per_s: float
+    resumed_from_step: int | None
+
+
+def make_accelerator(optim: OptimConfig):
+    from accelerate import Accelerator
+
+    if optim.mixed_precision not in ("no", "bf16", "fp16"):
+        raise LadcError(f"mixed_precision '{optim.mixed_precision}' is not one of: no, bf16, fp16")
+    if optim.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise LadcError("mixed_precision fp16 needs a CUDA GPU; on CPU use bf16 (AVX-512 BF16) or no")
+    return Accelerator(mixed_precision=optim.mixed_precision, gradient_accumulation_steps=optim.grad_accum)
+
+
+def model_inputs(batch: dict) -> dict:
+    """The keys a BERT forward takes (drops labels and idx)."""
+    return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+
+
+def _param_groups(modules: list[nn.Module], weight_decay: float) -> list[dict]:
+    """No weight decay on biases and LayerNorm weights (BERT recipe)."""
+    decay, no_decay = [], []
+    for module in modules:
+        for name, param in module.named_parameters():
+            if not param.requires_grad:
+                continue
+            (no_decay if param.ndim < 2 or "LayerNorm" in name or "norm" in name.lower() else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, dataloader, accelerator=None) -> tuple[np.ndarray, np.ndarray]:
+    """Run `model` over `dataloader`; returns (logits (N, C) float32, labels (N,)) in dataset order."""
+    model.eval()
+    all_logits, all_labels = [], []
+    for batch in dataloader:
+        if accelerator is None:
+            device = next(model.parameters()).device
+            batch = {k: v.to(device) for k, v in batch.items()}
+            logits = model(**model_inputs(batch)).logits
+        else:
+            with accelerator.autocast():
+                logits = model(**model_inputs(batch)).logits
+            logits, labels = accelerator.gather_for_metrics((logits, batch["labels"]))
+            batch = {"labels": labels}
+        all_logits.append(logits.float().cpu().numpy())
+        all_labels.append(batch["labels"].cpu().numpy())
+    return np.concatenate(all_logits), np.concatenate(all_labels)
+
+
+def evaluate_logits(task: TaskSpec, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    return compute_metrics(task, predictions_from_logits(logits, task), labels)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint (one with trainer_state.json) under run_dir/checkpoints."""
+    root = Path(run_dir) / CHECKPOINT_DIR
+    done = [p for p in root.glob("step-*") if (p / STATE_FILE).is_file()] if root.is_dir() else []
+    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def _schedule_lengths(optim: OptimConfig, batches_per_epoch: int) -> tuple[int, int, int]:
+    steps_per_epoch = max(1, math.ceil(batches_per_epoch / optim.grad_accum))
+    total = optim.max_steps if optim.max_steps else max(1, math.ceil(optim.epochs * steps_per_epoch))
+    warmup = optim.warmup_steps if optim.warmup_steps is not None else int(optim.warmup_ratio * total)
+    return steps_per_epoch, total, warmup
+
+
+class _Loop:
+    """State of one `fit` call; split out so each phase (setup, step, eval, checkpoint) stays small."""
+
+    def __init__(self, plan, train_dataset, make_loader, evaluate, optim, run_dir, task):
+        from transformers import get_linear_schedule_with_warmup
+
+        self.plan, self.optim, self.run_dir, self.task = plan, optim, Path(run_dir), task
+        self.train_dataset, self.make_loader, self.evaluate = train_dataset, make_loader, evaluate
+        self.accelerator = make_accelerator(optim)
+        covered = [k for spec in plan.optimizers for k in spec.module_keys]
+        if sorted(covered) != sorted(plan.trainable):
+            raise ValueError(f"optimizer specs cover {covered}, trainable modules are {list(plan.trainable)}")
+        self.steps_per_epoch, self.total_steps, warmup = _schedule_lengths(optim, len(make_loader(0)))
+        keys = list(plan.trainable)
+        prepared = self.accelerator.prepare(*[plan.trainable[k] for k in keys])
+        prepared = prepared if isinstance(prepared, tuple) else (prepared,)
+        self.modules = dict(zip(keys, prepared, strict=True))
+        self.optimizers, self.schedulers = [], []
+        for spec in plan.optimizers:
+            groups = _param_groups([self.modules[k] for k in spec.module_keys], spec.weight_decay)
+            optimizer = torch.optim.AdamW(groups, lr=spec.lr)
+            scheduler = get_linear_schedule_with_warmup(optimizer, warmup, self.total_steps)
+            optimizer, scheduler = self.accelerator.prepare(optimizer, scheduler)
+            self.optimizers.append(optimizer)
+            self.schedulers.append(scheduler)
+        device = plan.frozen_device or self.accelerator.device
+        for module in plan.frozen.values():
+            module.to(device).eval().requires_grad_(False)
+        self.step, self.best_step, self.best_metrics, self.history = 0, 0, {}, []
+        self.resumed_from = None
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        final = self.run_dir / CHECKPOINT_DIR / f"step-{self.step}"
+        with atomic_dir(final) as tmp:
+            self.accelerator.save_state(str(tmp))
+            state = {"step": self.step, "best_step": self.best_step, "best_metrics": self.best_metrics}
+            atomic_write_json(tmp / STATE_FILE, {**state, "history": self.history})
+        for old in (self.run_dir / CHECKPOINT_DIR).glob("step-*"):
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)  # keep only the newest: a BERT-base state is ~1.3 GB
+
+    def load_checkpoint(self, checkpoint: Path) -> None:
+        self.accelerator.load_state(str(checkpoint))
+        state = json.loads((checkpoint / STATE_FILE).read_text())
+        self.step, self.best_step = state["step"], state["best_step"]
+        self.best_metrics, self.history = state["best_metrics"], state["history"]
+        self.resumed_from = self.step
+
+    # ------------------------------------------------------------------ evaluation
+    def run_eval(self) -> dict:
+        model = self.modules[self.plan.eval_key]
+        metrics = self.evaluate(model, self.accelerator)
+        headline = self.task.headline_metric
+        if not self.best_metrics or metrics[headline] > self.best_metrics[headline]:
+            self.best_step, self.best_metrics = self.step, metrics
+            if self.accelerator.is_main_process:
+                unwrapped = {k: self.accelerator.unwrap_model(m) for k, m in self.modules.items()}
+                with atomic_dir(self.run_dir / "best") as tmp:
+                    self.plan.save_fn(unwrapped, tmp)
+        for module in self.modules.values():
+            module.train()
+        return metrics
+
+    # ------------------------------------------------------------------ training
+    def train_step(self, batch: dict) -> dict[str, float]:
+        with self.accelerator.accumulate(*self.modules.values()):
+            with self.accelerator.autocast():
+                terms = self.plan.loss_fn(self.modules, batch)
+            self.accelerator.backward(terms["loss"])  # one backward over the summed loss
+            if self.accelerator.sync_gradients:
+                for spec, optimizer in zip(self.plan.optimizers, self.optimizers, strict=True):
+                    if spec.max_grad_norm:
+                        params = [p for k in spec.module_keys for p in self.modules[k].parameters()]
+                        self.accelerator.clip_grad_norm_(params, spec.max_grad_norm)
+                    optimizer.step()
+            for scheduler in self.schedulers:
+                scheduler.step()
+            for optimizer in self.optimizers:
+                optimizer.zero_grad(set_to_none=True)
+        return {k: float(v.detach()) for k, v in terms.items()}
+
+    def run(self) -> TrainResult:
+        from tqdm.auto import tqdm
+
+        optim, accelerator = self.optim, self.accelerator
+        eval_steps = optim.eval_steps or self.steps_per_epoch
+        save_steps = optim.save_steps or eval_steps
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not accelerator.is_main_process, unit="step")
+        for module in self.modules.values():
+            module.train()
+        samples, started = 0, time.perf_counter()
+        running: dict[str, list[float]] = {}
+        epoch = self.step // self.steps_per_epoch
+        while self.step < self.total_steps:
+            loader = accelerator.prepare(self.make_loader(epoch))
+            # accelerate's wrapper re-seeds the sampler with its own iteration count on __iter__: pin it to the epoch
+            loader.set_epoch(epoch)
+            done_in_epoch = (self.step - epoch * self.steps_per_epoch) * optim.grad_accum
+            for index, batch in enumerate(loader):
+                if index < done_in_epoch:
+                    continue  # replaying the saved epoch's order; skipped batches cost a collate, no forward
+                # dropout masks depend only on (seed, micro-batch), not on the global RNG stream, which every new
+                # DataLoader iterator advances: this is what makes a resumed run match an uninterrupted one
+                torch.manual_seed(optim.seed * 1_000_003 + epoch * 100_003 + index)
+                terms = self.train_step(batch)
+                samples += batch["input_ids"].shape[0] * accelerator.num_processes
+                for k, v in terms.items():
+                    running.setdefault(k, []).append(v)
+                if not accelerator.sync_gradients:
+                    continue
+                self.step += 1
+                bar.update(1)
+                if self.step % optim.log_steps == 0 or self.step == self.total_steps:
+                    rate = samples / max(time.perf_counter() - started, 1e-9)
+                    means = {k: float(np.mean(v)) for k, v in running.items()}
+                    lr = self.schedulers[0].get_last_lr()[0]
+                    self.history.append({"step": self.step, **means, "lr": lr, "samples_per_s": rate})
+                    bar.set_postfix(
+                        {**{k: f"{v:.4g}" for k, v in means.items()}, "lr": f"{lr:.2e}", "samples/s": f"{rate:.1f}"}
+                    )
+                    running = {}
+                if self.step % eval_steps == 0 or self.step == self.total_steps:
+                    metrics = self.run_eval()
+                    self.history.append({"step": self.step, "dev": metrics})
+                    bar.write(f"step {self.step}: dev {json.dumps({k: round(v, 4) for k, v in metrics.items()})}")
+                if self.step % save_steps == 0 and self.step < self.total_steps:
+                    self.save_checkpoint()
+                if self.step >= self.total_steps:
+                    break
+            epoch += 1
+        bar.close()
+        elapsed = time.perf_counter() - started
+        return TrainResult(
+            best_step=self.best_step,
+            best_metrics=self.best_metrics,
+            final_step=self.step,
+            history=self.history,
+            train_samples_per_s=samples / max(elapsed, 1e-9),
+            resumed_from_step=self.resumed_from,
+        )
+
+
+def fit(
+    plan: TrainPlan,
+    *,
+    train_dataset,
+    make_loader: Callable[[int], object],
+    evaluate: Callable[[nn.Module, object], dict[str, float]],
+    optim: OptimConfig,
+    run_dir: Path,
+    task: TaskSpec,
+    resume: bool = False,
+) -> TrainResult:
+    """Train `plan` and keep the best dev checkpoint in `run_dir/best` (an HF model dir written by plan.save_fn).
+
+    Args:
+        plan: modules, optimizers, loss and save function of the method.
+        train_dataset: the tokenized train set (only used for its length in logs).
+        make_loader: epoch -> a deterministic train DataLoader for that epoch (same order on every call).
+        evaluate: (model, accelerator) -> dev metrics.
+        optim: optimisation settings (lr is per OptimizerSpec; the rest comes from here).
+        run_dir: run directory; checkpoints go to run_dir/checkpoints/step-N.
+        task: the task, for the headline metric used to pick the best checkpoint.
+        resume: continue from the newest complete checkpoint when there is one.
+
+    The caller seeds the run (once, before building its models) with `accelerate.utils.set_seed`.
+
+    Returns:
+        TrainResult with the best step, its metrics, the history and the measured samples/s.
+    """
+    loop = _Loop(plan, train_dataset, make_loader, evaluate, optim, run_dir, task)
+    checkpoint = latest_checkpoint(run_dir) if resume else None
+    if checkpoint is not None:
+        loop.load_checkpoint(checkpoint)
+        loop.accelerator.print(f"resuming from {checkpoint} (step {loop.step} of {loop.total_steps})")
+    result = loop.run()
+    loop.accelerator.wait_for_everyone()
+    return result

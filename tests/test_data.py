@@ -1,0 +1,453 @@
+"""Tests for ladc/data.py: every GLUE TSV quirk, CSV/JSONL files, tokenization, cache, collator and dataloader."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections import Counter
+from pathlib import Path
+
+import datasets
+import pytest
+import torch
+from transformers import BertTokenizerFast
+
+from ladc.config import DataConfig
+from ladc.data import (
+    load_raw,
+    load_tokenized,
+    make_collator,
+    make_dataloader,
+    resolve_split,
+    tokenize,
+    tokenized_cache_dir,
+)
+from ladc.errors import LadcError
+from ladc.tasks import get_task
+
+MNLI_TRAIN_COLUMNS = (
+    "index promptID pairID genre sentence1_binary_parse sentence2_binary_parse sentence1_parse sentence2_parse "
+    "sentence1 sentence2 label1 gold_label"
+).split()
+
+
+def mnli_row(i, premise, hypothesis, *labels) -> str:
+    return "|".join([str(i), "31193", f"{i}n", "government", "( x )", "( y )", "(ROOT x)", "(ROOT y)", premise,
+                     hypothesis, *labels])  # fmt: skip
+
+
+def stsb_row(i, s1, s2, *score) -> str:
+    return "|".join([str(i), "main-captions", "MSRvid", "2012test", f"000{i}", "none", "none", s1, s2, *score])
+
+
+MNLI_TRAIN_HEADER = "|".join(MNLI_TRAIN_COLUMNS)
+MNLI_DEV_HEADER = "|".join(MNLI_TRAIN_COLUMNS[:-2] + ["label1", "label2", "label3", "label4", "label5", "gold_label"])
+MNLI_TEST_HEADER = "|".join(MNLI_TRAIN_COLUMNS[:-2])
+STSB_HEADER = "index|genre|filename|year|old_index|source1|source2|sentence1|sentence2|score"
+QQP_HEADER = "id|qid1|qid2|question1|question2|is_duplicate"
+MRPC_HEADER = "\ufeffQuality|#1 ID|#2 ID|#1 String|#2 String"  # GLUE's MRPC train/dev start with a byte-order mark
+
+# Real GLUE layouts, `|` standing for a tab: file stem -> rows, the first one the header unless the task has none
+# (CoLA train/dev). Texts keep GLUE's oddities: stray double quotes, trailing spaces, tokenized punctuation.
+GLUE_FILES = {
+    "cola": {
+        "train": ["gj04|1||Our friends won't buy this analysis.", 'gj04|0|*|The more "books" I read.'],
+        "dev": ["bc01|1||The sailors rode the breeze clear of the rocks."],
+        "test": ["index|sentence", "0|Bill whistled past the house."],
+    },
+    "sst2": {
+        "train": ["sentence|label", "hide new secretions |0", "the greatest musicians |1"],
+        "dev": ["sentence|label", "it 's a charming journey . |1"],
+        "test": ["index|sentence", "0|uneasy mishmash of styles . "],
+    },
+    "mrpc": {
+        "train": [MRPC_HEADER, '1|702876|702977|He called " the witness " .|Referring to him as " the witness " .',
+                  "0|2108705|2108831|Yucaipa owned Dominick 's .|Yucaipa bought Dominick 's in 1995 ."],
+        "dev": [MRPC_HEADER, "1|1|2|He said .|He says ."],
+        "test": ["index|#1 ID|#2 ID|#1 String|#2 String", "0|1089874|1089925|PCCW 's .|PCCW ."],
+    },
+    "stsb": {
+        "train": [STSB_HEADER, stsb_row(0, "A plane is taking off.", "An air plane is taking off.", "5.000"),
+                  stsb_row(1, "A man plays a flute.", "A man plays a large flute.", "3.800")],
+        "dev": [STSB_HEADER, stsb_row(0, "A man is singing.", "A dog runs.", "0.250")],
+        "test": [STSB_HEADER.rsplit("|", 1)[0], stsb_row(0, "A girl is styling her hair.", "A girl brushes her hair.")],
+    },
+    "qqp": {
+        "train": [QQP_HEADER, "133273|213221|213222|How is the life of a math student?|Which level is enough?|0",
+                  "402555|536040|536041|How do I control my emotions?|How do you control them?|1"],
+        "dev": [QQP_HEADER, "1|2|3|Why?|Why not?|1"],
+        "test": ["id|question1|question2", "0|Is it safe to invest?|Is it genuine?"],
+    },
+    "mnli": {
+        "train": [MNLI_TRAIN_HEADER, mnli_row(0, "Cream skimming.", "Product and geography.", "neutral", "neutral"),
+                  mnli_row(1, "you know during the season", "You lose the things.", "entailment", "entailment"),
+                  mnli_row(2, "One of our number will", "A member will.", "contradiction", "contradiction")],
+        "dev_matched": [MNLI_DEV_HEADER, mnli_row(0, "The rights are nice.", "All hate them.", *["contradiction"] * 6)],
+        "dev_mismatched": [MNLI_DEV_HEADER, mnli_row(0, "Your contribution helped.", "It helped.", *["entailment"] * 6),
+                           mnli_row(1, "The answer is maybe.", "It is known.", *["neutral"] * 6)],
+        "test_matched": [MNLI_TEST_HEADER, mnli_row(0, "Hierbas, ans seco.", "Hierbas is a name.")],
+        "test_mismatched": [MNLI_TEST_HEADER, mnli_row(0, "What have you decided?", "You decided.")],
+    },
+    "qnli": {
+        "train": ["index|question|sentence|label", "0|When did it start?|It started in 1990.|entailment",
+                  "1|Who won?|Nobody knows the weather.|not_entailment"],
+        "dev": ["index|question|sentence|label", "0|What is it?|It is a cat.|entailment"],
+        "test": ["index|question|sentence", "0|Where is it?|It is here."],
+    },
+    "rte": {
+        "train": ["index|sentence1|sentence2|label", "0|No weapons found.|Weapons found.|not_entailment",
+                  "1|A place of sorrow.|A place.|entailment"],
+        "dev": ["index|sentence1|sentence2|label", "0|Dana Reeve died.|Reeve had an accident.|not_entailment"],
+        "test": ["index|sentence1|sentence2", "0|Mangla was a city.|Mangla is a city."],
+    },
+    "wnli": {
+        "train": ["index|sentence1|sentence2|label", "0|I stuck a pin.|The pin stuck.|1",
+                  "1|John saw Bill.|Bill saw John.|0"],
+        "dev": ["index|sentence1|sentence2|label", "0|The drain is clogged.|The hair is clogged.|0"],
+        "test": ["index|sentence1|sentence2", "0|Maude and Dora.|Dora had seen."],
+    },
+}  # fmt: skip
+
+# split -> [(text fields..., label)] in hub label order, typed by hand from GLUE_FILES
+EXPECTED = {
+    "cola": {
+        "train": [("Our friends won't buy this analysis.", 1), ('The more "books" I read.', 0)],
+        "dev": [("The sailors rode the breeze clear of the rocks.", 1)],
+        "test": [("Bill whistled past the house.", -1)],
+    },
+    "sst2": {
+        "train": [("hide new secretions ", 0), ("the greatest musicians ", 1)],
+        "dev": [("it 's a charming journey . ", 1)],
+        "test": [("uneasy mishmash of styles . ", -1)],
+    },
+    "mrpc": {
+        "train": [('He called " the witness " .', 'Referring to him as " the witness " .', 1),
+                  ("Yucaipa owned Dominick 's .", "Yucaipa bought Dominick 's in 1995 .", 0)],
+        "dev": [("He said .", "He says .", 1)],
+        "test": [("PCCW 's .", "PCCW .", -1)],
+    },
+    "stsb": {
+        "train": [("A plane is taking off.", "An air plane is taking off.", 5.0),
+                  ("A man plays a flute.", "A man plays a large flute.", 3.8)],
+        "dev": [("A man is singing.", "A dog runs.", 0.25)],
+        "test": [("A girl is styling her hair.", "A girl brushes her hair.", -1.0)],
+    },
+    "qqp": {
+        "train": [("How is the life of a math student?", "Which level is enough?", 0),
+                  ("How do I control my emotions?", "How do you control them?", 1)],
+        "dev": [("Why?", "Why not?", 1)],
+        "test": [("Is it safe to invest?", "Is it genuine?", -1)],
+    },
+    "mnli": {
+        # hub order: entailment 0, neutral 1, contradiction 2 (the TSV processors' index order differs)
+        "train": [("Cream skimming.", "Product and geography.", 1),
+                  ("you know during the season", "You lose the things.", 0),
+                  ("One of our number will", "A member will.", 2)],
+        "validation_matched": [("The rights are nice.", "All hate them.", 2)],
+        "validation_mismatched": [("Your contribution helped.", "It helped.", 0),
+                                  ("The answer is maybe.", "It is known.", 1)],
+        "test_matched": [("Hierbas, ans seco.", "Hierbas is a name.", -1)],
+        "test_mismatched": [("What have you decided?", "You decided.", -1)],
+    },
+    "qnli": {
+        "train": [("When did it start?", "It started in 1990.", 0), ("Who won?", "Nobody knows the weather.", 1)],
+        "dev": [("What is it?", "It is a cat.", 0)],
+        "test": [("Where is it?", "It is here.", -1)],
+    },
+    "rte": {
+        "train": [("No weapons found.", "Weapons found.", 1), ("A place of sorrow.", "A place.", 0)],
+        "dev": [("Dana Reeve died.", "Reeve had an accident.", 1)],
+        "test": [("Mangla was a city.", "Mangla is a city.", -1)],
+    },
+    "wnli": {
+        "train": [("I stuck a pin.", "The pin stuck.", 1), ("John saw Bill.", "Bill saw John.", 0)],
+        "dev": [("The drain is clogged.", "The hair is clogged.", 0)],
+        "test": [("Maude and Dora.", "Dora had seen.", -1)],
+    },
+}  # fmt: skip
+
+
+def write_tsv(path: Path, rows: list[str]) -> Path:
+    """Write rows given with `|` for each tab."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(row.replace("|", "\t") + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def write_glue_task(root: Path, task_name: str) -> Path:
+    task = get_task(task_name)
+    for stem, rows in GLUE_FILES[task_name].items():
+        write_tsv(root / task.glue_dir / f"{stem}.tsv", rows)
+    return root
+
+
+def rows_of(dataset, task) -> list[tuple]:
+    return [tuple(row[f] for f in task.text_fields) + (row["label"],) for row in dataset]
+
+
+@pytest.mark.parametrize("task_name", sorted(GLUE_FILES))
+def test_glue_tsv_layout_parses_every_split_exactly(tmp_path, task_name):
+    task = get_task(task_name)
+    data = DataConfig(task=task_name, data_dir=str(write_glue_task(tmp_path, task_name)))
+    for split, expected in EXPECTED[task_name].items():
+        raw = load_raw(data, split)
+        parsed = rows_of(raw, task)
+        assert [row[:-1] for row in parsed] == [row[:-1] for row in expected]
+        assert [row[-1] for row in parsed] == pytest.approx([row[-1] for row in expected])  # float32 scores
+        assert raw["idx"] == list(range(len(expected)))
+        assert raw.features["label"].dtype == ("float32" if task.is_regression else "int64")
+
+
+def test_mnli_dev_aliases_and_label_names_in_hub_order(tmp_path):
+    data = DataConfig(task="mnli", data_dir=str(write_glue_task(tmp_path, "mnli")))
+    assert load_raw(data, "dev")["premise"] == ["The rights are nice."]  # dev = matched
+    mismatched = load_raw(data, "dev_mismatched")
+    assert mismatched["premise"] == load_raw(data, "validation_mismatched")["premise"]
+    names = get_task("mnli").label_names
+    assert [names[i] for i in mismatched["label"]] == ["entailment", "neutral"]
+    assert resolve_split(get_task("mnli"), "test").name == "test_matched"
+
+
+def test_wrong_column_count_names_file_and_line(tmp_path):
+    rows = GLUE_FILES["rte"]["dev"] + ["1|only two|columns", "2|a|b|entailment"]
+    path = write_tsv(tmp_path / "RTE" / "dev.tsv", rows)
+    with pytest.raises(LadcError, match=rf"^{path} line 3: expected 4 tab-separated columns, got 3$"):
+        load_raw(DataConfig(task="rte", data_dir=str(tmp_path)), "dev")
+
+
+def test_headerless_cola_wrong_column_count(tmp_path):
+    path = write_tsv(tmp_path / "CoLA" / "train.tsv", ["gj04|1||Fine.", "gj04|1|Broken."])
+    with pytest.raises(LadcError, match=rf"{path} line 2: expected 4 tab-separated columns, got 3"):
+        load_raw(DataConfig(task="cola", data_dir=str(tmp_path)), "train")
+
+
+@pytest.mark.parametrize(("task_name", "label", "expected"), [
+    ("rte", "maybe", "unknown label 'maybe' for rte; expected one of entailment, not_entailment"),
+    ("rte", "2", "unknown label '2' for rte"),
+    ("stsb", "high", "label 'high' for stsb is not a number"),
+    ("stsb", "nan", "label 'nan' for stsb is not a number"),
+])  # fmt: skip
+def test_bad_label_names_file_line_and_choices(tmp_path, task_name, label, expected):
+    task = get_task(task_name)
+    rows = list(GLUE_FILES[task_name]["dev"])
+    rows[1] = rows[1].rsplit("|", 1)[0] + "|" + label
+    path = write_tsv(tmp_path / task.glue_dir / "dev.tsv", rows)
+    with pytest.raises(LadcError, match=f"{path} line 2: {expected}"):
+        load_raw(DataConfig(task=task_name, data_dir=str(tmp_path)), "dev")
+
+
+def test_missing_dir_file_header_column_and_split(tmp_path):
+    with pytest.raises(LadcError, match=r"data dir .*nowhere does not exist"):
+        load_raw(DataConfig(task="qnli", data_dir=str(tmp_path / "nowhere")), "train")
+    expected = f"data dir {tmp_path} has no QNLI/train.tsv (expected GLUE TSV layout: <dir>/QNLI/train.tsv)"
+    with pytest.raises(LadcError) as error:
+        load_raw(DataConfig(task="qnli", data_dir=str(tmp_path)), "train")
+    assert str(error.value) == expected
+    write_tsv(tmp_path / "SST-2" / "train.tsv", ["text|label", "good|1"])
+    with pytest.raises(LadcError, match=r"train.tsv: missing column 'sentence'.*columns: text, label"):
+        load_raw(DataConfig(task="sst2", data_dir=str(tmp_path)), "train")
+    with pytest.raises(LadcError, match=r"unknown split 'validation_mismatched' for sst2"):
+        load_raw(DataConfig(task="sst2", data_dir=str(tmp_path)), "validation_mismatched")
+
+
+def test_hub_unreachable_is_one_line_error(monkeypatch):
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # fail fast instead of retrying the network
+    with pytest.raises(LadcError, match=r"cannot load GLUE task rte from the hub \(.*\); pass --data-dir DIR") as error:
+        load_raw(DataConfig(task="rte"), "dev")
+    assert "\n" not in str(error.value)
+
+
+def test_train_limit_is_a_seeded_subset_and_dev_limit_the_head(tmp_path):
+    rows = ["sentence|label"] + [f"row {i}|{i % 2}" for i in range(50)]
+    write_tsv(tmp_path / "SST-2" / "train.tsv", rows)
+    write_tsv(tmp_path / "SST-2" / "dev.tsv", rows)
+    data = DataConfig(task="sst2", data_dir=str(tmp_path), train_limit=10, dev_limit=7)
+    subset = load_raw(data, "train")
+    assert len(subset) == 10 and subset["idx"] == sorted(subset["idx"])
+    assert subset["sentence"] == [f"row {i}" for i in subset["idx"]]
+    assert subset["idx"] != list(range(10))  # random, not the head
+    assert load_raw(data, "train")["idx"] == subset["idx"]  # same subset every time
+    assert load_raw(data, "dev")["idx"] == list(range(7))
+    with pytest.raises(LadcError, match=r"data.train_limit must be a positive number of examples, got 0"):
+        load_raw(DataConfig(task="sst2", data_dir=str(tmp_path), train_limit=0), "train")
+
+
+def test_csv_with_custom_columns_and_label_names_or_ids(tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_text('premise_text,hyp,gold\n"A man, tall",NA,entailment\nx,,1\n007,"He said ""hi""",0\n')
+    data = DataConfig(task="rte", train_file=str(path), text_fields=("premise_text", "hyp"), label_field="gold")
+    raw = load_raw(data, "train")
+    assert raw.column_names == ["sentence1", "sentence2", "label", "idx"]
+    assert rows_of(raw, get_task("rte")) == [("A man, tall", "NA", 0), ("x", "", 1), ("007", 'He said "hi"', 0)]
+
+
+def test_jsonl_and_tsv_files_and_unlabelled_test(tmp_path):
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"text": t, "y": y}) + "\n" for t, y in [("good", 1), ("bad", "negative")]))
+    test = tmp_path / "test.tsv"
+    test.write_text('text\nit is "fine\n')  # stray quote, as in GLUE
+    data = DataConfig(task="sst2", train_file=str(train), test_file=str(test), text_fields=("text",), label_field="y")
+    assert rows_of(load_raw(data, "train"), get_task("sst2")) == [("good", 1), ("bad", 0)]
+    assert rows_of(load_raw(data, "test"), get_task("sst2")) == [('it is "fine', -1)]
+    test.write_text("text\ty\na\t-1\nb\t\nc\tpositive\n")  # labelled test files may mark unknowns -1 or ''
+    assert load_raw(data, "test")["label"] == [-1, -1, 1]
+
+
+def test_generic_file_replaces_only_its_own_split(tmp_path):
+    root = write_glue_task(tmp_path / "glue", "rte")
+    train = tmp_path / "train.csv"
+    train.write_text("sentence1,sentence2,label\nfrom csv,yes,entailment\n")
+    data = DataConfig(task="rte", data_dir=str(root), train_file=str(train))
+    assert load_raw(data, "train")["sentence1"] == ["from csv"]
+    assert load_raw(data, "validation")["sentence1"] == ["Dana Reeve died."]  # still the GLUE TSV dir
+
+
+def test_generic_file_errors_name_file_column_and_choices(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("sentence,labels\nhello,1\n")
+    with pytest.raises(
+        LadcError,
+        match=r"train.csv: missing label column 'label' \(did you mean 'labels'\?\); "
+        r"columns: sentence, labels",
+    ):
+        load_raw(DataConfig(task="sst2", train_file=str(path)), "train")
+    with pytest.raises(LadcError, match=r"train.csv: missing text column 'premise'.*columns: sentence, labels"):
+        load_raw(DataConfig(task="sst2", train_file=str(path), text_fields=("premise",)), "train")
+    with pytest.raises(LadcError, match=r"rte needs 2 text column"):
+        load_raw(DataConfig(task="rte", train_file=str(path), text_fields=("sentence",)), "train")
+    path.write_text("sentence,label\nhello,maybe\n")
+    with pytest.raises(LadcError, match=r"train.csv row 1: unknown label 'maybe' for sst2"):
+        load_raw(DataConfig(task="sst2", train_file=str(path)), "train")
+    with pytest.raises(LadcError, match=r"train file .*missing.csv does not exist"):
+        load_raw(DataConfig(task="sst2", train_file=str(tmp_path / "missing.csv")), "train")
+
+
+def test_pair_truncation_keeps_both_segments(tiny_tokenizer):
+    task = get_task("rte")
+    long_text = " ".join(["the good movie"] * 20)
+    raw = datasets.Dataset.from_dict(
+        {"sentence1": [long_text, "a dog"], "sentence2": [long_text, "a cat"], "label": [0, 1], "idx": [0, 1]}
+    )
+    tokenized = tokenize(raw, tiny_tokenizer, task, max_seq_len=16)
+    long_row, short_row = tokenized[0], tokenized[1]
+    assert len(long_row["input_ids"]) == 16
+    assert long_row["input_ids"].count(tiny_tokenizer.sep_token_id) == 2
+    assert long_row["token_type_ids"].count(1) >= 6 and long_row["token_type_ids"].count(0) >= 6  # longest_first
+    assert long_row["input_ids"] == tiny_tokenizer(long_text, long_text, truncation=True, max_length=16)["input_ids"]
+    assert tiny_tokenizer.decode(short_row["input_ids"]) == "[CLS] a dog [SEP] a cat [SEP]"  # unpadded
+    assert tokenized["labels"] == [0, 1] and tokenized["idx"] == [0, 1]
+
+
+def test_collator_pads_to_longest_in_batch(tiny_tokenizer):
+    rows = [
+        {"input_ids": [2, 13, 41, 3], "attention_mask": [1] * 4, "token_type_ids": [0] * 4, "labels": 1, "idx": 7},
+        {"input_ids": [2, 13, 3], "attention_mask": [1] * 3, "token_type_ids": [0] * 3, "labels": 0, "idx": 3},
+    ]
+    batch = make_collator(tiny_tokenizer, get_task("sst2"))(rows)
+    assert set(batch) == {"input_ids", "attention_mask", "token_type_ids", "labels"}  # idx dropped by default
+    assert torch.equal(batch["input_ids"], torch.tensor([[2, 13, 41, 3], [2, 13, 3, 0]]))
+    assert torch.equal(batch["attention_mask"], torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]))
+    assert batch["labels"].dtype == torch.long and batch["labels"].tolist() == [1, 0]
+    regression = make_collator(tiny_tokenizer, get_task("stsb"), keep_idx=True, pad_to_multiple_of=8)
+    batch = regression([{**rows[0], "labels": 3.8}, {**rows[1], "labels": 0.5}])
+    assert batch["input_ids"].shape == (2, 8)
+    assert batch["labels"].dtype == torch.float32
+    assert torch.allclose(batch["labels"], torch.tensor([3.8, 0.5]))
+    assert batch["idx"].tolist() == [7, 3]
+
+
+def _toy_tokenized(num_rows: int, seed: int = 0) -> datasets.Dataset:
+    rng = random.Random(seed)
+    lengths = [rng.randint(3, 60) for _ in range(num_rows)]
+    return datasets.Dataset.from_dict(
+        {
+            "input_ids": [[2] + [13] * (n - 2) + [3] for n in lengths],
+            "attention_mask": [[1] * n for n in lengths],
+            "labels": [i % 2 for i in range(num_rows)],
+            "idx": list(range(num_rows)),
+        }
+    )
+
+
+def _order(loader) -> list[int]:
+    return [i for batch in loader for i in batch["idx"].tolist()]
+
+
+def test_dataloader_order_depends_only_on_seed_and_epoch(tiny_tokenizer):
+    dataset = _toy_tokenized(200)
+    collator = make_collator(tiny_tokenizer, get_task("sst2"), keep_idx=True)
+    first = make_dataloader(dataset, collator, 8, shuffle=True, seed=3, epoch=1)
+    order = _order(first)
+    assert sorted(order) == list(range(200)) and order != list(range(200))
+    assert _order(first) == order  # re-iterating replays the same order
+    assert _order(make_dataloader(dataset, collator, 8, shuffle=True, seed=3, epoch=1)) == order
+    assert _order(make_dataloader(dataset, collator, 8, shuffle=True, seed=3, epoch=2)) != order
+    first.sampler.set_epoch(2)
+    assert _order(first) == _order(make_dataloader(dataset, collator, 8, shuffle=True, seed=3, epoch=2))
+    assert _order(make_dataloader(dataset, collator, 8, shuffle=False)) == list(range(200))
+
+
+def test_group_by_length_is_deterministic_and_pads_less(tiny_tokenizer):
+    dataset = _toy_tokenized(400)
+    collator = make_collator(tiny_tokenizer, get_task("sst2"), keep_idx=True)
+
+    def padded_tokens(loader) -> int:
+        return sum(batch["input_ids"].numel() for batch in loader)
+
+    grouped = make_dataloader(dataset, collator, 8, shuffle=True, seed=0, group_by_length=True)
+    plain = make_dataloader(dataset, collator, 8, shuffle=True, seed=0)
+    assert sorted(_order(grouped)) == list(range(400))
+    assert _order(grouped) == _order(make_dataloader(dataset, collator, 8, shuffle=True, seed=0, group_by_length=True))
+    assert padded_tokens(grouped) < 0.8 * padded_tokens(plain)
+
+
+class CountingTokenizer(BertTokenizerFast):
+    """A real BertTokenizerFast that counts how often it is asked to encode."""
+
+    calls = 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return super().__call__(*args, **kwargs)
+
+
+def test_load_tokenized_caches_on_disk(tmp_path, tiny_vocab_file):
+    tokenizer = CountingTokenizer(vocab_file=str(tiny_vocab_file), do_lower_case=True)
+    data = DataConfig(
+        task="rte", data_dir=str(write_glue_task(tmp_path / "glue", "rte")), cache_dir=str(tmp_path / "c")
+    )
+    first = load_tokenized(data, tokenizer, "train")
+    calls_after_first = tokenizer.calls
+    assert calls_after_first > 0
+    cache = tokenized_cache_dir(data, tokenizer, "train")
+    assert cache.parent == tmp_path / "c" / "tokenized" and (cache / "ladc_cache.json").is_file()
+    second = load_tokenized(DataConfig(**vars(data)), tokenizer, "train")
+    assert tokenizer.calls == calls_after_first  # cache hit: no tokenization
+    assert second.to_dict() == first.to_dict() and len(second) == 2
+    longer = DataConfig(**{**vars(data), "max_seq_len": 64})
+    assert tokenized_cache_dir(longer, tokenizer, "train") != cache
+    train_file = tmp_path / "glue" / "RTE" / "train.tsv"
+    train_file.write_text(train_file.read_text() + "2\tOne more.\tMore.\tentailment\n")
+    os.utime(train_file, ns=(train_file.stat().st_atime_ns, train_file.stat().st_mtime_ns + 10**9))
+    assert len(load_tokenized(data, tokenizer, "train")) == 3  # source changed: re-tokenized
+    assert tokenizer.calls > calls_after_first
+
+
+@pytest.mark.integration
+def test_real_glue_dev_sets(glue_dir, minilm_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    sst2 = load_raw(DataConfig(task="sst2", data_dir=str(glue_dir)), "dev")
+    rte = load_raw(DataConfig(task="rte", data_dir=str(glue_dir)), "dev")
+    assert len(sst2) == 872 and len(rte) == 277
+    for raw in (sst2, rte):
+        counts = Counter(raw["label"])
+        assert set(counts) == {0, 1} and 0.4 < counts[1] / len(raw) < 0.6
+    assert Counter(sst2["label"]) == {1: 444, 0: 428} and Counter(rte["label"]) == {0: 146, 1: 131}
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir))
+    data = DataConfig(task="rte", data_dir=str(glue_dir), cache_dir=str(tmp_path), max_seq_len=128)
+    tokenized = load_tokenized(data, tokenizer, "dev")
+    lengths = [len(ids) for ids in tokenized["input_ids"]]
+    assert max(lengths) == 128 and min(lengths) < 128  # long RTE premises get truncated, short ones are not padded
+    assert all(ids.count(tokenizer.sep_token_id) == 2 for ids in tokenized["input_ids"])
