@@ -8,6 +8,7 @@ set. Target loading and the runners live in `ladc.runners`; tables and plots in 
 from __future__ import annotations
 
 import gc
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,13 +91,16 @@ def time_interleaved(
     min_duration_s: float | None = None,
     block: int = 5,
 ) -> list[list[float]]:
-    """Time targets round-robin: each round runs `block` iterations of every target in turn.
+    """Time targets round-robin: each round runs `block` iterations of every unfinished target in turn.
+
+    A target is finished once it has `iterations` timed runs and `min_duration_s` timed seconds (whichever are
+    set); it then leaves the rotation, so a slow target is not run for as long as a fast one needs.
 
     Args:
         calls: per target, `call(k)` runs its k-th iteration to completion (device synchronised).
         warmup: untimed iterations per target, also round-robin.
         iterations: timed iterations per target (a minimum when min_duration_s is also given).
-        min_duration_s: keep going until every target has this many timed seconds.
+        min_duration_s: timed seconds per target (a minimum when iterations is also given).
         block: iterations per target per turn.
 
     Returns:
@@ -109,19 +113,24 @@ def time_interleaved(
             call(k)
     latencies_ms: list[list[float]] = [[] for _ in calls]
     spent_s = [0.0] * len(calls)
-    done = 0
-    while True:
-        count = block if min_duration_s is not None else min(block, iterations - done)
-        for target, call in enumerate(calls):
+
+    def finished(target: int) -> bool:
+        enough_runs = iterations is None or len(latencies_ms[target]) >= iterations
+        return enough_runs and (min_duration_s is None or spent_s[target] >= min_duration_s)
+
+    active = list(range(len(calls)))
+    while active:
+        for target in active:
+            done = len(latencies_ms[target])
+            count = block if min_duration_s is not None else min(block, iterations - done)
             for k in range(done, done + count):
                 start = time.perf_counter()
-                call(k)
+                calls[target](k)
                 elapsed = time.perf_counter() - start
                 latencies_ms[target].append(elapsed * 1000.0)
                 spent_s[target] += elapsed
-        done += count
-        if (iterations is None or done >= iterations) and (min_duration_s is None or min(spent_s) >= min_duration_s):
-            return latencies_ms
+        active = [target for target in active if not finished(target)]
+    return latencies_ms
 
 
 class PeakRss:
@@ -432,5 +441,6 @@ def run_bench(cfg: BenchConfig) -> dict:
     }  # fmt: skip
     write_report(report, output, cfg.overwrite)
     report["output"] = str(output)
-    Console().print(render_table(report))
+    # off a terminal rich assumes 80 columns, which would truncate the target names in logs
+    Console(width=None if sys.stdout.isatty() else 160).print(render_table(report))
     return report

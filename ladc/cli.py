@@ -325,6 +325,49 @@ def bench_cmd(
 # <<< bench
 
 # >>> pipeline / demo (owned by lead)
+@app.command("pipeline")
+@user_errors
+def pipeline_cmd(
+    config: Annotated[Path, typer.Option("--config", help="Pipeline YAML (see configs/).")],
+    start: Annotated[
+        str | None, typer.Option("--from", help="Restart from this stage: teacher, student, onnx, bench, report.")
+    ] = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Teacher tuning -> LAD distillation -> ONNX export -> benchmark -> compression report, resumable by stage.
+
+    Example: ladc pipeline --config configs/sst2-minilm-3L.yaml
+    """
+    from ladc.pipeline import load_pipeline_config, run_pipeline
+
+    report = run_pipeline(load_pipeline_config(config), start=start, overwrite=overwrite, echo=typer.echo)
+    typer.echo("")
+    typer.echo(report.read_text())
+    typer.echo(f"report written to {report} and {report.with_suffix('.png')}")
+
+
+@app.command("demo")
+@user_errors
+def demo_cmd(
+    output: Annotated[str, typer.Option("--output", "-o", help="Run dir of the demo.")] = "runs/demo",
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """The offline demo: bundled MiniLM teacher -> 3-layer LAD student -> ONNX fused+INT8 -> bench -> report.
+
+    Example: ladc demo --output runs/demo
+    """
+    from ladc.pipeline import run_demo
+
+    report = run_demo(output, overwrite=overwrite, echo=typer.echo)
+    typer.echo("")
+    typer.echo(report.read_text())
+    typer.echo(f"report written to {report} and {report.with_suffix('.png')}")
+    typer.echo(
+        "That was a toy dataset. The real thing (GPU + internet): ladc pipeline --config configs/qnli-bert-base-6L.yaml"
+        "\n  (bert-base-uncased teacher on QNLI, 6-layer LAD student with the paper's preset), or step by step:"
+        "\n  ladc tune-teacher --task qnli --model bert-base-uncased --output runs/teacher-qnli"
+        "\n  ladc distill --task qnli --teacher runs/teacher-qnli --preset paper --output runs/student-qnli"
+    )
 # <<< pipeline / demo
 
 

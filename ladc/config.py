@@ -202,6 +202,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return value.lower() in ("true", "yes")
         raise LadcError(f"{where}: expected true/false, got {value!r}")
     if tp is int:
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)  # items of comma-separated CLI lists (`--batch-sizes 1,32`) arrive as strings
         if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
             raise LadcError(f"{where}: expected an integer, got {value!r}")
         return int(value)

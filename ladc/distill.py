@@ -11,7 +11,7 @@ from ladc.config import DistillConfig, build_config, from_dict, load_yaml, repla
 from ladc.errors import LadcError
 from ladc.lad import METHODS
 
-__all__ = ["PAPER_PRESETS", "build_distill_config", "distill", "teacher_base_model"]
+__all__ = ["PAPER_PRESETS", "build_distill_config", "distill", "merge_dicts", "preset_dict", "teacher_base_model"]
 
 # LAD paper, Table of hyperparameters (6-layer student, batch 32, hard_w = soft_w = 0.5, seed 42).
 PAPER_PRESETS: dict[str, dict] = {
@@ -43,10 +43,10 @@ def preset_dict(preset: str | None, task: str) -> dict:
     }  # fmt: skip
 
 
-def _merge(base: dict, top: dict) -> dict:
+def merge_dicts(base: dict, top: dict) -> dict:
     out = dict(base)
     for key, value in top.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = merge_dicts(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
 
 
@@ -58,7 +58,7 @@ def build_distill_config(yaml_path: str | Path | None, overrides: dict) -> Disti
     task = overrides.get("data.task") or from_yaml.data.task
     if not preset:
         return build_config(DistillConfig, yaml_path, overrides)
-    merged = from_dict(DistillConfig, _merge(preset_dict(preset, task), raw), "")
+    merged = from_dict(DistillConfig, merge_dicts(preset_dict(preset, task), raw), "")
     return replace(merged, overrides)
 
 

@@ -79,13 +79,16 @@ class ParitySet:
         }
 
 
-def load_onnx_session(path: str | Path, device: str = "cpu", expected_inputs: list[str] | None = None):
+def load_onnx_session(
+    path: str | Path, device: str = "cpu", expected_inputs: list[str] | None = None, threads: int | None = None
+):
     """An onnxruntime InferenceSession with one-line errors (used by export and bench).
 
     Args:
         path: the .onnx file.
         device: 'cpu', or 'cuda' to ask for CUDAExecutionProvider (checked, since onnxruntime silently falls back).
         expected_inputs: input names the caller will feed; the graph must not need any other.
+        threads: intra-op threads (None: onnxruntime's default, one per physical core).
 
     Raises:
         LadcError: missing or corrupted file, CUDA provider unavailable, or graph inputs the caller cannot feed.
@@ -98,6 +101,8 @@ def load_onnx_session(path: str | Path, device: str = "cpu", expected_inputs: li
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
     options = ort.SessionOptions()
     options.log_severity_level = 3  # onnxruntime's warnings about unused initializers are noise here
+    if threads:
+        options.intra_op_num_threads = threads
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises InvalidProtobuf / Fail / InvalidGraph, all RuntimeError subclasses
@@ -237,7 +242,10 @@ def print_parity_table(manifest: dict, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    import sys
+
+    # rich falls back to 80 columns off a terminal (CI logs, pipes), which truncates the artifact names
+    console = console or Console(width=None if sys.stdout.isatty() else 130)
     headline = manifest["pytorch"]["headline_metric"]
     table = Table(title=f"ONNX parity vs PyTorch fp32 ({manifest['task']}, {manifest['parity_set']['examples']} dev)")
     for column in ("artifact", "precision", "size MB", "max |Δ|", "mean |Δ|", "agree %", headline, "drop pts", "ok"):

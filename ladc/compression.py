@@ -1,0 +1,149 @@
+"""The pipeline's compression report: what each stage artifact costs and keeps, relative to the teacher."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+from ladc.errors import LadcError
+from ladc.io import atomic_write_json, atomic_write_text
+
+__all__ = ["count_parameters", "compression_rows", "render_compression_markdown", "write_compression_report"]
+
+# (row label, stage dir, file inside an export dir or None for the PyTorch model itself)
+ROWS = (
+    ("teacher (PyTorch fp32)", "teacher", None),
+    ("student (PyTorch fp32)", "student", None),
+    ("student ONNX fp32", "onnx", "model.onnx"),
+    ("student ONNX fused+INT8", "onnx", "model_fused_int8.onnx"),
+)
+
+
+def count_parameters(model_dir: Path) -> int:
+    """Parameters of an HF model dir, read from the safetensors header (no weights are loaded)."""
+    total = 0
+    for path in sorted(Path(model_dir).glob("*.safetensors")):
+        if path.name == "gates.safetensors":
+            continue  # LAD's gates train with the student but are not part of the deployed model
+        with path.open("rb") as handle:
+            header_len = struct.unpack("<Q", handle.read(8))[0]
+            header = json.loads(handle.read(header_len))
+        for name, info in header.items():
+            if name != "__metadata__":
+                count = 1
+                for dim in info["shape"]:
+                    count *= dim
+                total += count
+    return total
+
+
+def _p50(bench: dict, target: str, batch_size: int) -> float | None:
+    rows = [
+        r for r in bench["timings"]
+        if r["target"] == target and r["batch_size"] == batch_size and r.get("mode", "synthetic") == "synthetic"
+    ]  # fmt: skip
+    return rows[0]["p50_ms"] if rows else None
+
+
+def _find_target(bench: dict, path: Path) -> dict | None:
+    resolved = path.resolve()
+    for entry in bench["targets"]:
+        if Path(entry["path"]).resolve() == resolved:
+            return entry
+    return None
+
+
+def compression_rows(run_dir: Path) -> tuple[list[dict], dict]:
+    """One row per stage artifact with params, size, dev metric, p50 at batch 1 and 32, speed-up and retention."""
+    run_dir = Path(run_dir)
+    bench_file = run_dir / "bench" / "bench.json"
+    if not bench_file.is_file():
+        raise LadcError(f"{bench_file} is missing; run the bench stage first")
+    bench = json.loads(bench_file.read_text())
+    metric = bench["headline_metric"]
+    rows = []
+    for label, stage, file_name in ROWS:
+        path = run_dir / stage / file_name if file_name else run_dir / stage
+        entry = _find_target(bench, path)
+        if entry is None:
+            continue  # e.g. no fused+INT8 artifact when the export ran without --optimize/--quantize
+        params_dir = run_dir / ("student" if stage == "onnx" else stage)
+        rows.append({
+            "artifact": label, "path": str(path.relative_to(run_dir)), "parameters": count_parameters(params_dir),
+            "size_mb": entry["size_mb"], "metric": (entry.get("metrics") or {}).get(metric),
+            "p50_ms_b1": _p50(bench, entry["name"], 1), "p50_ms_b32": _p50(bench, entry["name"], 32),
+        })  # fmt: skip
+    if not rows:
+        raise LadcError(f"{bench_file} has none of the pipeline's artifacts")
+    teacher = rows[0]
+    for row in rows:
+        for batch in ("b1", "b32"):
+            base, own = teacher[f"p50_ms_{batch}"], row[f"p50_ms_{batch}"]
+            row[f"speedup_{batch}"] = round(base / own, 2) if base and own else None
+        row["retention"] = round(row["metric"] / teacher["metric"], 4) if row["metric"] and teacher["metric"] else None
+    context = {"task": bench["task"], "metric": metric, "machine": bench.get("machine", {})}
+    return rows, context
+
+
+def _fmt(value, spec: str, missing: str = "n/a") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def render_compression_markdown(rows: list[dict], context: dict) -> str:
+    metric = context["metric"]
+    machine = context.get("machine", {})
+    cpu = machine.get("cpu_model") or machine.get("cpu") or "unknown CPU"
+    lines = [
+        f"# Compression report: {context['task']}",
+        "",
+        f"Latency: p50 over fixed-length synthetic inputs at seq 128 on {cpu}; speed-up and retention are relative "
+        "to the teacher.",
+        "",
+        f"| artifact | parameters | size MB | dev {metric} | p50 ms b1 | p50 ms b32 | speed-up b1 | speed-up b32 "
+        "| retention |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['artifact']} | {r['parameters'] / 1e6:.1f}M | {r['size_mb']:.1f} | {_fmt(r['metric'], '.4f')} "
+            f"| {_fmt(r['p50_ms_b1'], '.2f')} | {_fmt(r['p50_ms_b32'], '.1f')} | {_fmt(r['speedup_b1'], '.2f')}x "
+            f"| {_fmt(r['speedup_b32'], '.2f')}x | {_fmt(r['retention'], '.1%')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def render_compression_plot(rows: list[dict], context: dict, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7.5, 5.0), dpi=120)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    largest = max(r["size_mb"] for r in rows) or 1.0
+    for i, r in enumerate(rows):
+        if r["p50_ms_b1"] is None or r["metric"] is None:
+            continue
+        axes.scatter([r["p50_ms_b1"]], [r["metric"]], s=40 + 600 * r["size_mb"] / largest, alpha=0.6)
+        axes.annotate(r["artifact"], (r["p50_ms_b1"], r["metric"]), textcoords="offset points",
+                      xytext=(8, 10 - 12 * (i % 3)), fontsize=8)  # fmt: skip
+    axes.set_xlabel("p50 latency, ms (batch 1, seq 128)")
+    axes.set_ylabel(f"dev {context['metric']}")
+    axes.set_title(f"ladc compression ({context['task']}): accuracy vs latency (marker area = size)")
+    axes.grid(True, alpha=0.3)
+    axes.margins(0.2)
+    figure.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp")
+    figure.savefig(str(tmp), format="png")
+    tmp.replace(path)
+
+
+def write_compression_report(run_dir: Path) -> str:
+    """Write report.md, report.png and report.json into the run dir; returns the Markdown."""
+    run_dir = Path(run_dir)
+    rows, context = compression_rows(run_dir)
+    markdown = render_compression_markdown(rows, context)
+    render_compression_plot(rows, context, run_dir / "report.png")
+    atomic_write_json(run_dir / "report.json", {"rows": rows, **context})
+    atomic_write_text(run_dir / "report.md", markdown)  # last: its presence marks the stage finished
+    return markdown
