@@ -41,7 +41,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads for torch and onnxruntime")
     parser.add_argument("--per-channel", action="store_true", help="per-channel INT8 for ladc and optimum alike")
     parser.add_argument("--work-dir", default=None, help="where exports go (default: a temp dir, removed after)")
-    parser.add_argument("--output", default=None, help="JSON path (default benchmarks/results/export_onnx-<model>.json)")
+    parser.add_argument("--reuse", action="store_true", help="reuse the exports already in --work-dir")
+    parser.add_argument(
+        "--output", default=None, help="JSON path (default benchmarks/results/export_onnx-<model>.json)"
+    )
     return parser.parse_args(argv)
 
 
@@ -176,8 +179,15 @@ def run(args: argparse.Namespace) -> dict:
         quantize="dynamic", per_channel=args.per_channel, parity_samples=args.dev_limit, allow_drop=100.0,
         overwrite=True,
     )  # fmt: skip
-    manifest = export_onnx(cfg)  # allow_drop=100: the benchmark reports drift instead of stopping on it
-    optimum_paths, optimum_errors = export_optimum(args.model_dir, work, args.per_channel)
+    if args.reuse and (work / "ladc" / "export.json").is_file() and (work / "optimum.json").is_file():
+        manifest = json.loads((work / "ladc" / "export.json").read_text())
+        saved = json.loads((work / "optimum.json").read_text())
+        optimum_paths, optimum_errors = {k: Path(v) for k, v in saved["paths"].items()}, saved["errors"]
+    else:
+        manifest = export_onnx(cfg)  # allow_drop=100: the benchmark reports drift instead of stopping on it
+        optimum_paths, optimum_errors = export_optimum(args.model_dir, work, args.per_channel)
+        paths = {k: str(v) for k, v in optimum_paths.items()}
+        (work / "optimum.json").write_text(json.dumps({"paths": paths, "errors": optimum_errors}))
 
     tokenizer = load_tokenizer(args.model_dir)
     model = load_classifier(args.model_dir, task).eval()
@@ -199,9 +209,9 @@ def run(args: argparse.Namespace) -> dict:
 
     reference = columns["PyTorch fp32"]
     headline = task.headline_metric
+    reference_labels = reference["logits"].argmax(-1)
     for result in columns.values():
-        result["agreement_pct"] = round(float((result["logits"].argmax(-1) == reference["logits"].argmax(-1)).mean() * 100), 2)
-        del result["logits"]
+        result["agreement_pct"] = round(float((result.pop("logits").argmax(-1) == reference_labels).mean() * 100), 2)
     candidates = [c for c in optimum_paths if reference["metrics"][headline] - columns[c]["metrics"][headline] <= 0.01]
     best = min(candidates or optimum_paths, key=lambda c: columns[c]["p50_ms_b32"])
     ours = columns["ORT fused+INT8"]
@@ -218,13 +228,20 @@ def run(args: argparse.Namespace) -> dict:
         "dev_examples": len(parity_set.labels),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "machine": {**started, "loadavg_at_end": machine()["loadavg_at_start"]},
-        "settings": {"iters": args.iters, "warmup": args.warmup, "threads": args.threads or torch.get_num_threads(),
-                     "per_channel": args.per_channel, "seq_len": 128},  # fmt: skip
+        "settings": {
+            "iters": args.iters,
+            "warmup": args.warmup,
+            "threads": args.threads or torch.get_num_threads(),
+            "per_channel": args.per_channel,
+            "seq_len": 128,
+        },  # fmt: skip
         "columns": columns,
         "optimum_errors": optimum_errors,
         "fused_int8_vs_optimum_best": ratios,
-        "ladc_parity": {a["path"]: {k: a["parity"][k] for k in ("max_abs_diff", "label_agreement_pct", "within_tolerance")}
-                        for a in manifest["artifacts"]},  # fmt: skip
+        "ladc_parity": {
+            a["path"]: {k: a["parity"][k] for k in ("max_abs_diff", "label_agreement_pct", "within_tolerance")}
+            for a in manifest["artifacts"]
+        },  # fmt: skip
         "versions": manifest["versions"],
     }
 

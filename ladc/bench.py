@@ -19,7 +19,15 @@ import torch
 
 from ladc.config import BenchConfig, to_dict
 from ladc.errors import LadcError
-from ladc.runners import ORT_GRAPH_LEVELS, BenchTarget, TorchRunner, load_runner, resolve_baseline, resolve_targets
+from ladc.runners import (
+    ORT_GRAPH_LEVELS,
+    BenchTarget,
+    TorchRunner,
+    check_provider,
+    load_runner,
+    resolve_baseline,
+    resolve_targets,
+)
 from ladc.tasks import TaskSpec
 
 __all__ = [
@@ -211,26 +219,6 @@ def _validate(cfg: BenchConfig) -> None:
             raise LadcError(message)
 
 
-def _check_provider(cfg: BenchConfig, kinds: set[str]) -> None:
-    """Fail before loading anything when --provider cuda cannot work on this machine."""
-    if cfg.provider != "cuda":
-        return
-    import onnxruntime as ort
-
-    problems = []
-    if "torch" in kinds and not torch.cuda.is_available():
-        problems.append("PyTorch sees no CUDA device")
-    available = ort.get_available_providers()
-    for needed in ["CUDAExecutionProvider"] + (["TensorrtExecutionProvider"] if cfg.tensorrt else []):
-        if "onnx" in kinds and needed not in available:
-            problems.append(f"onnxruntime has no {needed} (available: {', '.join(available)})")
-    if problems:
-        raise LadcError(
-            f"--provider cuda: {'; '.join(problems)}; run on a CUDA machine with onnxruntime-gpu "
-            "(pip install 'ladc[gpu]') or use --provider cpu"
-        )
-
-
 @dataclass
 class _Loaded:
     target: BenchTarget
@@ -354,21 +342,6 @@ def _warm_up_libraries(targets: list[BenchTarget], task: TaskSpec, cfg: BenchCon
     gc.collect()
 
 
-def _busy_warning(machine: dict, threads: int) -> list[str]:
-    """Timings on a machine already busy with other work are unreliable; say so in the report."""
-    import os
-
-    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    machine["load_avg_1m_end"] = round(load_end, 2) if load_end is not None else None
-    cores, load_start = machine["logical_cores"] or 1, machine.get("load_avg_1m")
-    if load_start is None or (load_start <= 0.5 * cores and load_end - threads <= 0.5 * cores):
-        return []
-    return [
-        f"machine busy: 1-min load average {load_start:.1f} before and {load_end:.1f} after timing on {cores} "
-        "cores; other processes competed for the CPU, so absolute timings are unreliable (ratios less so)"
-    ]
-
-
 def _runtime(cfg: BenchConfig, threads: int) -> dict:
     return {
         "provider": cfg.provider, "threads": threads, "torch_threads": threads,
@@ -394,7 +367,7 @@ def run_bench(cfg: BenchConfig) -> dict:
     import psutil
     from rich.console import Console
 
-    from ladc.report import add_speedups, check_output_dir, machine_info, render_table, write_report
+    from ladc.report import add_speedups, busy_warning, check_output_dir, machine_info, render_table, write_report
     from ladc.tasks import get_task
 
     console = Console(stderr=True, highlight=False)
@@ -405,7 +378,7 @@ def run_bench(cfg: BenchConfig) -> dict:
     targets = resolve_targets(cfg.targets, cfg.torch_bf16)
     names = [t.name for t in targets]
     baseline = names[resolve_baseline(cfg.baseline, names)]
-    _check_provider(cfg, {t.kind for t in targets})
+    check_provider(cfg.provider, {t.kind for t in targets}, cfg.tensorrt)
     threads = cfg.threads or psutil.cpu_count(logical=False) or 1
     machine = machine_info(cfg.provider)
     warnings = [
@@ -424,7 +397,7 @@ def run_bench(cfg: BenchConfig) -> dict:
             loaded.append(_load_measured(target, task, cfg, threads))
         dev_cache: dict = {}
         timings = _time_all(loaded, cfg, task, dev_cache, console)
-        warnings += _busy_warning(machine, threads)
+        warnings += busy_warning(machine, threads)
         entries = [_target_entry(item, cfg) for item in loaded]
         if not cfg.skip_accuracy:
             for item, entry in zip(loaded, entries):

