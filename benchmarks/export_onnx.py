@@ -223,6 +223,7 @@ def run(args: argparse.Namespace) -> dict:
         "accuracy_delta_points": round((ours["metrics"][headline] - columns[best]["metrics"][headline]) * 100, 2),
     }
     return {
+        "command": " ".join(["python", *sys.argv]),
         "model_dir": str(Path(args.model_dir).resolve()),
         "task": task.name,
         "dev_examples": len(parity_set.labels),

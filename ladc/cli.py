@@ -218,6 +218,7 @@ def distill_cmd(
 
 # <<< tune-teacher / evaluate / distill
 
+
 # >>> export (owned by export engineer)
 @app.command("export")
 @user_errors
@@ -234,7 +235,10 @@ def export_cmd(
         str | None, typer.Option(help="`dynamic`: add model_int8.onnx (+ model_fused_int8.onnx with --optimize).")
     ] = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="Add model_fp16.onnx (fused fp16; needs CUDA).")] = False,
-    per_channel: Annotated[bool, typer.Option("--per-channel", help="INT8 scale per output channel.")] = False,
+    per_channel: Annotated[
+        bool | None,
+        typer.Option("--per-channel/--per-tensor", help="INT8 scale per output channel (default) or per tensor."),
+    ] = None,
     exclude_nodes: Annotated[
         list[str] | None, typer.Option("--exclude-nodes", help="Node-name glob kept fp32 (repeatable, or a,b).")
     ] = None,
@@ -261,7 +265,7 @@ def export_cmd(
     overrides = {
         "model": model_dir, "output": output, "task": task, "data_dir": str(data_dir) if data_dir else None,
         "opset": opset, "device": device, "optimize": optimize or None, "quantize": quantize, "fp16": fp16 or None,
-        "per_channel": per_channel or None, "exclude_nodes": patterns or None, "keep_head_fp32": keep_head_fp32 or None,
+        "per_channel": per_channel, "exclude_nodes": patterns or None, "keep_head_fp32": keep_head_fp32 or None,
         "parity_samples": parity_samples, "allow_drop": allow_drop, "overwrite": overwrite or None,
     }  # fmt: skip
     if output is None and config is None:
@@ -272,6 +276,7 @@ def export_cmd(
 
 
 # <<< export
+
 
 # >>> bench (owned by bench engineer)
 @app.command("bench")
@@ -297,7 +302,9 @@ def bench_cmd(
     skip_accuracy: Annotated[bool, typer.Option("--skip-accuracy", help="Time only; no dev-set metric.")] = False,
     eval_batch_size: Annotated[int | None, typer.Option(help="Batch size of the accuracy pass (default 64).")] = None,
     peak_gflops: Annotated[float | None, typer.Option(help="Machine peak GFLOP/s for the roofline fraction.")] = None,
-    ort_opt_level: Annotated[str | None, typer.Option(help="onnxruntime graph optimisation: disable|basic|extended|all.")] = None,
+    ort_opt_level: Annotated[
+        str | None, typer.Option(help="onnxruntime graph optimisation: disable|basic|extended|all.")
+    ] = None,
     dev_limit: Annotated[int | None, typer.Option(help="First N dev examples (default: the full dev set).")] = None,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
@@ -323,6 +330,7 @@ def bench_cmd(
 
 
 # <<< bench
+
 
 # >>> pipeline / demo (owned by lead)
 @app.command("pipeline")
@@ -368,6 +376,8 @@ def demo_cmd(
         "\n  ladc tune-teacher --task qnli --model bert-base-uncased --output runs/teacher-qnli"
         "\n  ladc distill --task qnli --teacher runs/teacher-qnli --preset paper --output runs/student-qnli"
     )
+
+
 # <<< pipeline / demo
 
 

@@ -191,8 +191,8 @@ def _check_config(cfg: ExportConfig) -> None:
         raise LadcError(f"--device '{cfg.device}' is not supported; expected cpu or cuda")
     if cfg.quantize not in (None, "dynamic"):
         raise LadcError(f"--quantize '{cfg.quantize}' is not supported; expected 'dynamic' (static needs calibration)")
-    if (cfg.exclude_nodes or cfg.keep_head_fp32 or cfg.per_channel) and cfg.quantize is None:
-        raise LadcError("--per-channel/--exclude-nodes/--keep-head-fp32 need --quantize dynamic")
+    if (cfg.exclude_nodes or cfg.keep_head_fp32) and cfg.quantize is None:
+        raise LadcError("--exclude-nodes/--keep-head-fp32 need --quantize dynamic")
     if cfg.parity_samples is not None and cfg.parity_samples <= 0:
         raise LadcError(f"--parity-samples must be positive, got {cfg.parity_samples}")
     if cfg.allow_drop is not None and cfg.allow_drop < 0:

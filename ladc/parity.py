@@ -277,7 +277,8 @@ def raise_on_failure(manifest: dict, output: Path) -> None:
     )
     raise LadcError(
         f"parity check failed on {manifest['parity_set']['examples']} dev examples: {details}. "
-        f"Artifacts and export.json kept in {output}; pass --allow-drop POINTS to accept a metric drop"
+        f"Artifacts and export.json kept in {output}; for INT8 try --keep-head-fp32 or --exclude-nodes (and --per-channel if you chose --per-tensor), "
+        "or pass --allow-drop POINTS to accept the drop"
     )
 
 

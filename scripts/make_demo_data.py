@@ -11,12 +11,72 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-POSITIVE = ["good", "great", "wonderful", "funny", "moving", "clever", "charming", "beautiful", "brilliant", "fresh",
-            "delightful", "smart", "warm", "gripping", "lovely", "powerful", "enjoyable", "touching", "sharp", "fine"]
-NEGATIVE = ["bad", "boring", "dull", "awful", "weak", "stupid", "tedious", "messy", "silly", "flat", "painful",
-            "lazy", "ugly", "terrible", "poor", "slow", "empty", "cheap", "tired", "horrible"]
-NOUNS = ["movie", "film", "story", "script", "cast", "plot", "ending", "director", "acting", "music", "dialogue",
-         "picture", "performance", "comedy", "drama", "lead", "camera work", "soundtrack", "finale", "premise"]
+POSITIVE = [
+    "good",
+    "great",
+    "wonderful",
+    "funny",
+    "moving",
+    "clever",
+    "charming",
+    "beautiful",
+    "brilliant",
+    "fresh",
+    "delightful",
+    "smart",
+    "warm",
+    "gripping",
+    "lovely",
+    "powerful",
+    "enjoyable",
+    "touching",
+    "sharp",
+    "fine",
+]
+NEGATIVE = [
+    "bad",
+    "boring",
+    "dull",
+    "awful",
+    "weak",
+    "stupid",
+    "tedious",
+    "messy",
+    "silly",
+    "flat",
+    "painful",
+    "lazy",
+    "ugly",
+    "terrible",
+    "poor",
+    "slow",
+    "empty",
+    "cheap",
+    "tired",
+    "horrible",
+]
+NOUNS = [
+    "movie",
+    "film",
+    "story",
+    "script",
+    "cast",
+    "plot",
+    "ending",
+    "director",
+    "acting",
+    "music",
+    "dialogue",
+    "picture",
+    "performance",
+    "comedy",
+    "drama",
+    "lead",
+    "camera work",
+    "soundtrack",
+    "finale",
+    "premise",
+]
 ADVERBS = ["very", "really", "quite", "truly", "rather", "so", "pretty", "genuinely", "surprisingly", "often"]
 TEMPLATES = [
     ("the {noun} is {adv} {adj} .", False),

@@ -36,9 +36,7 @@ def test_evaluate_metrics_equal_sklearn_on_the_same_predictions(tiny_classifier,
     rows = [line.split("\t") for line in (glue / "SST-2" / "dev.tsv").read_text().splitlines()[1:]]
     model.eval()
     with torch.no_grad():
-        predictions = [
-            int(model(**tokenizer(text, return_tensors="pt")).logits.argmax(-1)) for text, _ in rows
-        ]
+        predictions = [int(model(**tokenizer(text, return_tensors="pt")).logits.argmax(-1)) for text, _ in rows]
     expected = accuracy_score([int(label) for _, label in rows], predictions)
     assert written["metrics"]["accuracy"] == pytest.approx(expected)
     assert written["examples"] == 40
