@@ -145,10 +145,11 @@ def distill(cfg: DistillConfig) -> dict:
     from ladc.lad import GateChain, LossWeights, layer_map
     from ladc.models import build_student, load_classifier, load_tokenizer
     from ladc.tasks import get_task
-    from ladc.teacher import check_optim, finalize_run, make_evaluator, start_run, versions
+    from ladc.teacher import check_optim, create_run_dir, finalize_run, make_evaluator, resolve_run_config, versions
     from ladc.train import OptimizerSpec, TrainPlan, fit
 
     _check_config(cfg)
+    cfg = resolve_run_config(cfg, DistillConfig)  # read-only; on --resume the saved config wins
     task = get_task(cfg.data.task)
     check_optim(cfg.optim)
     weights = LossWeights(cfg.hard_weight, cfg.soft_weight, cfg.temperature, cfg.mu, cfg.beta)
@@ -160,7 +161,6 @@ def distill(cfg: DistillConfig) -> dict:
     init_from = cfg.init_from or teacher_base_model(cfg.teacher)
     if cfg.student_init in ("even", "first"):
         _check_vocab(tokenizer, init_from)
-    run_dir, cfg = start_run(cfg, cfg.output, cfg.overwrite, cfg.resume, DistillConfig)
     optim = cfg.optim
     set_seed(optim.seed)  # once per command: student head and gate init are part of the seeded run
     student = build_student(
@@ -175,6 +175,8 @@ def distill(cfg: DistillConfig) -> dict:
 
     train = load_tokenized(cfg.data, tokenizer, "train")
     collator = make_collator(tokenizer, task)
+    evaluate = make_evaluator(cfg.data, tokenizer, task, optim.eval_batch_size)
+    run_dir = create_run_dir(cfg)
 
     def make_loader(epoch: int):
         return make_dataloader(
@@ -194,7 +196,6 @@ def distill(cfg: DistillConfig) -> dict:
         trainable=trainable, optimizers=optimizers, loss_fn=_make_loss_fn(cfg, task, teacher, mapping, weights),
         save_fn=save_fn, frozen={"teacher": teacher}, frozen_device=cfg.teacher_device,
     )  # fmt: skip
-    evaluate = make_evaluator(cfg.data, tokenizer, task, optim.eval_batch_size)
     result = fit(
         plan, train_dataset=train, make_loader=make_loader, evaluate=evaluate, optim=optim,
         run_dir=run_dir, task=task, resume=cfg.resume,

@@ -10,7 +10,15 @@ from ladc.config import DataConfig, OptimConfig, TuneTeacherConfig, save_yaml, t
 from ladc.errors import LadcError
 from ladc.io import atomic_write_json, prepare_run_dir
 
-__all__ = ["tune_teacher", "finalize_run", "make_evaluator", "versions", "RUN_MANIFEST"]
+__all__ = [
+    "tune_teacher",
+    "finalize_run",
+    "make_evaluator",
+    "resolve_run_config",
+    "create_run_dir",
+    "versions",
+    "RUN_MANIFEST",
+]
 
 RUN_MANIFEST = "ladc.json"  # task + data source of a run dir, read by export, bench and pipeline
 
@@ -66,21 +74,40 @@ def check_optim(optim: OptimConfig) -> None:
         raise LadcError(f"warmup_ratio must be in [0, 1), got {optim.warmup_ratio}")
 
 
-def start_run(cfg, output: str, overwrite: bool, resume: bool, cfg_cls) -> tuple[Path, object]:
-    """Create/reuse the run dir; on --resume the saved config wins so the run continues unchanged."""
+def resolve_run_config(cfg, cfg_cls):
+    """Check the run dir without touching it; on --resume the saved config wins so the run continues unchanged.
+
+    Raises:
+        LadcError: the dir exists without --overwrite/--resume, or the run to resume already finished.
+    """
     from ladc.config import from_dict, load_yaml
 
-    run_dir = Path(output)
-    if resume and (run_dir / "metrics.json").is_file():
+    run_dir = Path(cfg.output)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise LadcError(f"output {run_dir} exists and is not a directory")
+    if cfg.resume and (run_dir / "metrics.json").is_file():
         raise LadcError(f"run {run_dir} already finished (metrics.json exists); use --overwrite to start again")
-    run_dir = prepare_run_dir(run_dir, overwrite=overwrite, resume=resume)
+    if not (cfg.resume or cfg.overwrite) and run_dir.is_dir() and any(run_dir.iterdir()):
+        raise LadcError(
+            f"output dir {run_dir} already exists; pass --overwrite to replace it or --resume to continue it"
+        )
     saved = run_dir / "config.yaml"
-    if resume and saved.is_file():
+    if cfg.resume and saved.is_file():
         loaded = load_yaml(saved)
         loaded.update({"resume": True, "overwrite": False})
         cfg = from_dict(cfg_cls, loaded, "")
+    return cfg
+
+
+def create_run_dir(cfg) -> Path:
+    """Create (or, with --overwrite, replace) the run dir and save the resolved config into it.
+
+    Called only after the model and data loaded, so bad input never leaves an empty run dir behind.
+    """
+    run_dir = prepare_run_dir(cfg.output, overwrite=cfg.overwrite, resume=cfg.resume)
+    saved = run_dir / "config.yaml"
     save_yaml(cfg, saved, header=f"resolved config of {run_dir}; rerun with: ladc <command> --config {saved}")
-    return run_dir, cfg
+    return run_dir
 
 
 def finalize_run(run_dir: Path, manifest: dict, metrics: dict) -> None:
@@ -115,15 +142,17 @@ def tune_teacher(cfg: TuneTeacherConfig) -> dict:
     from ladc.tasks import get_task
     from ladc.train import OptimizerSpec, TrainPlan, fit, model_inputs
 
+    cfg = resolve_run_config(cfg, TuneTeacherConfig)  # read-only; on --resume the saved config wins
     task = get_task(cfg.data.task)
     check_optim(cfg.optim)
-    run_dir, cfg = start_run(cfg, cfg.output, cfg.overwrite, cfg.resume, TuneTeacherConfig)
     optim = cfg.optim
     set_seed(optim.seed)  # once per command, before the classifier head is initialised
     model = load_for_finetune(cfg.model, task)  # first: it rejects non-BERT encoders with a clear message
     tokenizer = load_tokenizer(cfg.model)
     train = load_tokenized(cfg.data, tokenizer, "train")
     collator = make_collator(tokenizer, task)
+    evaluate = make_evaluator(cfg.data, tokenizer, task, optim.eval_batch_size)
+    run_dir = create_run_dir(cfg)
 
     def make_loader(epoch: int):
         return make_dataloader(
@@ -144,7 +173,6 @@ def tune_teacher(cfg: TuneTeacherConfig) -> dict:
         loss_fn=loss_fn,
         save_fn=save_fn,
     )
-    evaluate = make_evaluator(cfg.data, tokenizer, task, optim.eval_batch_size)
     result = fit(
         plan, train_dataset=train, make_loader=make_loader, evaluate=evaluate, optim=optim,
         run_dir=run_dir, task=task, resume=cfg.resume,

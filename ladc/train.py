@@ -91,6 +91,13 @@ def make_accelerator(optim: OptimConfig):
         raise LadcError(f"mixed_precision '{optim.mixed_precision}' is not one of: no, bf16, fp16")
     if optim.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise LadcError("mixed_precision fp16 needs a CUDA GPU; on CPU use bf16 (AVX-512 BF16) or no")
+    from accelerate.state import AcceleratorState, GradientState
+
+    # accelerate keeps process-wide singletons; one process may train several stages (`ladc pipeline`: teacher, then
+    # student) with different precision or accumulation, so start each from a clean state. The distributed setup
+    # (PartialState) is kept.
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
     return Accelerator(mixed_precision=optim.mixed_precision, gradient_accumulation_steps=optim.grad_accum)
 
 

@@ -64,12 +64,14 @@ def test_predict_test_writes_glue_submission_tsv(tiny_classifier):
         (["distill", "--task", "sst2", "--teacher", "/tmp", "--method", "lda"], "--method 'lda' is unknown"),
     ],
 )
-def test_user_errors_are_one_line_with_exit_code_2(args, message):
+def test_user_errors_are_one_line_with_exit_code_2(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # default output dirs (runs/...) land here
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert "Traceback" not in result.output
     assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+    assert not (tmp_path / "runs").exists()  # bad input never leaves a half-made run dir behind
 
 
 def test_label_count_mismatch_is_a_user_error(tiny_classifier, tiny_bert_config, tmp_path):
