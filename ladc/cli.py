@@ -55,8 +55,34 @@ MixedPrecisionOpt = Annotated[
 ]
 
 
+# options shared by tune-teacher and distill (same flags, same help)
+TrainFileOpt = Annotated[str | None, typer.Option(help="Generic CSV/JSONL train file.")]
+DevFileOpt = Annotated[str | None, typer.Option(help="Generic CSV/JSONL dev file.")]
+TextFieldsOpt = Annotated[str | None, typer.Option(help="Comma-separated text columns of CSV/JSONL files.")]
+LabelFieldOpt = Annotated[str | None, typer.Option(help="Label column of CSV/JSONL files.")]
+MaxSeqLenOpt = Annotated[int | None, typer.Option(help="Max tokens per example (default 128).")]
+TrainLimitOpt = Annotated[int | None, typer.Option(help="Seeded random subset of train.")]
+DevLimitOpt = Annotated[int | None, typer.Option(help="First N dev examples.")]
+GradAccumOpt = Annotated[int | None, typer.Option(help="Gradient accumulation steps.")]
+MaxStepsOpt = Annotated[int | None, typer.Option(help="Optimizer steps; overrides --epochs.")]
+WarmupStepsOpt = Annotated[int | None, typer.Option(help="Warm-up steps; overrides --warmup-ratio.")]
+EvalStepsOpt = Annotated[int | None, typer.Option(help="Evaluate every N steps (default: each epoch).")]
+SaveStepsOpt = Annotated[int | None, typer.Option(help="Checkpoint every N steps (default: at each eval).")]
+GroupByLengthOpt = Annotated[bool | None, typer.Option("--group-by-length/--no-group-by-length")]
+
+
 def _optim_overrides(**values) -> dict:
     return {f"optim.{k}": v for k, v in values.items()}
+
+
+def _data_overrides(
+    task, data_dir, train_file, dev_file, text_fields, label_field, max_seq_len, train_limit, dev_limit
+):
+    return {
+        "data.task": task, "data.data_dir": str(data_dir) if data_dir else None, "data.train_file": train_file,
+        "data.dev_file": dev_file, "data.text_fields": text_fields, "data.label_field": label_field,
+        "data.max_seq_len": max_seq_len, "data.train_limit": train_limit, "data.dev_limit": dev_limit,
+    }  # fmt: skip
 
 
 @app.command("tune-teacher")
@@ -66,25 +92,25 @@ def tune_teacher_cmd(
     model: Annotated[str | None, typer.Option("--model", help="Hub name, HF model dir, or `minilm` (offline).")] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Run dir (HF model dir + metrics.json).")] = None,
     data_dir: DataDirOpt = None,
-    train_file: Annotated[str | None, typer.Option(help="Generic CSV/JSONL train file.")] = None,
-    dev_file: Annotated[str | None, typer.Option(help="Generic CSV/JSONL dev file.")] = None,
-    text_fields: Annotated[str | None, typer.Option(help="Comma-separated text columns of CSV/JSONL files.")] = None,
-    label_field: Annotated[str | None, typer.Option(help="Label column of CSV/JSONL files.")] = None,
-    max_seq_len: Annotated[int | None, typer.Option(help="Max tokens per example (default 128).")] = None,
-    train_limit: Annotated[int | None, typer.Option(help="Seeded random subset of train.")] = None,
-    dev_limit: Annotated[int | None, typer.Option(help="First N dev examples.")] = None,
+    train_file: TrainFileOpt = None,
+    dev_file: DevFileOpt = None,
+    text_fields: TextFieldsOpt = None,
+    label_field: LabelFieldOpt = None,
+    max_seq_len: MaxSeqLenOpt = None,
+    train_limit: TrainLimitOpt = None,
+    dev_limit: DevLimitOpt = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate (default 2e-5).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Per-device batch size (default 32).")] = None,
-    grad_accum: Annotated[int | None, typer.Option(help="Gradient accumulation steps.")] = None,
+    grad_accum: GradAccumOpt = None,
     epochs: Annotated[float | None, typer.Option(help="Epochs (default 3).")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Optimizer steps; overrides --epochs.")] = None,
+    max_steps: MaxStepsOpt = None,
     warmup_ratio: Annotated[float | None, typer.Option(help="Warm-up fraction of steps (default 0.1).")] = None,
-    warmup_steps: Annotated[int | None, typer.Option(help="Warm-up steps; overrides --warmup-ratio.")] = None,
-    eval_steps: Annotated[int | None, typer.Option(help="Evaluate every N steps (default: each epoch).")] = None,
-    save_steps: Annotated[int | None, typer.Option(help="Checkpoint every N steps (default: at each eval).")] = None,
+    warmup_steps: WarmupStepsOpt = None,
+    eval_steps: EvalStepsOpt = None,
+    save_steps: SaveStepsOpt = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default 42).")] = None,
     mixed_precision: MixedPrecisionOpt = None,
-    group_by_length: Annotated[bool | None, typer.Option("--group-by-length/--no-group-by-length")] = None,
+    group_by_length: GroupByLengthOpt = None,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
     resume: ResumeOpt = False,
@@ -99,9 +125,9 @@ def tune_teacher_cmd(
 
     overrides = {
         "model": model, "output": output, "overwrite": overwrite or None, "resume": resume or None,
-        "data.task": task, "data.data_dir": str(data_dir) if data_dir else None, "data.train_file": train_file,
-        "data.dev_file": dev_file, "data.text_fields": text_fields, "data.label_field": label_field,
-        "data.max_seq_len": max_seq_len, "data.train_limit": train_limit, "data.dev_limit": dev_limit,
+        **_data_overrides(
+            task, data_dir, train_file, dev_file, text_fields, label_field, max_seq_len, train_limit, dev_limit
+        ),
         **_optim_overrides(
             lr=lr, batch_size=batch_size, grad_accum=grad_accum, epochs=epochs, max_steps=max_steps,
             warmup_ratio=warmup_ratio, warmup_steps=warmup_steps, eval_steps=eval_steps, save_steps=save_steps,
@@ -123,7 +149,7 @@ def evaluate_cmd(
     predict: Annotated[str | None, typer.Option(help="`test`: write GLUE-submission TSVs.")] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Metrics JSON path.")] = None,
     batch_size: Annotated[int, typer.Option(help="Evaluation batch size.")] = 64,
-    dev_limit: Annotated[int | None, typer.Option(help="First N dev examples.")] = None,
+    dev_limit: DevLimitOpt = None,
 ) -> None:
     """Print a model's task metrics on dev and write them as JSON.
 
@@ -155,13 +181,13 @@ def distill_cmd(
     init_from: Annotated[str | None, typer.Option(help="Pretrained checkpoint for even/first init.")] = None,
     preset: Annotated[str | None, typer.Option(help="`paper`: the LAD paper's per-task hyperparameters.")] = None,
     data_dir: DataDirOpt = None,
-    train_file: Annotated[str | None, typer.Option(help="Generic CSV/JSONL train file.")] = None,
-    dev_file: Annotated[str | None, typer.Option(help="Generic CSV/JSONL dev file.")] = None,
-    text_fields: Annotated[str | None, typer.Option(help="Comma-separated text columns of CSV/JSONL files.")] = None,
-    label_field: Annotated[str | None, typer.Option(help="Label column of CSV/JSONL files.")] = None,
-    max_seq_len: Annotated[int | None, typer.Option(help="Max tokens per example (default 128).")] = None,
-    train_limit: Annotated[int | None, typer.Option(help="Seeded random subset of train.")] = None,
-    dev_limit: Annotated[int | None, typer.Option(help="First N dev examples.")] = None,
+    train_file: TrainFileOpt = None,
+    dev_file: DevFileOpt = None,
+    text_fields: TextFieldsOpt = None,
+    label_field: LabelFieldOpt = None,
+    max_seq_len: MaxSeqLenOpt = None,
+    train_limit: TrainLimitOpt = None,
+    dev_limit: DevLimitOpt = None,
     hard_weight: Annotated[float | None, typer.Option(help="Weight of the label loss (0.5).")] = None,
     soft_weight: Annotated[float | None, typer.Option(help="Weight of the soft-label KL (0.5).")] = None,
     temperature: Annotated[float | None, typer.Option(help="Soft-label temperature tau (10).")] = None,
@@ -172,16 +198,16 @@ def distill_cmd(
     teacher_device: Annotated[str | None, typer.Option(help="Device for the frozen teacher, e.g. cuda:1.")] = None,
     lr: Annotated[float | None, typer.Option(help="Student learning rate (1e-4).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Per-device batch size (32).")] = None,
-    grad_accum: Annotated[int | None, typer.Option(help="Gradient accumulation steps.")] = None,
+    grad_accum: GradAccumOpt = None,
     epochs: Annotated[float | None, typer.Option(help="Epochs (4).")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Optimizer steps; overrides --epochs.")] = None,
+    max_steps: MaxStepsOpt = None,
     warmup_ratio: Annotated[float | None, typer.Option(help="Warm-up fraction of steps (0.1).")] = None,
-    warmup_steps: Annotated[int | None, typer.Option(help="Warm-up steps; overrides --warmup-ratio.")] = None,
-    eval_steps: Annotated[int | None, typer.Option(help="Evaluate every N steps (default: each epoch).")] = None,
-    save_steps: Annotated[int | None, typer.Option(help="Checkpoint every N steps (default: at each eval).")] = None,
+    warmup_steps: WarmupStepsOpt = None,
+    eval_steps: EvalStepsOpt = None,
+    save_steps: SaveStepsOpt = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (42).")] = None,
     mixed_precision: MixedPrecisionOpt = None,
-    group_by_length: Annotated[bool | None, typer.Option("--group-by-length/--no-group-by-length")] = None,
+    group_by_length: GroupByLengthOpt = None,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
     resume: ResumeOpt = False,
@@ -201,9 +227,9 @@ def distill_cmd(
         "soft_weight": soft_weight, "temperature": temperature, "mu": mu, "beta": beta, "gate_lr": gate_lr,
         "reverse_gates": reverse_gates, "teacher_device": teacher_device,
         "overwrite": overwrite or None, "resume": resume or None,
-        "data.task": task, "data.data_dir": str(data_dir) if data_dir else None, "data.train_file": train_file,
-        "data.dev_file": dev_file, "data.text_fields": text_fields, "data.label_field": label_field,
-        "data.max_seq_len": max_seq_len, "data.train_limit": train_limit, "data.dev_limit": dev_limit,
+        **_data_overrides(
+            task, data_dir, train_file, dev_file, text_fields, label_field, max_seq_len, train_limit, dev_limit
+        ),
         **_optim_overrides(
             lr=lr, batch_size=batch_size, grad_accum=grad_accum, epochs=epochs, max_steps=max_steps,
             warmup_ratio=warmup_ratio, warmup_steps=warmup_steps, eval_steps=eval_steps, save_steps=save_steps,

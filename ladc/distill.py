@@ -141,11 +141,10 @@ def distill(cfg: DistillConfig) -> dict:
     from accelerate.utils import set_seed
     from safetensors.torch import save_file
 
-    from ladc.data import load_tokenized, make_collator, make_dataloader
     from ladc.lad import GateChain, LossWeights, layer_map
     from ladc.models import build_student, load_classifier, load_tokenizer
     from ladc.tasks import get_task
-    from ladc.teacher import check_optim, create_run_dir, finalize_run, make_evaluator, resolve_run_config, versions
+    from ladc.teacher import check_optim, create_run_dir, finalize_run, prepare_data, resolve_run_config, versions
     from ladc.train import OptimizerSpec, TrainPlan, fit
 
     _check_config(cfg)
@@ -173,16 +172,8 @@ def distill(cfg: DistillConfig) -> dict:
         trainable["gates"] = GateChain(teacher_layers, teacher.config.hidden_size)
         optimizers.append(OptimizerSpec("gates", ("gates",), cfg.gate_lr, 0.0, optim.max_grad_norm))
 
-    train = load_tokenized(cfg.data, tokenizer, "train")
-    collator = make_collator(tokenizer, task)
-    evaluate = make_evaluator(cfg.data, tokenizer, task, optim.eval_batch_size)
+    train, make_loader, evaluate = prepare_data(cfg.data, optim, tokenizer, task)
     run_dir = create_run_dir(cfg)
-
-    def make_loader(epoch: int):
-        return make_dataloader(
-            train, collator, optim.batch_size, shuffle=True, seed=optim.seed, epoch=epoch,
-            group_by_length=optim.group_by_length, num_workers=optim.num_workers,
-        )  # fmt: skip
 
     def save_fn(modules, directory: Path) -> None:
         modules["model"].save_pretrained(directory, safe_serialization=True)

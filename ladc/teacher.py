@@ -64,6 +64,23 @@ def make_evaluator(data: DataConfig, tokenizer, task, batch_size: int):
     return evaluate
 
 
+def prepare_data(data: DataConfig, optim: OptimConfig, tokenizer, task):
+    """Tokenize train and dev once; returns (train dataset, epoch -> train DataLoader, dev evaluator)."""
+    from ladc.data import load_tokenized, make_collator, make_dataloader
+
+    train = load_tokenized(data, tokenizer, "train")
+    collator = make_collator(tokenizer, task)
+    evaluate = make_evaluator(data, tokenizer, task, optim.eval_batch_size)
+
+    def make_loader(epoch: int):
+        return make_dataloader(
+            train, collator, optim.batch_size, shuffle=True, seed=optim.seed, epoch=epoch,
+            group_by_length=optim.group_by_length, num_workers=optim.num_workers,
+        )  # fmt: skip
+
+    return train, make_loader, evaluate
+
+
 def check_optim(optim: OptimConfig) -> None:
     for name in ("lr", "batch_size", "grad_accum", "eval_batch_size", "log_steps"):
         if getattr(optim, name) <= 0:
@@ -137,7 +154,6 @@ def tune_teacher(cfg: TuneTeacherConfig) -> dict:
     """
     from accelerate.utils import set_seed
 
-    from ladc.data import load_tokenized, make_collator, make_dataloader
     from ladc.models import load_for_finetune, load_tokenizer
     from ladc.tasks import get_task
     from ladc.train import OptimizerSpec, TrainPlan, fit, model_inputs
@@ -149,16 +165,8 @@ def tune_teacher(cfg: TuneTeacherConfig) -> dict:
     set_seed(optim.seed)  # once per command, before the classifier head is initialised
     model = load_for_finetune(cfg.model, task)  # first: it rejects non-BERT encoders with a clear message
     tokenizer = load_tokenizer(cfg.model)
-    train = load_tokenized(cfg.data, tokenizer, "train")
-    collator = make_collator(tokenizer, task)
-    evaluate = make_evaluator(cfg.data, tokenizer, task, optim.eval_batch_size)
+    train, make_loader, evaluate = prepare_data(cfg.data, optim, tokenizer, task)
     run_dir = create_run_dir(cfg)
-
-    def make_loader(epoch: int):
-        return make_dataloader(
-            train, collator, optim.batch_size, shuffle=True, seed=optim.seed, epoch=epoch,
-            group_by_length=optim.group_by_length, num_workers=optim.num_workers,
-        )  # fmt: skip
 
     def loss_fn(modules, batch):
         return {"loss": modules["model"](**model_inputs(batch), labels=batch["labels"]).loss}

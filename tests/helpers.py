@@ -39,3 +39,25 @@ def write_tiny_base_model(path: Path, config, tokenizer, seed: int = 0) -> Path:
     BertModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def run_and_kill_after_checkpoint(command: list[str], checkpoints: Path, timeout_s: float = 300) -> None:
+    """Start a real `python -m ladc ...` process and SIGKILL it once a complete checkpoint exists in `checkpoints`.
+
+    Skips the calling test when the process finished before it could be interrupted.
+    """
+    import subprocess
+    import time
+
+    import pytest
+
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and proc.poll() is None:
+        if list(checkpoints.glob("step-*/trainer_state.json")):
+            proc.kill()
+            break
+        time.sleep(0.05)
+    proc.wait()
+    if proc.returncode == 0:
+        pytest.skip("the run finished before it could be interrupted")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import torch
 from ladc.config import DataConfig, DistillConfig, OptimConfig
 from ladc.distill import build_distill_config, distill
 from ladc.errors import LadcError
-from tests.helpers import write_tiny_base_model, write_tiny_sst2
+from tests.helpers import run_and_kill_after_checkpoint, write_tiny_base_model, write_tiny_sst2
 
 
 @pytest.fixture
@@ -151,18 +150,9 @@ def test_distill_resume_restores_student_and_gates(tiny_teacher):
     full = subprocess.run([sys.executable, "-m", "ladc", *common, "--output", str(tmp / "full")], capture_output=True)
     assert full.returncode == 0, full.stderr.decode()[-2000:]
     run_dir = tmp / "cut"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ladc", *common, "--output", str(run_dir)], stderr=subprocess.DEVNULL
+    run_and_kill_after_checkpoint(
+        [sys.executable, "-m", "ladc", *common, "--output", str(run_dir)], run_dir / "checkpoints"
     )
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if list((run_dir / "checkpoints").glob("step-*/trainer_state.json")):
-            proc.kill()
-            break
-        time.sleep(0.05)
-    proc.wait()
-    if proc.returncode == 0:
-        pytest.skip("the run finished before it could be interrupted")
     resumed = subprocess.run(
         [sys.executable, "-m", "ladc", *common, "--output", str(run_dir), "--resume"], capture_output=True
     )

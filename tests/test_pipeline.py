@@ -6,7 +6,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import yaml
 
 from ladc.errors import LadcError
 from ladc.pipeline import load_pipeline_config, run_pipeline
-from tests.helpers import write_tiny_base_model, write_tiny_sst2
+from tests.helpers import run_and_kill_after_checkpoint, write_tiny_base_model, write_tiny_sst2
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,16 +97,7 @@ def test_pipeline_killed_mid_distillation_resumes_at_that_stage(tiny_pipeline):
     run_dir = tmp / "run"
     config = _tiny_pipeline_yaml(tmp, base, glue, run_dir, max_steps=24)
     command = [sys.executable, "-m", "ladc", "pipeline", "--config", str(config)]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if list((run_dir / "student" / "checkpoints").glob("step-*/trainer_state.json")):
-            proc.kill()
-            break
-        time.sleep(0.05)
-    proc.wait()
-    if proc.returncode == 0:
-        pytest.skip("the pipeline finished before it could be interrupted")
+    run_and_kill_after_checkpoint(command, run_dir / "student" / "checkpoints")
     assert (run_dir / "teacher" / "metrics.json").is_file() and not (run_dir / "student" / "metrics.json").exists()
     resumed = subprocess.run(command, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import torch
 from ladc.config import DataConfig, OptimConfig, TuneTeacherConfig
 from ladc.errors import LadcError
 from ladc.teacher import tune_teacher
-from tests.helpers import write_tiny_base_model, write_tiny_sst2
+from tests.helpers import run_and_kill_after_checkpoint, write_tiny_base_model, write_tiny_sst2
 
 
 @pytest.fixture
@@ -92,17 +91,9 @@ def test_resume_continues_from_saved_step_and_matches_uninterrupted(tiny_setup):
     assert full.returncode == 0, full.stdout.decode()[-2000:] + full.stderr.decode()[-2000:]
 
     run_dir = tmp / "interrupted"
-    proc = _run_cli([*common, "--output", str(run_dir)])
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        done = list((run_dir / "checkpoints").glob("step-*/trainer_state.json"))
-        if done:
-            proc.kill()
-            break
-        time.sleep(0.05)
-    proc.wait()
-    if proc.returncode == 0:
-        pytest.skip("the run finished before it could be interrupted (machine too fast for this test)")
+    run_and_kill_after_checkpoint(
+        [sys.executable, "-m", "ladc", *common, "--output", str(run_dir)], run_dir / "checkpoints"
+    )
     saved_step = json.loads(next((run_dir / "checkpoints").glob("step-*/trainer_state.json")).read_text())["step"]
     assert 0 < saved_step < 36
     resumed = subprocess.run(
