@@ -251,7 +251,9 @@ def distill_cmd(
 def export_cmd(
     model_dir: Annotated[str, typer.Argument(help="Fine-tuned HF sequence-classifier dir (teacher or student).")],
     onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX (the only format; required).")] = False,
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Output dir (must not exist).")] = None,
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="Output dir (default: onnx-NAME beside MODEL_DIR).")
+    ] = None,
     task: Annotated[str | None, typer.Option("--task", help="Default: the task in MODEL_DIR/ladc.json.")] = None,
     data_dir: DataDirOpt = None,
     opset: Annotated[int | None, typer.Option(help="ONNX opset, 14..20 (default 17).")] = None,
@@ -295,7 +297,9 @@ def export_cmd(
         "parity_samples": parity_samples, "allow_drop": allow_drop, "overwrite": overwrite or None,
     }  # fmt: skip
     if output is None and config is None:
-        raise LadcError("ladc export needs --output OUT (a directory that does not exist yet)")
+        # default: a sibling of the model dir, runs/student-sst2 -> runs/onnx-student-sst2
+        source = Path(model_dir.rstrip("/"))
+        overrides["output"] = str(source.parent / f"onnx-{source.name}")
     cfg = build_config(ExportConfig, config, overrides)
     manifest = export_onnx(cfg)
     typer.echo(f"{len(manifest['artifacts'])} ONNX artifacts and export.json written to {cfg.output}")

@@ -435,3 +435,12 @@ def test_minilm_fused_int8_export_on_sst2_dev(tmp_path, minilm_dir, glue_dir):
     assert manifest["parity_set"]["examples"] == 200 and manifest["parity_set"]["tokens_max"] > 40
     assert by_name["fused_int8"]["parity"]["label_agreement_pct"] is not None
     assert by_name["fused_int8"]["size_mb"] < 0.7 * by_name["fused"]["size_mb"]
+
+
+def test_cli_default_output_is_a_sibling_of_the_model_dir(tmp_path, tiny_model, tiny_data):
+    import shutil
+
+    model = shutil.copytree(tiny_model, tmp_path / "student")
+    result = _run_cli(str(model), "--onnx", "--task", "sst2", "--data-dir", str(tiny_data), "--parity-samples", "8")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "onnx-student" / "export.json").read_text())["artifacts"][0]["name"] == "fp32"
