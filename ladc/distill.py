@@ -145,7 +145,7 @@ def distill(cfg: DistillConfig) -> dict:
     from ladc.models import build_student, load_classifier, load_tokenizer
     from ladc.tasks import get_task
     from ladc.teacher import check_optim, create_run_dir, finalize_run, prepare_data, resolve_run_config, versions
-    from ladc.train import OptimizerSpec, TrainPlan, fit
+    from ladc.train import OptimizerSpec, TrainPlan, fit, result_metrics
 
     _check_config(cfg)
     cfg = resolve_run_config(cfg, DistillConfig)  # read-only; on --resume the saved config wins
@@ -197,17 +197,10 @@ def distill(cfg: DistillConfig) -> dict:
     if teacher_dev and teacher_dev.get(headline):
         retention = result.best_metrics[headline] / teacher_dev[headline]
     metrics = {
-        "task": task.name,
+        **result_metrics(result, task, len(train)),
         "method": cfg.method,
-        "dev": result.best_metrics,
         "teacher_dev": teacher_dev,
         "retention": retention,
-        "best_step": result.best_step,
-        "final_step": result.final_step,
-        "train_examples": len(train),
-        "train_samples_per_s": result.train_samples_per_s,
-        "resumed_from_step": result.resumed_from_step,
-        "history": result.history,
     }
     manifest = {
         "kind": "student",

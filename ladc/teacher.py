@@ -156,7 +156,7 @@ def tune_teacher(cfg: TuneTeacherConfig) -> dict:
 
     from ladc.models import load_for_finetune, load_tokenizer
     from ladc.tasks import get_task
-    from ladc.train import OptimizerSpec, TrainPlan, fit, model_inputs
+    from ladc.train import OptimizerSpec, TrainPlan, fit, model_inputs, result_metrics
 
     cfg = resolve_run_config(cfg, TuneTeacherConfig)  # read-only; on --resume the saved config wins
     task = get_task(cfg.data.task)
@@ -185,16 +185,7 @@ def tune_teacher(cfg: TuneTeacherConfig) -> dict:
         plan, train_dataset=train, make_loader=make_loader, evaluate=evaluate, optim=optim,
         run_dir=run_dir, task=task, resume=cfg.resume,
     )  # fmt: skip
-    metrics = {
-        "task": task.name,
-        "dev": result.best_metrics,
-        "best_step": result.best_step,
-        "final_step": result.final_step,
-        "train_examples": len(train),
-        "train_samples_per_s": result.train_samples_per_s,
-        "resumed_from_step": result.resumed_from_step,
-        "history": result.history,
-    }
+    metrics = result_metrics(result, task, len(train))
     manifest = {
         "kind": "teacher",
         "task": task.name,

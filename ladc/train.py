@@ -35,6 +35,7 @@ __all__ = [
     "make_accelerator",
     "model_inputs",
     "latest_checkpoint",
+    "result_metrics",
 ]
 
 CHECKPOINT_DIR = "checkpoints"
@@ -302,6 +303,20 @@ class _Loop:
             train_samples_per_s=samples / max(elapsed, 1e-9),
             resumed_from_step=self.resumed_from,
         )
+
+
+def result_metrics(result: TrainResult, task: TaskSpec, train_examples: int) -> dict:
+    """The metrics.json fields every training command writes (dev metrics, steps, speed, resume, history)."""
+    return {
+        "task": task.name,
+        "dev": result.best_metrics,
+        "best_step": result.best_step,
+        "final_step": result.final_step,
+        "train_examples": train_examples,
+        "train_samples_per_s": result.train_samples_per_s,
+        "resumed_from_step": result.resumed_from_step,
+        "history": result.history,
+    }
 
 
 def fit(
