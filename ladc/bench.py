@@ -29,6 +29,7 @@ from ladc.runners import (
     resolve_targets,
 )
 from ladc.tasks import TaskSpec
+from ladc.timing import time_interleaved, time_targets
 
 __all__ = [
     "DEFAULT_ITERATIONS",
@@ -90,55 +91,6 @@ def flops_per_token(config, seq_len: int) -> float:
     """
     hidden, inter, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
     return float(layers * (4 * hidden * hidden * 2 + 2 * hidden * inter * 2 + 2 * 2 * seq_len * hidden))
-
-
-def time_interleaved(
-    calls: list[Callable[[int], object]],
-    warmup: int,
-    iterations: int | None,
-    min_duration_s: float | None = None,
-    block: int = 5,
-) -> list[list[float]]:
-    """Time targets round-robin: each round runs `block` iterations of every unfinished target in turn.
-
-    A target is finished once it has `iterations` timed runs and `min_duration_s` timed seconds (whichever are
-    set); it then leaves the rotation, so a slow target is not run for as long as a fast one needs.
-
-    Args:
-        calls: per target, `call(k)` runs its k-th iteration to completion (device synchronised).
-        warmup: untimed iterations per target, also round-robin.
-        iterations: timed iterations per target (a minimum when min_duration_s is also given).
-        min_duration_s: timed seconds per target (a minimum when iterations is also given).
-        block: iterations per target per turn.
-
-    Returns:
-        latencies_ms[t][k] of iteration k of target t (time.perf_counter).
-    """
-    if iterations is None and min_duration_s is None:
-        raise ValueError("time_interleaved needs iterations or min_duration_s")
-    for k in range(warmup):
-        for call in calls:
-            call(k)
-    latencies_ms: list[list[float]] = [[] for _ in calls]
-    spent_s = [0.0] * len(calls)
-
-    def finished(target: int) -> bool:
-        enough_runs = iterations is None or len(latencies_ms[target]) >= iterations
-        return enough_runs and (min_duration_s is None or spent_s[target] >= min_duration_s)
-
-    active = list(range(len(calls)))
-    while active:
-        for target in active:
-            done = len(latencies_ms[target])
-            count = block if min_duration_s is not None else min(block, iterations - done)
-            for k in range(done, done + count):
-                start = time.perf_counter()
-                calls[target](k)
-                elapsed = time.perf_counter() - start
-                latencies_ms[target].append(elapsed * 1000.0)
-                spent_s[target] += elapsed
-        active = [target for target in active if not finished(target)]
-    return latencies_ms
 
 
 class PeakRss:

@@ -1,0 +1,131 @@
+"""How `ladc bench` and `ladc export --select fastest` time targets: isolated (default) or interleaved, with an
+injectable clock so the scheduling is unit-tested without real time.
+
+Why isolation is the default: onnxruntime's intra-op pool (and OpenMP/TBB pools) spin for a while after each run.
+Interleaving several engines on 2 cores let one target's spinning pool steal cores from the next: the same INT8 model
+measured 4.0 ms alone and 7.8 ms in a group of four. `time_isolated` times one target at a time, each after its own
+warm-up and a pause that lets the previous target's pools go idle, so a target's figure in a group equals its figure
+alone (benchmarks/RESULTS.md, "bench isolation").
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+__all__ = ["ISOLATION_MODES", "time_interleaved", "time_isolated", "time_targets"]
+
+ISOLATION_MODES = ("isolated", "interleaved")
+PAUSE_S = 0.3  # between targets in isolated mode: onnxruntime and OpenMP pools stop spinning well within this
+
+
+def _finished(count: int, spent_s: float, iterations: int | None, min_duration_s: float | None) -> bool:
+    enough_runs = iterations is None or count >= iterations
+    return enough_runs and (min_duration_s is None or spent_s >= min_duration_s)
+
+
+def _check(iterations: int | None, min_duration_s: float | None) -> None:
+    if iterations is None and min_duration_s is None:
+        raise ValueError("timing needs iterations or min_duration_s")
+
+
+def time_interleaved(
+    calls: list[Callable[[int], object]],
+    warmup: int,
+    iterations: int | None,
+    min_duration_s: float | None = None,
+    block: int = 5,
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[list[float]]:
+    """Time targets round-robin: each round runs `block` iterations of every unfinished target in turn.
+
+    Only fair when no target leaves threads spinning after its call (ORT sessions opened with
+    `allow_spinning=False`): otherwise prefer `time_isolated`.
+
+    A target is finished once it has `iterations` timed runs and `min_duration_s` timed seconds (whichever are
+    set); it then leaves the rotation, so a slow target is not run for as long as a fast one needs.
+
+    Args:
+        calls: per target, `call(k)` runs its k-th iteration to completion (device synchronised).
+        warmup: untimed iterations per target, also round-robin.
+        iterations: timed iterations per target (a minimum when min_duration_s is also given).
+        min_duration_s: timed seconds per target (a minimum when iterations is also given).
+        block: iterations per target per turn.
+        clock: seconds, monotonic (tests pass a fake clock).
+
+    Returns:
+        latencies_ms[t][k] of iteration k of target t.
+    """
+    _check(iterations, min_duration_s)
+    for k in range(warmup):
+        for call in calls:
+            call(k)
+    latencies_ms: list[list[float]] = [[] for _ in calls]
+    spent_s = [0.0] * len(calls)
+    active = list(range(len(calls)))
+    while active:
+        for target in active:
+            done = len(latencies_ms[target])
+            count = block if min_duration_s is not None else min(block, iterations - done)
+            for k in range(done, done + count):
+                start = clock()
+                calls[target](k)
+                elapsed = clock() - start
+                latencies_ms[target].append(elapsed * 1000.0)
+                spent_s[target] += elapsed
+        active = [t for t in active if not _finished(len(latencies_ms[t]), spent_s[t], iterations, min_duration_s)]
+    return latencies_ms
+
+
+def time_isolated(
+    calls: list[Callable[[int], object]],
+    warmup: int,
+    iterations: int | None,
+    min_duration_s: float | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+    pause: Callable[[float], None] = time.sleep,
+    pause_s: float = PAUSE_S,
+) -> list[list[float]]:
+    """Time targets one after another: target t runs its warm-up and all its timed iterations before t+1 starts.
+
+    Args:
+        calls, warmup, iterations, min_duration_s, clock: as in `time_interleaved`.
+        pause: called with `pause_s` before each target's warm-up (lets the previous target's pools go idle).
+        pause_s: seconds to pause.
+
+    Returns:
+        latencies_ms[t][k] of iteration k of target t.
+    """
+    _check(iterations, min_duration_s)
+    latencies_ms: list[list[float]] = []
+    for call in calls:
+        pause(pause_s)
+        for k in range(warmup):
+            call(k)
+        timed: list[float] = []
+        spent_s = 0.0
+        while not _finished(len(timed), spent_s, iterations, min_duration_s):
+            start = clock()
+            call(len(timed))
+            elapsed = clock() - start
+            timed.append(elapsed * 1000.0)
+            spent_s += elapsed
+        latencies_ms.append(timed)
+    return latencies_ms
+
+
+def time_targets(
+    calls: list[Callable[[int], object]],
+    isolation: str,
+    warmup: int,
+    iterations: int | None,
+    min_duration_s: float | None = None,
+    block: int = 5,
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[list[float]]:
+    """Dispatch to `time_isolated` or `time_interleaved` by `isolation` (one of ISOLATION_MODES)."""
+    if isolation == "interleaved":
+        return time_interleaved(calls, warmup, iterations, min_duration_s, block, clock)
+    if isolation == "isolated":
+        return time_isolated(calls, warmup, iterations, min_duration_s, clock)
+    raise ValueError(f"isolation {isolation!r} is not one of {ISOLATION_MODES}")
