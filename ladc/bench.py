@@ -1,7 +1,8 @@
 """`ladc bench`: latency, throughput, accuracy and memory of model variants (PyTorch, ONNX) side by side.
 
-Timing is interleaved: each round runs a block of iterations of every target in turn, so machine drift (frequency,
-neighbours, heat) hits all targets alike. Accuracy uses the data path and metrics of `ladc evaluate` on the full dev
+Timing is isolated by default: one target at a time, each after its own warm-up (ladc/timing.py says why: spinning
+onnxruntime pools distorted interleaved figures 2x on 2 cores). `--isolation interleaved` runs round-robin blocks with
+non-spinning pools instead. Accuracy uses the data path and metrics of `ladc evaluate` on the full dev
 set. Target loading and the runners live in `ladc.runners`; tables and plots in `ladc.report`.
 """
 
@@ -29,7 +30,7 @@ from ladc.runners import (
     resolve_targets,
 )
 from ladc.tasks import TaskSpec
-from ladc.timing import time_interleaved, time_targets
+from ladc.timing import ISOLATION_MODES, PAUSE_S, time_interleaved, time_targets
 
 __all__ = [
     "DEFAULT_ITERATIONS",
@@ -163,6 +164,7 @@ def _validate(cfg: BenchConfig) -> None:
         (cfg.iterations is None or cfg.iterations >= 1, f"--iterations {cfg.iterations}: need >= 1"),
         (cfg.min_duration_s is None or cfg.min_duration_s > 0, f"--min-duration {cfg.min_duration_s}: need > 0"),
         (cfg.warmup >= 0 and cfg.interleave_block >= 1, "warmup must be >= 0 and interleave_block >= 1"),
+        (cfg.isolation in ISOLATION_MODES, f"--isolation '{cfg.isolation}' is not one of: {', '.join(ISOLATION_MODES)}"),
         (cfg.threads is None or cfg.threads >= 1, f"--threads {cfg.threads}: need >= 1"),
         (not cfg.tensorrt or cfg.provider == "cuda", "--tensorrt needs --provider cuda"),
     ]  # fmt: skip
@@ -182,12 +184,17 @@ class _Loaded:
     gpu_mb: float | None
 
 
+def _spinning(cfg: BenchConfig) -> bool:
+    """onnxruntime pools may spin after a run only when no other target is timed in between (isolated timing)."""
+    return cfg.isolation == "isolated"
+
+
 def _load_measured(target: BenchTarget, task: TaskSpec, cfg: BenchConfig, threads: int) -> _Loaded:
     """Load one target and run one batch of the largest shape, measuring peak RSS (and GPU memory) growth."""
     gpu_before = _gpu_used_mb() if cfg.provider == "cuda" else None
     with PeakRss() as rss:
         runner, tokenizer, config, settings = load_runner(
-            target, task, cfg.provider, threads, cfg.ort_graph_optimization, cfg.tensorrt
+            target, task, cfg.provider, threads, cfg.ort_graph_optimization, cfg.tensorrt, _spinning(cfg)
         )
         longest = max(cfg.seq_lens)
         if longest > config.max_position_embeddings:
@@ -220,13 +227,15 @@ def _dev_batches(cache: dict, item: _Loaded, cfg: BenchConfig, task: TaskSpec, b
 
 
 def _timing_rows(loaded: list[_Loaded], inputs: list[list[dict]], label: dict, cfg: BenchConfig) -> list[dict]:
-    """Time every target on its list of input batches (cycled), interleaved; one row per target."""
+    """Time every target on its list of input batches (cycled), isolated or interleaved; one row per target."""
     from ladc.report import summarise_latencies
 
     iterations = cfg.iterations or (None if cfg.min_duration_s else DEFAULT_ITERATIONS)
     prepared = [[item.runner.prepare(batch) for batch in batches] for item, batches in zip(loaded, inputs)]
     calls = [lambda k, r=item.runner, xs=xs: r.run(xs[k % len(xs)]) for item, xs in zip(loaded, prepared)]
-    latencies_ms = time_interleaved(calls, cfg.warmup, iterations, cfg.min_duration_s, cfg.interleave_block)
+    latencies_ms = time_targets(
+        calls, cfg.isolation, cfg.warmup, iterations, cfg.min_duration_s, cfg.interleave_block
+    )
     rows = []
     for item, batches, lat in zip(loaded, inputs, latencies_ms):
         shapes = [batches[k % len(batches)]["input_ids"].shape for k in range(len(lat))]
@@ -248,7 +257,7 @@ def _time_all(loaded: list[_Loaded], cfg: BenchConfig, task: TaskSpec, dev_cache
     rows = []
     for batch_size in cfg.batch_sizes:
         for seq_len in cfg.seq_lens:
-            console.print(f"timing batch {batch_size} x seq {seq_len} (synthetic), {len(loaded)} targets interleaved")
+            console.print(f"timing batch {batch_size} x seq {seq_len} (synthetic), {len(loaded)} targets {cfg.isolation}")
             inputs = [[synthetic_batch(item.tokenizer, batch_size, seq_len, cfg.seed)] for item in loaded]
             label = {"mode": "synthetic", "batch_size": batch_size, "seq_len": seq_len}
             rows += _timing_rows(loaded, inputs, label, cfg)
@@ -287,11 +296,21 @@ def _warm_up_libraries(targets: list[BenchTarget], task: TaskSpec, cfg: BenchCon
     for kind in dict.fromkeys(t.kind for t in targets):
         first = next(t for t in targets if t.kind == kind)
         runner, tokenizer, _, _ = load_runner(
-            first, task, cfg.provider, threads, cfg.ort_graph_optimization, cfg.tensorrt
+            first, task, cfg.provider, threads, cfg.ort_graph_optimization, cfg.tensorrt, _spinning(cfg)
         )
         runner(synthetic_batch(tokenizer, 1, 8, cfg.seed))
         del runner
     gc.collect()
+
+
+def _isolation_note(cfg: BenchConfig) -> dict:
+    if cfg.isolation == "isolated":
+        how = (f"one target at a time in this process: each target's warm-up and timed runs follow a {PAUSE_S} s pause, "
+               "with no other target running in between; onnxruntime pools spin as in a deployment")  # fmt: skip
+    else:
+        how = (f"round-robin blocks of {cfg.interleave_block} runs per target; onnxruntime sessions opened with "
+               "session.intra_op.allow_spinning=0 so no idle pool steals cores from the target being timed")
+    return {"mode": cfg.isolation, "how": how}
 
 
 def _runtime(cfg: BenchConfig, threads: int) -> dict:
@@ -300,7 +319,8 @@ def _runtime(cfg: BenchConfig, threads: int) -> dict:
         "ort_graph_optimization_level": ORT_GRAPH_LEVELS[cfg.ort_graph_optimization],
         "ort_execution_mode": "ORT_SEQUENTIAL", "ort_intra_op_threads": threads, "ort_inter_op_threads": 1,
         "warmup": cfg.warmup, "iterations": cfg.iterations or (None if cfg.min_duration_s else DEFAULT_ITERATIONS),
-        "min_duration_s": cfg.min_duration_s, "interleave_block": cfg.interleave_block,
+        "min_duration_s": cfg.min_duration_s, "isolation": _isolation_note(cfg),
+        "interleave_block": cfg.interleave_block if cfg.isolation == "interleaved" else None,
         "timer": "time.perf_counter around the runner call (inputs already on the device)",
         "memory_method": MEMORY_METHOD, "peak_gflops": cfg.peak_gflops,
     }  # fmt: skip

@@ -51,7 +51,7 @@ def user_errors(command: Callable) -> Callable:
 
 # >>> tune-teacher / evaluate / distill (owned by lead)
 MixedPrecisionOpt = Annotated[
-    str | None, typer.Option("--mixed-precision", help="no | bf16 (CPU AVX-512 BF16 or GPU) | fp16 (GPU).")
+    str | None, typer.Option("--mixed-precision", help="no | bf16 (CPU AVX-512 BF16/AMX or GPU) | fp16 (GPU) | auto (bf16 where native, else no).")
 ]
 
 
@@ -250,7 +250,7 @@ def distill_cmd(
 @user_errors
 def export_cmd(
     model_dir: Annotated[str, typer.Argument(help="Fine-tuned HF sequence-classifier dir (teacher or student).")],
-    onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX (the only format; required).")] = False,
+    onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX (always done; kept for compatibility).")] = False,
     output: Annotated[
         str | None, typer.Option("--output", "-o", help="Output dir (default: onnx-NAME beside MODEL_DIR).")
     ] = None,
@@ -277,24 +277,36 @@ def export_cmd(
     allow_drop: Annotated[
         float | None, typer.Option(help="Accept artifacts whose headline metric drops <= this many points.")
     ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="Engines, comma-separated: onnxruntime (default), openvino (ladc[openvino]), torch (bf16)."),
+    ] = None,
+    select: Annotated[
+        str | None,
+        typer.Option(help="`fastest`: build every backend x precision, drop parity failures, time and rank the rest."),
+    ] = None,
+    calibration_samples: Annotated[
+        int | None, typer.Option(help="Train examples for OpenVINO/NNCF INT8 calibration (default 300).")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="Threads when timing under --select (default: cores).")] = None,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Export MODEL_DIR to ONNX (fp32, fused, INT8, fp16) and check every artifact against PyTorch on dev data.
+    """Export MODEL_DIR to ONNX (fp32, fused, INT8, fp16), OpenVINO IR and PyTorch bf16, and check every artifact
+    against PyTorch on dev data; `--select fastest` also ranks them by speed on this machine.
 
-    Example: ladc export runs/teacher-sst2 --onnx --optimize --quantize dynamic --output runs/onnx-sst2
+    Example: ladc export runs/student-sst2 --select fastest --output runs/onnx-sst2
     """
     from ladc.config import ExportConfig, build_config
     from ladc.export import export_onnx
 
-    if not onnx:
-        raise LadcError("ladc export needs --onnx (ONNX is the only export format)")
     patterns = [p.strip() for value in exclude_nodes or [] for p in value.split(",") if p.strip()]
     overrides = {
         "model": model_dir, "output": output, "task": task, "data_dir": str(data_dir) if data_dir else None,
         "opset": opset, "device": device, "optimize": optimize or None, "quantize": quantize, "fp16": fp16 or None,
         "per_channel": per_channel, "exclude_nodes": patterns or None, "keep_head_fp32": keep_head_fp32 or None,
         "parity_samples": parity_samples, "allow_drop": allow_drop, "overwrite": overwrite or None,
+        "backends": backend, "select": select, "calibration_samples": calibration_samples, "threads": threads,
     }  # fmt: skip
     if output is None and config is None:
         # default: a sibling of the model dir, runs/student-sst2 -> runs/onnx-student-sst2
@@ -302,7 +314,8 @@ def export_cmd(
         overrides["output"] = str(source.parent / f"onnx-{source.name}")
     cfg = build_config(ExportConfig, config, overrides)
     manifest = export_onnx(cfg)
-    typer.echo(f"{len(manifest['artifacts'])} ONNX artifacts and export.json written to {cfg.output}")
+    chosen = f"; fastest here: {manifest['selection']['chosen']}" if "selection" in manifest else ""
+    typer.echo(f"{len(manifest['artifacts'])} artifacts and export.json written to {cfg.output}{chosen}")
 
 
 # <<< export
@@ -336,6 +349,9 @@ def bench_cmd(
         str | None, typer.Option(help="onnxruntime graph optimisation: disable|basic|extended|all.")
     ] = None,
     dev_limit: Annotated[int | None, typer.Option(help="First N dev examples (default: the full dev set).")] = None,
+    isolation: Annotated[
+        str | None, typer.Option(help="isolated (default: one target at a time) | interleaved (round-robin).")
+    ] = None,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -354,6 +370,7 @@ def bench_cmd(
         "threads": threads, "provider": provider, "tensorrt": tensorrt or None, "torch_bf16": torch_bf16 or None,
         "baseline": baseline, "skip_accuracy": skip_accuracy or None, "eval_batch_size": eval_batch_size,
         "peak_gflops": peak_gflops, "ort_graph_optimization": ort_opt_level, "overwrite": overwrite or None,
+        "isolation": isolation,
     }  # fmt: skip
     report = run_bench(build_config(BenchConfig, config, overrides))
     typer.echo(f"report written to {report['output']} (bench.json, bench.md, bench.png)")

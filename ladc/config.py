@@ -63,7 +63,7 @@ class OptimConfig:
     eval_steps: int | None = None  # None -> evaluate once per epoch
     save_steps: int | None = None  # None -> checkpoint whenever we evaluate
     eval_batch_size: int = 64
-    mixed_precision: str = "no"  # no | bf16 | fp16 (fp16 needs CUDA)
+    mixed_precision: str = "no"  # no | bf16 | fp16 (fp16 needs CUDA) | auto (bf16 where the CPU/GPU has it natively)
     group_by_length: bool = False  # batches of similar length waste less padding
     log_steps: int = 10
     num_workers: int = 0
@@ -103,6 +103,14 @@ class ExportConfig:
     parity_samples: int | None = None  # None = the full dev set
     parity_batch_size: int = 32  # dynamic padding per batch: batches have varied lengths
     allow_drop: float | None = None  # accept any artifact whose headline metric drops <= this many points
+    # engines to build for (ladc.artifacts.BACKENDS): onnxruntime | openvino (ladc[openvino]) | torch (bf16 autocast)
+    backends: tuple[str, ...] = ("onnxruntime",)
+    # `fastest`: build every available backend x precision, drop parity failures, time the rest on this machine and
+    # rank them in export.json (per batch size and sequence length); None: build what the flags ask, time nothing
+    select: str | None = None
+    calibration_samples: int = 300  # train examples for static INT8 calibration (OpenVINO/NNCF); NNCF's default
+    select_iterations: int = 20  # timed runs per artifact and shape under --select (after 3 warm-up runs)
+    threads: int | None = None  # intra-op threads when timing under --select; None -> physical cores
     overwrite: bool = False
 
 
@@ -144,7 +152,10 @@ class BenchConfig:
     warmup: int = 5  # untimed runs per target and shape (lazy init, arena growth)
     iterations: int | None = None  # timed runs per target and shape; None -> 30 unless min_duration_s is set
     min_duration_s: float | None = None  # time until every target has this many timed seconds per shape
-    interleave_block: int = 5  # iterations per target per round-robin turn: drift hits all, caches stay warm
+    # isolated: one target at a time, after its own warm-up and a pause (a target's figure in a group equals its figure
+    # alone); interleaved: round-robin blocks with non-spinning onnxruntime pools (drift hits all targets alike)
+    isolation: str = "isolated"
+    interleave_block: int = 5  # with isolation interleaved: iterations per target per round-robin turn
     threads: int | None = None  # None -> physical cores; torch threads and ORT intra_op_num_threads
     provider: str = "cpu"  # cpu | cuda
     tensorrt: bool = False  # with provider cuda: TensorrtExecutionProvider first

@@ -32,16 +32,24 @@ directory and its export.json (which records the failure) are in place.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import logging
 import time
-from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
+from ladc.artifacts import BACKENDS, BuildContext, wanted_artifacts
 from ladc.config import DataConfig, ExportConfig, to_dict
 from ladc.errors import LadcError
+from ladc.onnx_graphs import (
+    FUSED_OPS,
+    HEAD_PATTERNS,
+    check_attention_fused,
+    convert_fp16,
+    fuse_graph,
+    op_counts,
+    quantize_graph,
+)
 
 __all__ = [
     "MANIFEST",
@@ -60,124 +68,6 @@ __all__ = [
 MANIFEST = "export.json"
 MIN_OPSET = 14  # torch exports scaled_dot_product_attention (BERT's default SDPA attention) from opset 14 on
 MAX_OPSET = 20  # the TorchScript exporter optimum-onnx uses stops at 20
-# contrib ops produced by onnxruntime's fusion and quantization: what "optimized"/"quantized" means in a graph
-FUSED_OPS = (
-    "Attention", "MultiHeadAttention", "SkipLayerNormalization", "EmbedLayerNormalization", "BiasGelu", "FastGelu",
-    "Gelu", "QAttention", "QEmbedLayerNormalization", "MatMulInteger", "DynamicQuantizeLinear",
-    "DynamicQuantizeMatMul", "DequantizeLinear",
-)  # fmt: skip
-# the embedding tables are ~half of a small BERT's weights: int8 embeddings (Gather / QEmbedLayerNormalization) cut
-# MiniLM's INT8 file from 56 to 22 MiB and sped it up, at the same label agreement on SST-2 dev (measured)
-INT8_OPS_UNFUSED = ("MatMul", "Gemm", "Gather")
-INT8_OPS_FUSED = ("MatMul", "Gemm", "Attention", "EmbedLayerNormalization")
-HEAD_PATTERNS = ("*classifier*", "*pooler*")  # --keep-head-fp32: BERT's pooler + classifier (RoBERTa: classifier.*)
-# (file, precision, optimized, quantized) per artifact name
-ARTIFACTS = {
-    "fp32": ("model.onnx", "fp32", False, False),
-    "fused": ("model_fused.onnx", "fp32", True, False),
-    "int8": ("model_int8.onnx", "int8", False, True),
-    "fused_int8": ("model_fused_int8.onnx", "int8", True, True),
-    "fp16": ("model_fp16.onnx", "fp16", True, False),
-}
-
-
-# ----------------------------------------------------------------------------- graph operations
-
-
-def op_counts(path: str | Path) -> dict[str, int]:
-    """Count of every op type in the graph (weights are not loaded)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return dict(sorted(Counter(node.op_type for node in model.graph.node).items()))
-
-
-def fuse_graph(source: Path, target: Path, model_config, use_gpu: bool = False) -> dict[str, int]:
-    """onnxruntime transformer fusions of `source` into `target`; returns the fused-op counts it reports."""
-    from onnxruntime.transformers.optimizer import optimize_model
-
-    optimized = optimize_model(
-        str(source),
-        model_type="bert",  # onnxruntime's BERT fusions cover the family (RoBERTa, ELECTRA share the graph)
-        num_heads=model_config.num_attention_heads,
-        hidden_size=model_config.hidden_size,
-        use_gpu=use_gpu,
-    )
-    optimized.save_model_to_file(str(target))
-    return {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
-
-
-def convert_fp16(source: Path, target: Path, model_config) -> None:
-    """Fuse for GPU, then cast weights to float16 keeping fp32 inputs/outputs (logits stay float32)."""
-    from onnxruntime.transformers.optimizer import optimize_model
-
-    optimized = optimize_model(
-        str(source),
-        model_type="bert",
-        num_heads=model_config.num_attention_heads,
-        hidden_size=model_config.hidden_size,
-        use_gpu=True,
-        opt_level=0,  # python fusions only: ORT's level-1 pass would need a CUDA session here
-    )
-    optimized.convert_float_to_float16(keep_io_types=True)
-    optimized.save_model_to_file(str(target))
-
-
-def _match_nodes(path: Path, patterns: tuple[str, ...]) -> list[str]:
-    """Names of the nodes matching any glob; a Gemm also gives `<name>_MatMul`, the node quantize_dynamic turns it
-    into (it rewrites Gemm as MatMul + Add before it reads nodes_to_exclude)."""
-    import onnx
-
-    matched = []
-    for node in onnx.load(str(path), load_external_data=False).graph.node:
-        if any(fnmatch.fnmatchcase(node.name, pattern) for pattern in patterns):
-            matched += [node.name, f"{node.name}_MatMul"] if node.op_type == "Gemm" else [node.name]
-    return matched
-
-
-def quantize_graph(
-    source: Path, target: Path, *, fused: bool, per_channel: bool, exclude: tuple[str, ...]
-) -> list[str]:
-    """Dynamic INT8 (weights int8, activations quantized per batch) of an unfused or fused fp32 graph.
-
-    Args:
-        source: fp32 .onnx (model.onnx or model_fused.onnx).
-        target: where to write the quantized graph.
-        fused: `source` went through `fuse_graph` (quantize its Attention/EmbedLayerNormalization ops too).
-        per_channel: one scale per output channel of each weight instead of one per tensor.
-        exclude: node-name globs (fnmatch) kept in fp32.
-
-    Returns:
-        The node names excluded from quantization.
-    """
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    excluded = _match_nodes(source, exclude) if exclude else []
-    quantize_dynamic(
-        str(source),
-        str(target),
-        op_types_to_quantize=list(INT8_OPS_FUSED if fused else INT8_OPS_UNFUSED),
-        per_channel=per_channel,
-        weight_type=QuantType.QInt8,
-        nodes_to_exclude=excluded,
-        # the fused graph's com.microsoft outputs have no inferred type; all of them are float (see module doc)
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
-    return excluded
-
-
-def _check_attention_fused(path: Path, counts: dict[str, int], num_layers: int) -> None:
-    attention = counts.get("Attention", 0) + counts.get("MultiHeadAttention", 0) + counts.get("QAttention", 0)
-    if attention != num_layers:
-        import onnxruntime
-
-        raise LadcError(
-            f"{path.name}: attention fusion failed ({attention} attention ops for {num_layers} layers, "
-            f"onnxruntime {onnxruntime.__version__}); fused ops: {counts}. Upgrade onnxruntime or drop --optimize"
-        )
-
-
 # ----------------------------------------------------------------------------- config checks
 
 
@@ -197,6 +87,19 @@ def _check_config(cfg: ExportConfig) -> None:
         raise LadcError(f"--parity-samples must be positive, got {cfg.parity_samples}")
     if cfg.allow_drop is not None and cfg.allow_drop < 0:
         raise LadcError(f"--allow-drop must be >= 0 metric points, got {cfg.allow_drop}")
+    unknown = [backend for backend in cfg.backends if backend not in BACKENDS]
+    if unknown or not cfg.backends:
+        raise LadcError(f"--backend {','.join(cfg.backends)!r}: expected a comma-separated subset of {', '.join(BACKENDS)}")
+    if cfg.select not in (None, "fastest"):
+        raise LadcError(f"--select '{cfg.select}' is not supported; expected 'fastest'")
+    if cfg.calibration_samples < 1 or cfg.select_iterations < 1 or (cfg.threads is not None and cfg.threads < 1):
+        raise LadcError("--calibration-samples, --select-iterations and --threads must be >= 1")
+    if "openvino" in cfg.backends and cfg.select is None:
+        from ladc.openvino_ir import openvino_missing
+
+        reason = openvino_missing(with_nncf=True)
+        if reason:
+            raise LadcError(f"--backend openvino: {reason}")
     if cfg.device == "cuda" or cfg.fp16:
         _check_cuda("--fp16" if cfg.fp16 else "--device cuda")
     output = Path(cfg.output)
@@ -267,57 +170,71 @@ def _export_fp32(cfg: ExportConfig, build: Path) -> None:
         )
 
 
-def _build_artifacts(cfg: ExportConfig, build: Path, model_config) -> list[dict]:
-    """Write every requested artifact into `build`; returns their manifest entries (without parity)."""
-    fp32 = build / ARTIFACTS["fp32"][0]
+def _selected_config(cfg: ExportConfig) -> tuple[ExportConfig, list[dict]]:
+    """Under --select fastest: every backend that can run here, fused and INT8 included; returns the config to build
+    and the backends skipped with the reason (recorded in export.json)."""
+    import dataclasses
+
+    from ladc.hardware import native_bf16
+    from ladc.openvino_ir import openvino_missing
+
+    if cfg.select is None:
+        return cfg, []
+    skipped = []
+    backends = list(BACKENDS)
+    reason = openvino_missing(with_nncf=True)
+    if reason:
+        backends.remove("openvino")
+        skipped.append({"backend": "openvino", "reason": reason})
+    if cfg.device == "cpu" and not native_bf16() and "torch" not in cfg.backends:  # unless asked for by --backend
+        # emulated bf16 ran a 4096x384x1536 matmul 40x slower than fp32 on an AVX2-only EPYC (ladc/hardware.py)
+        backends.remove("torch")
+        skipped.append({"backend": "torch", "reason": "bf16 autocast: this CPU has no native bf16 (avx512_bf16/amx)"})
+    chosen = dataclasses.replace(cfg, backends=tuple(backends), optimize=True, quantize=cfg.quantize or "dynamic")
+    return chosen, skipped
+
+
+def _build_artifacts(cfg: ExportConfig, build: Path, model, calibration) -> list[dict]:
+    """Write every artifact the config asks for into `build`, in table order; returns their manifest entries
+    (without parity)."""
     _export_fp32(cfg, build)
-    entries = [{"name": "fp32"}]
+    rows = wanted_artifacts(cfg)
+    context = BuildContext(cfg=cfg, build=build, model=model, calibration=calibration)
+    entries = []
+    for row in rows:
+        extra = row.build(context) if row.build else {}
+        entries.append({"name": row.name, **extra})
     patterns = tuple(cfg.exclude_nodes) + (HEAD_PATTERNS if cfg.keep_head_fp32 else ())
-    excluded_all: list[str] = []
-    if cfg.optimize:
-        fuse_graph(fp32, build / ARTIFACTS["fused"][0], model_config)
-        entries.append({"name": "fused"})
-    if cfg.quantize:
-        excluded = quantize_graph(
-            fp32, build / ARTIFACTS["int8"][0], fused=False, per_channel=cfg.per_channel, exclude=patterns
-        )
-        entries.append({"name": "int8", "excluded_nodes": excluded})
-        excluded_all += excluded
-    if cfg.quantize and cfg.optimize:
-        fused = build / ARTIFACTS["fused"][0]
-        excluded = quantize_graph(
-            fused, build / ARTIFACTS["fused_int8"][0], fused=True, per_channel=cfg.per_channel, exclude=patterns
-        )
-        entries.append({"name": "fused_int8", "excluded_nodes": excluded})
-        excluded_all += excluded
-    if patterns and not excluded_all:
+    if patterns and not any(entry.get("excluded_nodes") for entry in entries):
         raise LadcError(f"--exclude-nodes/--keep-head-fp32 patterns {list(patterns)} match no node of the graphs")
-    if cfg.fp16:
-        convert_fp16(fp32, build / ARTIFACTS["fp16"][0], model_config)
-        entries.append({"name": "fp16"})
-    for entry in entries:
-        entry.update(_describe(build, entry["name"], model_config, cfg))
-        if entry["optimized"]:
-            _check_attention_fused(build / entry["path"], entry["fused_op_counts"], model_config.num_hidden_layers)
+    for row, entry in zip(rows, entries):
+        entry.update(_describe(build, row, cfg))
+        if row.optimized and row.engine == "onnxruntime":
+            check_attention_fused(build / row.file, entry["fused_op_counts"], model.config.num_hidden_layers)
     return entries
 
 
-def _describe(root: Path, name: str, model_config, cfg: ExportConfig) -> dict:
-    file_name, precision, optimized, quantized = ARTIFACTS[name]
-    counts = op_counts(root / file_name)
+def _describe(root: Path, row, cfg: ExportConfig) -> dict:
+    files = [root / row.file]
+    if row.file.endswith(".xml"):
+        files.append(files[0].with_suffix(".bin"))
     entry = {
-        "path": file_name,
-        "size_mb": round((root / file_name).stat().st_size / 2**20, 3),  # MiB
-        "precision": precision,
-        "optimized": optimized,
-        "quantized": quantized,
+        "path": row.file,
+        "engine": row.engine,
+        "size_mb": round(sum(f.stat().st_size for f in files) / 2**20, 3),  # MiB
+        "precision": row.precision,
+        "optimized": row.optimized,
+        "quantized": row.quantized,
         # dynamic INT8 kernels exist on CPU only (on CUDA they fall back): run int8 on CPU, fp16 on CUDA
-        "provider": "CPUExecutionProvider" if quantized or cfg.device == "cpu" else "CUDAExecutionProvider",
-        "op_counts": counts,
-        "fused_op_counts": {op: counts[op] for op in FUSED_OPS if op in counts},
-    }
-    if quantized:
-        entry["quantization"] = {"mode": "dynamic", "weight_type": "int8", "per_channel": cfg.per_channel}
+        "provider": "CPUExecutionProvider" if row.quantized or cfg.device == "cpu" or row.engine != "onnxruntime"
+        else "CUDAExecutionProvider",
+    }  # fmt: skip
+    if row.runtime:
+        entry["runtime"] = dict(row.runtime)
+    if row.file.endswith(".onnx"):
+        counts = op_counts(root / row.file)
+        entry["op_counts"] = counts
+        entry["fused_op_counts"] = {op: counts[op] for op in FUSED_OPS if op in counts}
     return entry
 
 
@@ -332,7 +249,26 @@ def _parity_inputs(data: DataConfig, model_dir: str, batch_size: int):
     task = get_task(data.task)
     model = load_classifier(model_dir, task)  # LadcError: not a sequence classifier, label count mismatch
     tokenizer = load_tokenizer(model_dir)
-    return task, model, load_parity_set(data, tokenizer, task, batch_size)
+    return task, model, tokenizer, load_parity_set(data, tokenizer, task, batch_size)
+
+
+def _calibration_feeds(data: DataConfig, tokenizer, task, samples: int) -> list[dict]:
+    """A seeded random subset of the train split, one unpadded example per feed (static INT8 calibration)."""
+    import dataclasses
+
+    import numpy as np
+
+    from ladc.data import load_tokenized, make_collator
+
+    train = load_tokenized(dataclasses.replace(data, train_limit=samples, dev_limit=None), tokenizer, "train")
+    if len(train) == 0:
+        raise LadcError(f"the {task.name} train split is empty; OpenVINO INT8 calibration needs train examples")
+    collate = make_collator(tokenizer, task)
+    feeds = []
+    for i in range(len(train)):
+        batch = collate([train[i]])
+        feeds.append({k: v.numpy().astype(np.int64) for k, v in batch.items() if k not in ("labels", "idx")})
+    return feeds
 
 
 def export_onnx(cfg: ExportConfig, console=None) -> dict:
@@ -357,7 +293,8 @@ def export_onnx(cfg: ExportConfig, console=None) -> dict:
         raise LadcError(f"model dir {cfg.model} does not exist (expected a fine-tuned HF sequence-classifier dir)")
     _check_config(cfg)
     data = _data_config(cfg)
-    task, model, parity_set = _parity_inputs(data, cfg.model, cfg.parity_batch_size)
+    task, model, tokenizer, parity_set = _parity_inputs(data, cfg.model, cfg.parity_batch_size)
+    build_cfg, skipped = _selected_config(cfg)
     output = Path(cfg.output)
     started = time.perf_counter()
     with atomic_dir(output) as build:
@@ -374,14 +311,33 @@ def export_onnx(cfg: ExportConfig, console=None) -> dict:
                 "max_seq_len": data.max_seq_len,
                 "batch_size": cfg.parity_batch_size,
             },
-            "artifacts": _build_artifacts(cfg, build, model.config),
+            "backends": list(build_cfg.backends),
+            "artifacts": _build_artifacts(
+                build_cfg, build, model, lambda: _calibration_feeds(data, tokenizer, task, cfg.calibration_samples)
+            ),
         }
+        if skipped:
+            manifest["skipped_backends"] = skipped
         manifest["export_s"] = round(time.perf_counter() - started, 2)
         run_parity(manifest, build, model, parity_set, task, cfg.allow_drop)
+        if cfg.select:
+            from ladc.select import select_fastest
+
+            manifest["selection"] = select_fastest(
+                manifest, build, tokenizer, parity_set, cfg, model.config.max_position_embeddings
+            )
         manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         atomic_write_json(build / MANIFEST, manifest)
     print_parity_table(manifest, console)
-    raise_on_failure(manifest, output)
+    if cfg.select:
+        from ladc.select import print_selection
+
+        print_selection(manifest, console)
+    # under --select a failing reduced-precision artifact is dropped from the ranking, not an error; a failing fp32
+    # graph means the export itself is wrong
+    failed = [a for a in manifest["artifacts"] if not a["parity"]["accepted"]]
+    if not cfg.select or any(a["name"] == "fp32" for a in failed):
+        raise_on_failure(manifest, output)
     return manifest
 
 
@@ -416,7 +372,7 @@ def verify_export(
         data_dir=data_dir if data_dir is not None else cfg.data_dir,
     )
     data = _data_config(cfg)
-    task, model, parity_set = _parity_inputs(data, cfg.model, cfg.parity_batch_size)
+    task, model, _, parity_set = _parity_inputs(data, cfg.model, cfg.parity_batch_size)
     run_parity(manifest, out_dir, model, parity_set, task, allow_drop)
     manifest["verified"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     atomic_write_json(out_dir / MANIFEST, manifest)

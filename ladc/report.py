@@ -47,20 +47,18 @@ def machine_info(provider: str = "cpu") -> dict:
     import psutil
     import torch
 
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "")
-    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    from ladc.hardware import cpu_flags, cpu_model
+
     versions = {}
-    for package in ("torch", "onnxruntime", "onnxruntime-gpu", "transformers", "optimum", "optimum-onnx", "numpy"):
+    for package in ("torch", "onnxruntime", "onnxruntime-gpu", "openvino", "nncf", "transformers", "optimum",
+                    "optimum-onnx", "numpy"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             continue
     return {
-        "cpu": model or platform.processor() or platform.machine(),
-        "cpu_flags": [
-            f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f in flags
-        ],
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
         "physical_cores": psutil.cpu_count(logical=False),
         "logical_cores": psutil.cpu_count(logical=True),
         "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),

@@ -1,4 +1,5 @@
-"""Benchmark targets (HF dirs, .onnx files, `ladc export` dirs) and the runners that call them (PyTorch, ORT).
+"""The only place that runs a model on a batch: one runner per engine (PyTorch, onnxruntime, OpenVINO), one opener
+per engine, and `load_runner` for bench targets. Export parity, `--select fastest` and bench all go through here.
 
 A runner maps a batch of model inputs (numpy or torch, (B, S)) to logits (B, C) float32 numpy. It splits each call
 into `prepare` (host->device copies, kept out of timings), `run` (the timed part, device-synchronised) and `to_numpy`.
@@ -7,14 +8,13 @@ into `prepare` (host->device copies, kept out of timings), `run` (the timed part
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ladc.errors import LadcError, did_you_mean
-from ladc.io import read_json
+from ladc.errors import LadcError
+from ladc.targets import BenchTarget, resolve_baseline, resolve_targets
 from ladc.tasks import TaskSpec
 
 __all__ = [
@@ -23,162 +23,19 @@ __all__ = [
     "BenchTarget",
     "TorchRunner",
     "OrtRunner",
+    "OvRunner",
     "resolve_targets",
     "resolve_baseline",
     "open_session",
+    "open_openvino",
     "check_provider",
     "load_runner",
 ]
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-# ops that only appear in quantized / fused graphs; they describe a bare .onnx file that has no manifest
-INT8_OPS = {"MatMulInteger", "DynamicQuantizeLinear", "QLinearMatMul", "DynamicQuantizeMatMul", "QAttention"}
-FUSED_OPS = {
-    "Attention",
-    "MultiHeadAttention",
-    "SkipLayerNormalization",
-    "EmbedLayerNormalization",
-    "FastGelu",
-    "BiasGelu",
-}
 ORT_INT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 ORT_GRAPH_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
                     "all": "ORT_ENABLE_ALL"}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class BenchTarget:
-    """One model variant to benchmark.
-
-    Attributes:
-        name: unique display name, e.g. `onnx-student-sst2/model_int8` or `student-sst2+bf16`.
-        kind: `torch` (HF model dir) or `onnx` (one .onnx file).
-        path: the HF model dir or the .onnx file.
-        model_dir: directory holding config.json and the tokenizer.
-        precision: fp32 | bf16-autocast | fp16 | int8.
-        size_mb: weights on disk (MB = 1e6 bytes), external ONNX data included.
-        optimized: graph already fused (ORT transformer optimizer).
-    """
-
-    name: str
-    kind: str
-    path: str
-    model_dir: str
-    precision: str
-    size_mb: float
-    optimized: bool = False
-
-
-def _size_mb(paths) -> float:
-    return round(sum(Path(p).stat().st_size for p in paths if Path(p).is_file()) / 1e6, 3)
-
-
-def _describe_onnx(path: Path) -> tuple[str, bool, float]:
-    """(precision, optimized, size_mb) of an .onnx file, read from its graph (external data not loaded)."""
-    import onnx
-
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf's DecodeError and onnx's own errors share no base class but Exception
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise LadcError(f"{path} is not a valid ONNX model: {first}") from None
-    ops = {node.op_type for node in proto.graph.node}
-    initializers = proto.graph.initializer
-    external = {e.value for init in initializers for e in init.external_data if e.key == "location"}
-    fp16_count = sum(init.data_type == onnx.TensorProto.FLOAT16 for init in initializers)
-    precision = "int8" if ops & INT8_OPS else "fp16" if fp16_count > len(initializers) // 2 else "fp32"
-    return precision, bool(ops & FUSED_OPS), _size_mb([path, *(path.parent / name for name in external)])
-
-
-def _export_targets(export_dir: Path) -> list[BenchTarget]:
-    """Every artifact listed in a `ladc export` manifest (export.json), in manifest order."""
-    manifest_path = export_dir / "export.json"
-    manifest = read_json(manifest_path)
-    artifacts = manifest.get("artifacts") if isinstance(manifest, dict) else None
-    if not artifacts or not isinstance(artifacts, list):
-        raise LadcError(f"{manifest_path} has no 'artifacts' list; re-run `ladc export`")
-    targets = []
-    for artifact in artifacts:
-        path = export_dir / str(artifact.get("path", ""))
-        if not path.is_file():
-            raise LadcError(f"{manifest_path} lists artifact path {artifact.get('path')!r} but {path} does not exist")
-        precision, optimized, size_mb = _describe_onnx(path)
-        targets.append(
-            BenchTarget(
-                name=f"{export_dir.name}/{artifact.get('name', path.stem)}", kind="onnx", path=str(path),
-                model_dir=str(export_dir), precision=str(artifact.get("precision", precision)), size_mb=size_mb,
-                optimized=bool(artifact.get("optimized", optimized)),
-            )
-        )  # fmt: skip
-    return targets
-
-
-def _targets_of(arg: str, torch_bf16: bool) -> list[BenchTarget]:
-    path = Path(arg)
-    if not path.exists():
-        raise LadcError(f"target {arg} does not exist; expected an HF model dir, an .onnx file or a `ladc export` dir")
-    if path.is_dir() and (path / "export.json").is_file():
-        return _export_targets(path)
-    if path.is_file() and path.suffix == ".onnx":
-        precision, optimized, size_mb = _describe_onnx(path)
-        return [BenchTarget(f"{path.parent.name}/{path.stem}", "onnx", arg, str(path.parent), precision, size_mb,
-                            optimized)]  # fmt: skip
-    has_weights = any((path / f).is_file() or (path / f"{f}.index.json").is_file() for f in WEIGHT_FILES)
-    if path.is_dir() and (path / "config.json").is_file() and has_weights:
-        size_mb = _size_mb(path / f for f in WEIGHT_FILES)
-        targets = [BenchTarget(path.name, "torch", arg, arg, "fp32", size_mb)]
-        if torch_bf16:
-            targets.append(BenchTarget(f"{path.name}+bf16", "torch", arg, arg, "bf16-autocast", size_mb))
-        return targets
-    onnx_files = sorted(path.glob("*.onnx")) if path.is_dir() else []
-    if onnx_files and (path / "config.json").is_file():  # an optimum/ORTModel dir without a ladc manifest
-        return [target for file in onnx_files for target in _targets_of(str(file), torch_bf16)]
-    raise LadcError(
-        f"target {arg} is neither an HF model dir (config.json + model.safetensors), an .onnx file, "
-        "nor a `ladc export` dir (export.json)"
-    )
-
-
-def resolve_targets(paths: list[str] | tuple[str, ...], torch_bf16: bool = False) -> list[BenchTarget]:
-    """Turn TARGET arguments into benchmark targets; repeated names get `#2`, `#3` suffixes.
-
-    Args:
-        paths: HF model dirs, .onnx files or `ladc export` dirs.
-        torch_bf16: add a PyTorch bf16-autocast target after each HF model dir's fp32 one.
-
-    Raises:
-        LadcError: a path that does not exist or is none of the three kinds; a broken export manifest.
-    """
-    if not paths:
-        raise LadcError("no targets given; pass at least one HF model dir, .onnx file or `ladc export` dir")
-    targets = [target for arg in paths for target in _targets_of(str(arg), torch_bf16)]
-    counts: dict[str, int] = {}
-    unique = []
-    for target in targets:
-        counts[target.name] = counts.get(target.name, 0) + 1
-        unique.append(
-            target if counts[target.name] == 1 else replace(target, name=f"{target.name}#{counts[target.name]}")
-        )
-    return unique
-
-
-def resolve_baseline(baseline: str | None, names: list[str]) -> int:
-    """Index of the baseline: a target name, a 0-based index, or None for the first target.
-
-    Raises:
-        LadcError: neither a target name nor an index in range.
-    """
-    if baseline is None:
-        return 0
-    if baseline in names:
-        return names.index(baseline)
-    if baseline.isdigit() and int(baseline) < len(names):
-        return int(baseline)
-    raise LadcError(
-        f"--baseline '{baseline}' is neither a target name nor an index 0..{len(names) - 1}"
-        f"{did_you_mean(baseline, names)}; targets: {', '.join(names)}"
-    )
 
 
 class TorchRunner:
@@ -248,6 +105,43 @@ class OrtRunner:
         return self.to_numpy(self.run(self.prepare(batch)))
 
 
+class OvRunner:
+    """A compiled OpenVINO model as a runner: one synchronous infer request, inputs fed by name."""
+
+    def __init__(self, compiled):
+        self.compiled = compiled
+        self.request = compiled.create_infer_request()
+        self.input_names = [port.get_any_name() for port in compiled.inputs]
+        outputs = [port.get_any_name() for port in compiled.outputs]
+        self.output = compiled.outputs[outputs.index("logits") if "logits" in outputs else 0]
+
+    def prepare(self, batch: dict) -> dict[str, np.ndarray]:
+        return {name: np.ascontiguousarray(np.asarray(batch[name]), dtype=np.int64) for name in self.input_names}
+
+    def run(self, prepared: dict[str, np.ndarray]) -> np.ndarray:
+        return self.request.infer(prepared)[self.output]
+
+    def to_numpy(self, output) -> np.ndarray:
+        return np.asarray(output, dtype=np.float32)
+
+    def __call__(self, batch: dict) -> np.ndarray:
+        return self.to_numpy(self.run(self.prepare(batch)))
+
+    @property
+    def inference_precision(self) -> str:
+        """What the plugin computes in: fp32, bf16 or fp16 (its default depends on the CPU: bf16 on AMX)."""
+        hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type
+        value = hint.to_string() if hasattr(hint, "to_string") else str(hint)
+        return {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}.get(value, value)
+
+
+def open_openvino(path: str | Path, threads: int | None, inference_precision: str | None = None) -> OvRunner:
+    """An OvRunner on the CPU plugin (see ladc.openvino_ir.compile_ir)."""
+    from ladc.openvino_ir import compile_ir
+
+    return OvRunner(compile_ir(Path(path), "CPU", threads, inference_precision))
+
+
 def _providers(provider: str, tensorrt: bool, precision: str) -> list:
     if provider == "cpu":
         return ["CPUExecutionProvider"]
@@ -266,6 +160,8 @@ def check_provider(provider: str, kinds: set[str], tensorrt: bool = False) -> No
     import onnxruntime as ort
 
     problems = []
+    if "openvino" in kinds:
+        problems.append("OpenVINO targets run on the CPU plugin in ladc (time them with --provider cpu)")
     if "torch" in kinds and not torch.cuda.is_available():
         problems.append("PyTorch sees no CUDA device")
     available = ort.get_available_providers()
@@ -279,11 +175,14 @@ def check_provider(provider: str, kinds: set[str], tensorrt: bool = False) -> No
         )
 
 
-def open_session(path: str | Path, providers: list, threads: int, graph_level: str = "all"):
+def open_session(
+    path: str | Path, providers: list, threads: int | None, graph_level: str = "all", spinning: bool = True
+):
     """An InferenceSession with explicit threading and optimisation settings, and one-line load errors.
 
     `intra_op_num_threads=threads`, one inter-op thread, sequential execution: BERT has no parallel branches worth
-    a second pool, and a fixed pool keeps runs comparable.
+    a second pool, and a fixed pool keeps runs comparable. `spinning=False` stops the pool's threads from spinning
+    after a run (slower alone, but they then steal no cores from other sessions timed in between).
 
     Raises:
         LadcError: corrupted/unreadable file, or a requested GPU provider that onnxruntime silently dropped.
@@ -291,8 +190,11 @@ def open_session(path: str | Path, providers: list, threads: int, graph_level: s
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    if threads:
+        options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_GRAPH_LEVELS[graph_level])
     options.log_severity_level = 3  # warnings about unused initializers are noise here
@@ -344,6 +246,7 @@ def load_runner(
     threads: int = 1,
     graph_level: str = "all",
     tensorrt: bool = False,
+    spinning: bool = True,
 ):
     """Load a target and check it fits the task (inputs, label count, tokenizer).
 
@@ -370,9 +273,17 @@ def load_runner(
             f"ONNX target {target.path}: {target.model_dir}/config.json has {config.num_labels} labels "
             f"but task {task.name} has {task.num_labels}"
         )
+    if target.kind == "openvino":
+        runner = open_openvino(target.path, threads, target.runtime.get("inference_precision"))
+        _check_ov_io(runner, tokenizer, target, task)
+        settings = {"engine": f"openvino {_ov_version()}", "device": "CPU", "inference_num_threads": threads,
+                    "inference_precision": runner.inference_precision, "performance_hint": "LATENCY",
+                    "num_streams": 1}  # fmt: skip
+        return runner, tokenizer, config, settings
     import onnxruntime as ort
 
-    session = open_session(target.path, _providers(provider, tensorrt, target.precision), threads, graph_level)
+    providers = _providers(provider, tensorrt, target.precision)
+    session = open_session(target.path, providers, threads, graph_level, spinning)
     _check_session_io(session, tokenizer, target, task)
     settings = {
         "engine": f"onnxruntime {ort.__version__}",
@@ -381,6 +292,48 @@ def load_runner(
         "execution_mode": "ORT_SEQUENTIAL",
         "intra_op_threads": threads,
         "inter_op_threads": 1,
+        "intra_op_spinning": spinning,
         "io_binding": provider == "cuda",
     }
     return OrtRunner(session, io_binding=provider == "cuda"), tokenizer, config, settings
+
+
+def _ov_version() -> str:
+    from importlib.metadata import version
+
+    return version("openvino")
+
+
+def _check_ov_io(runner: OvRunner, tokenizer, target: BenchTarget, task: TaskSpec) -> None:
+    provided = [name for name in MODEL_INPUTS if name in tokenizer.model_input_names]
+    if "input_ids" not in runner.input_names or not set(runner.input_names) <= set(provided):
+        raise LadcError(
+            f"OpenVINO target {target.path} expects inputs {runner.input_names} but its tokenizer gives {provided}; "
+            "expected a sequence classifier exported with `ladc export --backend openvino`"
+        )
+    width = runner.output.get_partial_shape()[-1]
+    if width.is_static and width.get_length() != task.num_labels:
+        raise LadcError(f"OpenVINO target {target.path} outputs {width} labels but task {task.name} has {task.num_labels}")
+
+
+def open_artifact(root: Path, entry: dict, threads: int | None = None, spinning: bool = True):
+    """A runner for one export.json artifact entry (engine, path, provider, precision, runtime).
+
+    Raises:
+        LadcError: the file is missing or unreadable, or its engine is not installed.
+    """
+    path = Path(root) / entry["path"]
+    if not path.is_file():
+        raise LadcError(f"{path} does not exist")
+    engine = entry.get("engine", "onnxruntime")
+    if engine == "openvino":
+        return open_openvino(path, threads, (entry.get("runtime") or {}).get("inference_precision"))
+    if engine == "torch":
+        from transformers import AutoModelForSequenceClassification
+
+        from ladc.models import load_config
+
+        model = AutoModelForSequenceClassification.from_pretrained(path.parent, config=load_config(str(path.parent)))
+        return TorchRunner(model, bf16=entry.get("precision") == "bf16")
+    providers = _providers("cuda" if entry.get("provider") == "CUDAExecutionProvider" else "cpu", False, "")
+    return OrtRunner(open_session(path, providers, threads, "all", spinning))

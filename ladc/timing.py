@@ -16,6 +16,7 @@ from collections.abc import Callable
 __all__ = ["ISOLATION_MODES", "time_interleaved", "time_isolated", "time_targets"]
 
 ISOLATION_MODES = ("isolated", "interleaved")
+MIN_RUNS = 3  # timed runs a target gets even past max_duration_s (a median needs a few)
 PAUSE_S = 0.3  # between targets in isolated mode: onnxruntime and OpenMP pools stop spinning well within this
 
 
@@ -85,6 +86,7 @@ def time_isolated(
     clock: Callable[[], float] = time.perf_counter,
     pause: Callable[[float], None] = time.sleep,
     pause_s: float = PAUSE_S,
+    max_duration_s: float | None = None,
 ) -> list[list[float]]:
     """Time targets one after another: target t runs its warm-up and all its timed iterations before t+1 starts.
 
@@ -92,6 +94,8 @@ def time_isolated(
         calls, warmup, iterations, min_duration_s, clock: as in `time_interleaved`.
         pause: called with `pause_s` before each target's warm-up (lets the previous target's pools go idle).
         pause_s: seconds to pause.
+        max_duration_s: stop a target early once it has MIN_RUNS timed runs and this many timed seconds (a slow
+            target, e.g. bf16 emulated on a CPU without it, must not hold up a selection for minutes).
 
     Returns:
         latencies_ms[t][k] of iteration k of target t.
@@ -104,7 +108,9 @@ def time_isolated(
             call(k)
         timed: list[float] = []
         spent_s = 0.0
-        while not _finished(len(timed), spent_s, iterations, min_duration_s):
+        while not _finished(len(timed), spent_s, iterations, min_duration_s) and not (
+            max_duration_s is not None and spent_s >= max_duration_s and len(timed) >= MIN_RUNS
+        ):
             start = clock()
             call(len(timed))
             elapsed = clock() - start

@@ -88,9 +88,12 @@ class TrainResult:
 def make_accelerator(optim: OptimConfig):
     from accelerate import Accelerator
 
-    if optim.mixed_precision not in ("no", "bf16", "fp16"):
-        raise LadcError(f"mixed_precision '{optim.mixed_precision}' is not one of: no, bf16, fp16")
-    if optim.mixed_precision == "fp16" and not torch.cuda.is_available():
+    from ladc.hardware import resolve_mixed_precision
+
+    if optim.mixed_precision not in ("no", "bf16", "fp16", "auto"):
+        raise LadcError(f"mixed_precision '{optim.mixed_precision}' is not one of: no, bf16, fp16, auto")
+    mixed_precision = resolve_mixed_precision(optim.mixed_precision)
+    if mixed_precision == "fp16" and not torch.cuda.is_available():
         raise LadcError("mixed_precision fp16 needs a CUDA GPU; on CPU use bf16 (AVX-512 BF16) or no")
     from accelerate.state import AcceleratorState, GradientState
 
@@ -99,7 +102,7 @@ def make_accelerator(optim: OptimConfig):
     # (PartialState) is kept.
     AcceleratorState._reset_state()
     GradientState._reset_state()
-    return Accelerator(mixed_precision=optim.mixed_precision, gradient_accumulation_steps=optim.grad_accum)
+    return Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=optim.grad_accum)
 
 
 def model_inputs(batch: dict) -> dict:

@@ -390,8 +390,10 @@ def test_cli_bad_model_dirs_exit_2(tmp_path, tiny_vocab_file):
     result = _run_cli(str(encoder), "--onnx", "-o", str(tmp_path / "o"), "--task", "sst2")
     assert result.exit_code == 2 and "is not a sequence classifier" in result.output
     assert result.output.count("\n") == 1
-    result = _run_cli(str(encoder), "-o", str(tmp_path / "o"))
-    assert result.exit_code == 2 and "needs --onnx" in result.output
+    result = _run_cli(str(encoder), "-o", str(tmp_path / "o"), "--task", "sst2")  # --onnx is implied
+    assert result.exit_code == 2 and "is not a sequence classifier" in result.output
+    result = _run_cli(str(encoder), "-o", str(tmp_path / "o"), "--backend", "tensorrt")
+    assert result.exit_code == 2 and "--backend 'tensorrt'" in result.output and "openvino" in result.output
 
 
 def test_cli_export_writes_the_output_dir(tmp_path, tiny_model, tiny_data):

@@ -1,0 +1,165 @@
+"""The deployable variants `ladc export` can build, as one table: export builds the rows, parity checks them, bench
+and `--select fastest` time them, the compression report shows them. A new precision or backend is one row plus one
+builder function.
+
+Backends (`--backend`, comma-separated): onnxruntime (fp32, fused, int8, fused_int8, fp16), openvino (the plugin's
+default precision, explicit f32, NNCF INT8) and torch (the HF model under bf16 autocast).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ladc.config import ExportConfig
+
+__all__ = ["BACKENDS", "Artifact", "BuildContext", "ARTIFACTS", "artifact", "wanted_artifacts"]
+
+BACKENDS = ("onnxruntime", "openvino", "torch")
+
+
+@dataclass
+class BuildContext:
+    """What a builder may read and write.
+
+    Attributes:
+        cfg: the export settings.
+        build: the (temporary) export directory; model.onnx is already in it.
+        model: the PyTorch source classifier (fp32, CPU).
+        calibration: callable returning train-split feeds {name: (B, S) int64} for static quantization.
+    """
+
+    cfg: ExportConfig
+    build: Path
+    model: object
+    calibration: Callable[[], list[dict]]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One deployable variant.
+
+    Attributes:
+        name: manifest name (`fp32`, `fused_int8`, `openvino_int8`, ...).
+        engine: onnxruntime | openvino | torch: which runner opens it.
+        file: path inside the export dir.
+        precision: fp32 | fp16 | int8 | bf16 | auto (the engine picks; parity judges what it picked).
+        backend: the `--backend` that builds it.
+        build: writes `file` (and returns extra manifest fields), or None when another row's file is reused.
+        wanted: whether this config asks for the row (beyond its backend being selected).
+        optimized: graph fused.
+        quantized: weights int8.
+        runtime: engine options (e.g. OpenVINO's inference precision), recorded in export.json.
+        cuda: runs on CUDA (fp16) rather than the CPU.
+    """
+
+    name: str
+    engine: str
+    file: str
+    precision: str
+    backend: str
+    build: Callable[[BuildContext], dict] | None
+    wanted: Callable[[ExportConfig], bool] = lambda cfg: True
+    optimized: bool = False
+    quantized: bool = False
+    runtime: dict = field(default_factory=dict)
+    cuda: bool = False
+
+
+# ----------------------------------------------------------------------------- builders
+
+
+def _patterns(cfg: ExportConfig) -> tuple[str, ...]:
+    from ladc.onnx_graphs import HEAD_PATTERNS
+
+    return tuple(cfg.exclude_nodes) + (HEAD_PATTERNS if cfg.keep_head_fp32 else ())
+
+
+def _build_fused(ctx: BuildContext) -> dict:
+    from ladc.onnx_graphs import fuse_graph
+
+    fuse_graph(ctx.build / "model.onnx", ctx.build / "model_fused.onnx", ctx.model.config)
+    return {}
+
+
+def _quantizer(source: str, fused: bool) -> Callable[[BuildContext], dict]:
+    def build(ctx: BuildContext) -> dict:
+        from ladc.onnx_graphs import quantize_graph
+
+        target = ctx.build / ("model_fused_int8.onnx" if fused else "model_int8.onnx")
+        excluded = quantize_graph(
+            ctx.build / source, target, fused=fused, per_channel=ctx.cfg.per_channel, exclude=_patterns(ctx.cfg)
+        )
+        return {
+            "excluded_nodes": excluded,
+            "quantization": {"mode": "dynamic", "weight_type": "int8", "per_channel": ctx.cfg.per_channel},
+        }
+
+    return build
+
+
+def _build_fp16(ctx: BuildContext) -> dict:
+    from ladc.onnx_graphs import convert_fp16
+
+    convert_fp16(ctx.build / "model.onnx", ctx.build / "model_fp16.onnx", ctx.model.config)
+    return {}
+
+
+def _build_ir(ctx: BuildContext) -> dict:
+    from ladc.openvino_ir import IR_FILE, convert_to_ir
+
+    convert_to_ir(ctx.build / "model.onnx", ctx.build / IR_FILE)
+    return {}
+
+
+def _build_ir_int8(ctx: BuildContext) -> dict:
+    from ladc.openvino_ir import IR_FILE, IR_INT8_FILE, quantize_ir
+
+    calibration = ctx.calibration()
+    samples = sum(len(feed["input_ids"]) for feed in calibration)
+    quantize_ir(ctx.build / IR_FILE, ctx.build / IR_INT8_FILE, calibration, subset_size=len(calibration))
+    return {"quantization": {"mode": "static", "tool": "nncf", "model_type": "TRANSFORMER", "preset": "MIXED",
+                             "calibration_split": "train", "calibration_samples": samples}}  # fmt: skip
+
+
+def _build_torch(ctx: BuildContext) -> dict:
+    ctx.model.save_pretrained(ctx.build, safe_serialization=True)  # config.json is rewritten identically
+    return {}
+
+
+def _quantize(cfg: ExportConfig) -> bool:
+    return cfg.quantize is not None
+
+
+# ----------------------------------------------------------------------------- the table (build order)
+
+ARTIFACTS: tuple[Artifact, ...] = (
+    Artifact("fp32", "onnxruntime", "model.onnx", "fp32", "onnxruntime", None),  # built first, by export itself
+    Artifact("fused", "onnxruntime", "model_fused.onnx", "fp32", "onnxruntime", _build_fused,
+             wanted=lambda cfg: cfg.optimize, optimized=True),
+    Artifact("int8", "onnxruntime", "model_int8.onnx", "int8", "onnxruntime", _quantizer("model.onnx", False),
+             wanted=_quantize, quantized=True),
+    Artifact("fused_int8", "onnxruntime", "model_fused_int8.onnx", "int8", "onnxruntime",
+             _quantizer("model_fused.onnx", True), wanted=lambda cfg: cfg.optimize and _quantize(cfg),
+             optimized=True, quantized=True),
+    Artifact("fp16", "onnxruntime", "model_fp16.onnx", "fp16", "onnxruntime", _build_fp16,
+             wanted=lambda cfg: cfg.fp16, optimized=True, cuda=True),
+    Artifact("openvino", "openvino", "openvino_model.xml", "auto", "openvino", _build_ir),
+    Artifact("openvino_f32", "openvino", "openvino_model.xml", "fp32", "openvino", None,
+             runtime={"inference_precision": "f32"}),
+    Artifact("openvino_int8", "openvino", "openvino_model_int8.xml", "int8", "openvino", _build_ir_int8,
+             quantized=True),
+    Artifact("torch_bf16", "torch", "model.safetensors", "bf16", "torch", _build_torch),
+)  # fmt: skip
+
+
+def artifact(name: str) -> Artifact:
+    """The table row called `name` (KeyError if none)."""
+    return {row.name: row for row in ARTIFACTS}[name]  # module global read at call time: tests may extend the table
+
+
+def wanted_artifacts(cfg: ExportConfig, table: tuple[Artifact, ...] | None = None) -> list[Artifact]:
+    """Rows this config builds, in table order: fp32 always, the rest by backend and their own flags."""
+    rows = ARTIFACTS if table is None else table
+    return [row for row in rows if row.name == "fp32" or (row.backend in cfg.backends and row.wanted(cfg))]

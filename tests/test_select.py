@@ -1,0 +1,248 @@
+"""Tests for ladc/artifacts.py, ladc/openvino_ir.py, ladc/select.py and ladc/hardware.py: every backend on a tiny
+trained BERT (real optimum, onnxruntime, OpenVINO and NNCF), the artifact table, and the selection logic."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ladc.config import BenchConfig, DataConfig, ExportConfig
+from ladc.errors import LadcError
+from tests.helpers import write_tiny_sst2
+from tests.test_export import _train_tiny_classifier
+
+HAS_OPENVINO = importlib.util.find_spec("openvino") is not None and importlib.util.find_spec("nncf") is not None
+needs_openvino = pytest.mark.skipif(
+    not HAS_OPENVINO, reason="openvino/nncf not installed (pip install 'ladc[openvino]'; .ci/run installs it)"
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    return write_tiny_sst2(tmp_path_factory.mktemp("glue"), train=96, dev=48)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory, tiny_vocab_file, tiny_data) -> Path:
+    return _train_tiny_classifier(tmp_path_factory.mktemp("tiny") / "model", tiny_vocab_file, tiny_data)
+
+
+def _cfg(model: Path, output: Path, data: Path, **overrides) -> ExportConfig:
+    values = {"task": "sst2", "data_dir": str(data), "cache_dir": str(data / "cache"), "select_iterations": 3}
+    return ExportConfig(model=str(model), output=str(output), **{**values, **overrides})
+
+
+def _torch_logits(model_dir: Path, batch: dict) -> np.ndarray:
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    with torch.inference_mode():
+        return model(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits.numpy()
+
+
+@pytest.fixture(scope="module")
+def every_backend(tmp_path_factory, tiny_model, tiny_data) -> tuple[Path, dict]:
+    """One export with every backend and precision this machine has, and the fastest ranked."""
+    from ladc.export import export_onnx
+
+    if not HAS_OPENVINO:
+        pytest.skip("openvino/nncf not installed (pip install 'ladc[openvino]'; .ci/run installs it)")
+    out = tmp_path_factory.mktemp("export") / "all"
+    cfg = _cfg(tiny_model, out, tiny_data, backends=("onnxruntime", "openvino", "torch"), optimize=True,
+               quantize="dynamic", select="fastest", calibration_samples=24)  # fmt: skip
+    return out, export_onnx(cfg)
+
+
+# ----------------------------------------------------------------------------- hardware
+
+
+def test_cpu_flags_and_auto_mixed_precision_follow_the_isa():
+    from ladc.hardware import cpu_flags, cpu_model, native_bf16, resolve_mixed_precision
+
+    amx = "model name\t: Intel(R) Xeon(R) Platinum 8488C\nflags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_int8\n"
+    epyc = "model name\t: AMD EPYC 7B13\nflags\t\t: fpu sse avx2 fma\n"
+    assert cpu_model(amx) == "Intel(R) Xeon(R) Platinum 8488C"
+    assert cpu_flags(amx) == ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"]
+    assert cpu_flags(epyc) == ["avx2"] and not native_bf16(cpu_flags(epyc)) and native_bf16(cpu_flags(amx))
+    assert resolve_mixed_precision("auto", cuda=False, flags=cpu_flags(amx)) == "bf16"
+    assert resolve_mixed_precision("auto", cuda=False, flags=cpu_flags(epyc)) == "no"
+    assert resolve_mixed_precision("bf16", cuda=False, flags=cpu_flags(epyc)) == "bf16"  # explicit wins
+
+
+# ----------------------------------------------------------------------------- pure selection logic
+
+
+def test_rank_orders_by_p50_and_counts_samples():
+    from ladc.select import rank
+
+    rows = rank({"slow": [4.0, 5.0, 6.0], "fast": [1.0, 2.0, 9.0]}, samples_per_call=[2])
+    assert [row["name"] for row in rows] == ["fast", "slow"]
+    assert rows[0]["p50_ms"] == 2.0 and rows[1]["p50_ms"] == 5.0
+    assert rows[0]["samples_per_s"] == pytest.approx(6 / 0.012)  # 3 calls x 2 samples in 12 ms
+    assert rows[1]["runs"] == 3
+
+
+def test_choose_minimises_the_geometric_mean_slowdown():
+    from ladc.select import choose
+
+    ranking = {  # a wins batch 1 by a little, b wins batch 32 by a lot: b is the better deployment overall
+        "b1": [{"name": "a", "p50_ms": 1.0}, {"name": "b", "p50_ms": 1.1}, {"name": "c", "p50_ms": 3.0}],
+        "b32": [{"name": "b", "p50_ms": 10.0}, {"name": "c", "p50_ms": 12.0}, {"name": "a", "p50_ms": 20.0}],
+    }
+    chosen, scores = choose(ranking)
+    assert chosen == "b"
+    assert scores["a"] == pytest.approx(2.0**0.5, rel=1e-3) and scores["b"] == pytest.approx(1.1**0.5, rel=1e-3)
+    assert list(scores) == ["b", "a", "c"]
+
+
+def test_unique_candidates_drop_failures_cuda_rows_and_duplicates():
+    from ladc.select import _unique_candidates
+
+    def entry(name, path, precision="fp32", accepted=True, provider="CPUExecutionProvider", **extra):
+        return {"name": name, "path": path, "precision": precision, "provider": provider, "engine": "x",
+                "parity": {"accepted": accepted, "reason": "r"}, **extra}  # fmt: skip
+
+    manifest = {"artifacts": [
+        entry("fp32", "model.onnx"), entry("int8", "model_int8.onnx", "int8", accepted=False),
+        entry("fp16", "model_fp16.onnx", "fp16", provider="CUDAExecutionProvider"),
+        entry("openvino", "ov.xml", "auto", inference_precision="fp32"), entry("openvino_f32", "ov.xml", "fp32"),
+    ]}  # fmt: skip
+    candidates, dropped = _unique_candidates(manifest)
+    assert [c["name"] for c in candidates] == ["fp32", "openvino"]
+    reasons = {d["name"]: d["reason"] for d in dropped}
+    assert reasons["int8"].startswith("failed parity") and "CUDA" in reasons["fp16"]
+    assert reasons["openvino_f32"] == "identical to openvino here (fp32)"
+
+
+def test_selection_shapes_trim_dev_rows_to_their_length(tiny_tokenizer):
+    from ladc.select import selection_shapes
+
+    mask = np.array([[1, 1, 1, 0], [1, 1, 0, 0]])
+    batches = [{"input_ids": np.arange(8).reshape(2, 4), "attention_mask": mask}]
+    shapes = selection_shapes(tiny_tokenizer, batches, max_positions=64)
+    assert list(shapes) == ["b1_s64", "b32_s64", "dev_b1", "dev_b2"]
+    assert shapes["b32_s64"][0]["input_ids"].shape == (32, 64)
+    assert [row["input_ids"].tolist() for row in shapes["dev_b1"]] == [[[0, 1, 2]], [[4, 5]]]
+
+
+# ----------------------------------------------------------------------------- the artifact table
+
+
+def test_wanted_artifacts_follow_backends_and_flags():
+    from ladc.artifacts import wanted_artifacts
+
+    names = lambda **kw: [row.name for row in wanted_artifacts(ExportConfig(**kw))]  # noqa: E731
+    assert names() == ["fp32"]
+    assert names(optimize=True, quantize="dynamic") == ["fp32", "fused", "int8", "fused_int8"]
+    assert names(backends=("openvino",)) == ["fp32", "openvino", "openvino_f32", "openvino_int8"]
+    assert names(backends=("torch",)) == ["fp32", "torch_bf16"]
+
+
+def test_a_new_artifact_row_needs_no_edit_of_export_parity_or_bench(tmp_path, tiny_model, tiny_data, monkeypatch):
+    """A dummy builder (a copy of model.onnx with another name) added to the table is built, parity-checked and
+    benchmarked with no other change."""
+    import ladc.artifacts
+    from ladc.artifacts import Artifact
+    from ladc.bench import run_bench
+    from ladc.export import export_onnx
+
+    def build_copy(ctx) -> dict:
+        shutil.copy(ctx.build / "model.onnx", ctx.build / "model_copy.onnx")
+        return {"note": "copied"}
+
+    row = Artifact("copy", "onnxruntime", "model_copy.onnx", "fp32", "onnxruntime", build_copy)
+    monkeypatch.setattr(ladc.artifacts, "ARTIFACTS", (*ladc.artifacts.ARTIFACTS, row))
+    out = tmp_path / "onnx"
+    manifest = export_onnx(_cfg(tiny_model, out, tiny_data))
+    copy = next(a for a in manifest["artifacts"] if a["name"] == "copy")
+    assert copy["note"] == "copied" and copy["parity"]["within_tolerance"] and copy["parity"]["max_abs_diff"] <= 1e-4
+    report = run_bench(BenchConfig(targets=(str(out),), data=DataConfig(task="sst2", data_dir=str(tiny_data),
+                       cache_dir=str(tiny_data / "cache")), output=str(tmp_path / "bench"), batch_sizes=(1,),
+                       seq_lens=(16,), warmup=1, iterations=2, skip_accuracy=True))  # fmt: skip
+    assert [t["name"] for t in report["targets"]] == ["onnx/fp32", "onnx/copy"]
+
+
+# ----------------------------------------------------------------------------- every backend, end to end
+
+
+def test_export_config_errors_are_one_line(tmp_path, tiny_model, tiny_data):
+    from ladc.export import export_onnx
+
+    with pytest.raises(LadcError, match="--select 'slowest' is not supported"):
+        export_onnx(_cfg(tiny_model, tmp_path / "o", tiny_data, select="slowest"))
+    with pytest.raises(LadcError, match="--backend 'onnxruntime,tvm'"):
+        export_onnx(_cfg(tiny_model, tmp_path / "o", tiny_data, backends=("onnxruntime", "tvm")))
+    assert not (tmp_path / "o").exists()
+
+
+@needs_openvino
+def test_openvino_and_torch_artifacts_match_pytorch(every_backend, tiny_model, tiny_tokenizer):
+    out, manifest = every_backend
+    by_name = {a["name"]: a for a in manifest["artifacts"]}
+    assert {"openvino", "openvino_f32", "openvino_int8", "torch_bf16", "fused_int8"} <= set(by_name)
+    # the layout optimum-intel's OVModelForSequenceClassification and OpenVINO's own tools read
+    for name in ("openvino_model.xml", "openvino_model.bin", "openvino_model_int8.xml", "config.json"):
+        assert (out / name).is_file(), name
+    assert by_name["openvino_f32"]["parity"]["max_abs_diff"] <= 1e-4  # fp32 bound, like the ONNX graphs
+    assert by_name["openvino"]["inference_precision"] in ("fp32", "bf16", "fp16")
+    assert by_name["openvino_int8"]["quantization"]["calibration_samples"] == 24
+    assert by_name["torch_bf16"]["engine"] == "torch" and (out / "model.safetensors").is_file()
+    for entry in by_name.values():
+        assert entry["parity"]["examples"] == 48
+
+    from ladc.runners import open_artifact
+
+    batch = dict(tiny_tokenizer(["the film was very charming .", "bad"], padding=True, return_tensors="np"))
+    expected = _torch_logits(tiny_model, batch)
+    ov_f32 = open_artifact(out, by_name["openvino_f32"], threads=1)
+    assert ov_f32.inference_precision == "fp32"
+    np.testing.assert_allclose(ov_f32(batch), expected, atol=1e-4)
+    bf16 = open_artifact(out, by_name["torch_bf16"])(batch)
+    assert not np.array_equal(bf16, expected) and (bf16.argmax(-1) == expected.argmax(-1)).all()
+
+
+@needs_openvino
+def test_select_fastest_ranks_every_passing_artifact(every_backend):
+    out, manifest = every_backend
+    selection = json.loads((out / "export.json").read_text())["selection"]
+    accepted = {a["name"] for a in manifest["artifacts"] if a["parity"]["accepted"] and
+                a["provider"] == "CPUExecutionProvider"}  # fmt: skip
+    ranked = set(selection["geomean_slowdown"])
+    identical = {d["name"] for d in selection["dropped"] if d["reason"].startswith("identical")}
+    assert ranked == accepted - identical and selection["chosen"] in ranked
+    assert list(selection["ranking"]) == ["b1_s128", "b32_s128", "dev_b1", "dev_b32"]
+    for shape, rows in selection["ranking"].items():
+        assert [r["p50_ms"] for r in rows] == sorted(r["p50_ms"] for r in rows)
+        assert selection["fastest"][shape] == rows[0]["name"] and all(r["runs"] >= 3 for r in rows)
+    assert selection["chosen"] == min(selection["geomean_slowdown"], key=selection["geomean_slowdown"].get)
+    assert selection["reason"].startswith(selection["chosen"] + ":")
+    assert selection["timing"]["isolation"] == "isolated" and "cpu_flags" in selection["machine"]
+    assert (out / selection["chosen_path"]).is_file()
+
+
+@needs_openvino
+def test_bench_times_openvino_and_torch_artifacts_of_an_export_dir(every_backend, tiny_data, tmp_path):
+    from ladc.bench import run_bench
+
+    out, _ = every_backend
+    cfg = BenchConfig(targets=(str(out),), data=DataConfig(task="sst2", data_dir=str(tiny_data),
+                      cache_dir=str(tiny_data / "cache")), output=str(tmp_path / "bench"), batch_sizes=(2,),
+                      seq_lens=(16,), warmup=1, iterations=2)  # fmt: skip
+    report = run_bench(cfg)
+    kinds = {t["name"].split("/")[1]: t for t in report["targets"]}
+    assert kinds["openvino_f32"]["settings"]["inference_precision"] == "fp32"
+    assert kinds["torch_bf16"]["precision"] == "bf16-autocast"
+    assert report["runtime"]["isolation"]["mode"] == "isolated"
+    reference = kinds["fp32"]["metrics"]["accuracy"]
+    assert kinds["openvino_f32"]["metrics"]["accuracy"] == reference
+    interleaved = run_bench(dataclasses.replace(cfg, isolation="interleaved", output=str(tmp_path / "b2"),
+                                                skip_accuracy=True))  # fmt: skip
+    onnx_settings = next(t for t in interleaved["targets"] if t["name"].endswith("/fp32"))["settings"]
+    assert onnx_settings["intra_op_spinning"] is False
