@@ -233,9 +233,7 @@ def _timing_rows(loaded: list[_Loaded], inputs: list[list[dict]], label: dict, c
     iterations = cfg.iterations or (None if cfg.min_duration_s else DEFAULT_ITERATIONS)
     prepared = [[item.runner.prepare(batch) for batch in batches] for item, batches in zip(loaded, inputs)]
     calls = [lambda k, r=item.runner, xs=xs: r.run(xs[k % len(xs)]) for item, xs in zip(loaded, prepared)]
-    latencies_ms = time_targets(
-        calls, cfg.isolation, cfg.warmup, iterations, cfg.min_duration_s, cfg.interleave_block
-    )
+    latencies_ms = time_targets(calls, cfg.isolation, cfg.warmup, iterations, cfg.min_duration_s, cfg.interleave_block)
     rows = []
     for item, batches, lat in zip(loaded, inputs, latencies_ms):
         shapes = [batches[k % len(batches)]["input_ids"].shape for k in range(len(lat))]
@@ -257,7 +255,9 @@ def _time_all(loaded: list[_Loaded], cfg: BenchConfig, task: TaskSpec, dev_cache
     rows = []
     for batch_size in cfg.batch_sizes:
         for seq_len in cfg.seq_lens:
-            console.print(f"timing batch {batch_size} x seq {seq_len} (synthetic), {len(loaded)} targets {cfg.isolation}")
+            console.print(
+                f"timing batch {batch_size} x seq {seq_len} (synthetic), {len(loaded)} targets {cfg.isolation}"
+            )
             inputs = [[synthetic_batch(item.tokenizer, batch_size, seq_len, cfg.seed)] for item in loaded]
             label = {"mode": "synthetic", "batch_size": batch_size, "seq_len": seq_len}
             rows += _timing_rows(loaded, inputs, label, cfg)
@@ -308,8 +308,10 @@ def _isolation_note(cfg: BenchConfig) -> dict:
         how = (f"one target at a time in this process: each target's warm-up and timed runs follow a {PAUSE_S} s pause, "
                "with no other target running in between; onnxruntime pools spin as in a deployment")  # fmt: skip
     else:
-        how = (f"round-robin blocks of {cfg.interleave_block} runs per target; onnxruntime sessions opened with "
-               "session.intra_op.allow_spinning=0 so no idle pool steals cores from the target being timed")
+        how = (
+            f"round-robin blocks of {cfg.interleave_block} runs per target; onnxruntime sessions opened with "
+            "session.intra_op.allow_spinning=0 so no idle pool steals cores from the target being timed"
+        )
     return {"mode": cfg.isolation, "how": how}
 
 
@@ -324,6 +326,17 @@ def _runtime(cfg: BenchConfig, threads: int) -> dict:
         "timer": "time.perf_counter around the runner call (inputs already on the device)",
         "memory_method": MEMORY_METHOD, "peak_gflops": cfg.peak_gflops,
     }  # fmt: skip
+
+
+def _add_roof_fractions(rows: list[dict], entries: list[dict], roofs: dict) -> None:
+    """Each timing row's gflops_per_s as a fraction of the measured roof of its target's precision."""
+    from ladc.roofline import roof_key
+
+    keys = {entry["name"]: roof_key(entry["precision"], entry["settings"]) for entry in entries}
+    for row in rows:
+        key = keys.get(row["target"])
+        row["roof"] = key
+        row["roof_fraction"] = round(row["gflops_per_s"] / roofs[key], 4) if key and roofs.get(key) else None
 
 
 def run_bench(cfg: BenchConfig) -> dict:
@@ -371,6 +384,20 @@ def run_bench(cfg: BenchConfig) -> dict:
         timings = _time_all(loaded, cfg, task, dev_cache, console)
         warnings += busy_warning(machine, threads)
         entries = [_target_entry(item, cfg) for item in loaded]
+        roofs = None
+        if cfg.roofline:
+            from ladc.roofline import measure_roofs
+
+            console.print("measuring fp32/bf16/int8 GEMM roofs at the model's shapes (--roofline)")
+            roofs = measure_roofs(loaded[-1].config, max(cfg.batch_sizes), max(cfg.seq_lens), threads)
+            _add_roof_fractions(timings, entries, roofs)
+        if cfg.profile:
+            from ladc.profiling import profile_target
+
+            for item, entry in zip(loaded, entries):
+                console.print(f"profiling {item.target.name} (batch 1 x seq {cfg.seq_lens[0]})")
+                feed = synthetic_batch(item.tokenizer, 1, cfg.seq_lens[0], cfg.seed)
+                entry["profile"] = profile_target(item, feed, threads, cfg.ort_graph_optimization)
         if not cfg.skip_accuracy:
             for item, entry in zip(loaded, entries):
                 console.print(f"accuracy of {item.target.name} on the full {task.name} dev set")
@@ -382,7 +409,7 @@ def run_bench(cfg: BenchConfig) -> dict:
     report = {
         "task": task.name, "headline_metric": task.headline_metric, "baseline": baseline, "config": to_dict(cfg),
         "machine": machine, "runtime": _runtime(cfg, threads), "targets": entries,
-        "timings": add_speedups(timings, baseline), "warnings": warnings,
+        "timings": add_speedups(timings, baseline), "warnings": warnings, "roofline": roofs,
     }  # fmt: skip
     write_report(report, output, cfg.overwrite)
     report["output"] = str(output)

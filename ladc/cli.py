@@ -51,7 +51,11 @@ def user_errors(command: Callable) -> Callable:
 
 # >>> tune-teacher / evaluate / distill (owned by lead)
 MixedPrecisionOpt = Annotated[
-    str | None, typer.Option("--mixed-precision", help="no | bf16 (CPU AVX-512 BF16/AMX or GPU) | fp16 (GPU) | auto (bf16 where native, else no).")
+    str | None,
+    typer.Option(
+        "--mixed-precision",
+        help="no | bf16 (CPU AVX-512 BF16/AMX or GPU) | fp16 (GPU) | auto (bf16 where native, else no).",
+    ),
 ]
 
 
@@ -326,7 +330,8 @@ def export_cmd(
 @user_errors
 def bench_cmd(
     targets: Annotated[
-        list[str] | None, typer.Argument(help="HF model dirs, .onnx files, `ladc export` dirs (all artifacts).")
+        list[str] | None,
+        typer.Argument(help="HF model dirs, .onnx/.xml files, `ladc export` dirs (all artifacts), openvino:FILE.onnx."),
     ] = None,
     task: Annotated[str | None, typer.Option("--task", help="GLUE task whose dev set gives the metric.")] = None,
     data_dir: DataDirOpt = None,
@@ -352,6 +357,12 @@ def bench_cmd(
     isolation: Annotated[
         str | None, typer.Option(help="isolated (default: one target at a time) | interleaved (round-robin).")
     ] = None,
+    roofline: Annotated[
+        bool, typer.Option("--roofline", help="Measure fp32/bf16/int8 GEMM roofs here; report each target's share.")
+    ] = False,
+    profile: Annotated[
+        bool, typer.Option("--profile", help="Per-op profile (onnxruntime, OpenVINO) of each target at batch 1.")
+    ] = False,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -370,7 +381,7 @@ def bench_cmd(
         "threads": threads, "provider": provider, "tensorrt": tensorrt or None, "torch_bf16": torch_bf16 or None,
         "baseline": baseline, "skip_accuracy": skip_accuracy or None, "eval_batch_size": eval_batch_size,
         "peak_gflops": peak_gflops, "ort_graph_optimization": ort_opt_level, "overwrite": overwrite or None,
-        "isolation": isolation,
+        "isolation": isolation, "roofline": roofline or None, "profile": profile or None,
     }  # fmt: skip
     report = run_bench(build_config(BenchConfig, config, overrides))
     typer.echo(f"report written to {report['output']} (bench.json, bench.md, bench.png)")

@@ -11,13 +11,9 @@ from ladc.io import atomic_write_json, atomic_write_text
 
 __all__ = ["count_parameters", "compression_rows", "render_compression_markdown", "write_compression_report"]
 
-# (row label, stage dir, file inside an export dir or None for the PyTorch model itself)
-ROWS = (
-    ("teacher (PyTorch fp32)", "teacher", None),
-    ("student (PyTorch fp32)", "student", None),
-    ("student ONNX fp32", "onnx", "model.onnx"),
-    ("student ONNX fused+INT8", "onnx", "model_fused_int8.onnx"),
-)
+# the PyTorch models; every artifact the export dir's export.json lists follows them
+MODEL_ROWS = (("teacher (PyTorch fp32)", "teacher"), ("student (PyTorch fp32)", "student"))
+ENGINE_LABELS = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO", "torch": "PyTorch"}
 
 
 def count_parameters(model_dir: Path) -> int:
@@ -46,12 +42,26 @@ def _p50(bench: dict, target: str, batch_size: int) -> float | None:
     return rows[0]["p50_ms"] if rows else None
 
 
-def _find_target(bench: dict, path: Path) -> dict | None:
-    resolved = path.resolve()
-    for entry in bench["targets"]:
-        if Path(entry["path"]).resolve() == resolved:
-            return entry
-    return None
+def _find_target(bench: dict, name: str) -> dict | None:
+    return next((entry for entry in bench["targets"] if entry["name"] == name), None)
+
+
+def _stage_targets(run_dir: Path) -> list[tuple[str, str, str, dict]]:
+    """(row label, bench target name, stage, export.json entry or {}) for the models and every exported artifact."""
+    rows = [(label, stage, stage, {}) for label, stage in MODEL_ROWS]
+    manifest_path = run_dir / "onnx" / "export.json"
+    if manifest_path.is_file():
+        for artifact in json.loads(manifest_path.read_text())["artifacts"]:
+            engine = ENGINE_LABELS.get(artifact.get("engine", "onnxruntime"), artifact.get("engine"))
+            precision = artifact.get("inference_precision", artifact["precision"])
+            label = f"student {engine} {artifact['name']} ({precision})"
+            rows.append((label, f"onnx/{artifact['name']}", "onnx", artifact))
+    return rows
+
+
+def _selection(run_dir: Path) -> dict | None:
+    manifest_path = run_dir / "onnx" / "export.json"
+    return json.loads(manifest_path.read_text()).get("selection") if manifest_path.is_file() else None
 
 
 def compression_rows(run_dir: Path) -> tuple[list[dict], dict]:
@@ -62,17 +72,19 @@ def compression_rows(run_dir: Path) -> tuple[list[dict], dict]:
         raise LadcError(f"{bench_file} is missing; run the bench stage first")
     bench = json.loads(bench_file.read_text())
     metric = bench["headline_metric"]
+    selection = _selection(run_dir)
     rows = []
-    for label, stage, file_name in ROWS:
-        path = run_dir / stage / file_name if file_name else run_dir / stage
-        entry = _find_target(bench, path)
+    for label, name, stage, artifact in _stage_targets(run_dir):
+        entry = _find_target(bench, name)
         if entry is None:
-            continue  # e.g. no fused+INT8 artifact when the export ran without --optimize/--quantize
+            continue
         params_dir = run_dir / ("student" if stage == "onnx" else stage)
         rows.append({
-            "artifact": label, "path": str(path.relative_to(run_dir)), "parameters": count_parameters(params_dir),
-            "size_mb": entry["size_mb"], "metric": (entry.get("metrics") or {}).get(metric),
+            "artifact": label, "path": str(Path(entry["path"]).resolve().relative_to(run_dir.resolve())),
+            "parameters": count_parameters(params_dir), "size_mb": entry["size_mb"],
+            "metric": (entry.get("metrics") or {}).get(metric),
             "p50_ms_b1": _p50(bench, entry["name"], 1), "p50_ms_b32": _p50(bench, entry["name"], 32),
+            "chosen": bool(selection and artifact.get("name") == selection["chosen"]),
         })  # fmt: skip
     if not rows:
         raise LadcError(f"{bench_file} has none of the pipeline's artifacts")
@@ -82,7 +94,9 @@ def compression_rows(run_dir: Path) -> tuple[list[dict], dict]:
             base, own = teacher[f"p50_ms_{batch}"], row[f"p50_ms_{batch}"]
             row[f"speedup_{batch}"] = round(base / own, 2) if base and own else None
         row["retention"] = round(row["metric"] / teacher["metric"], 4) if row["metric"] and teacher["metric"] else None
-    context = {"task": bench["task"], "metric": metric, "machine": bench.get("machine", {})}
+    context = {"task": bench["task"], "metric": metric, "machine": bench.get("machine", {}),
+               "chosen": selection["chosen"] if selection else None,
+               "chosen_reason": selection["reason"] if selection else None}  # fmt: skip
     return rows, context
 
 
@@ -106,10 +120,17 @@ def render_compression_markdown(rows: list[dict], context: dict) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['artifact']} | {r['parameters'] / 1e6:.1f}M | {r['size_mb']:.1f} | {_fmt(r['metric'], '.4f')} "
+            f"| {'**' + r['artifact'] + '** (chosen)' if r.get('chosen') else r['artifact']} | {r['parameters'] / 1e6:.1f}M | {r['size_mb']:.1f} | {_fmt(r['metric'], '.4f')} "
             f"| {_fmt(r['p50_ms_b1'], '.2f')} | {_fmt(r['p50_ms_b32'], '.1f')} | {_fmt(r['speedup_b1'], '.2f')}x "
             f"| {_fmt(r['speedup_b32'], '.2f')}x | {_fmt(r['retention'], '.1%')} |"
         )
+    if context.get("chosen"):
+        flags = ", ".join(machine.get("cpu_flags") or []) or "none of the tracked ISA flags"
+        lines += [
+            "",
+            f"**Fastest correct artifact on this machine: `{context['chosen']}`** ({cpu}; {flags}).",
+            f"Why (`ladc export --select fastest`, timed alone per artifact): {context['chosen_reason']}.",
+        ]
     return "\n".join(lines) + "\n"
 
 

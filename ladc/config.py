@@ -165,6 +165,8 @@ class BenchConfig:
     skip_accuracy: bool = False
     eval_batch_size: int = 64
     peak_gflops: float | None = None  # machine peak for the roofline fraction; never guessed
+    roofline: bool = False  # measure this machine's fp32/bf16/int8 GEMM roofs at the model's shapes (roof_fraction)
+    profile: bool = False  # per-op profile (onnxruntime profiler, OpenVINO perf counters) at batch 1, first seq len
     seed: int = 0  # synthetic token ids
     overwrite: bool = False
 

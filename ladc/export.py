@@ -89,7 +89,9 @@ def _check_config(cfg: ExportConfig) -> None:
         raise LadcError(f"--allow-drop must be >= 0 metric points, got {cfg.allow_drop}")
     unknown = [backend for backend in cfg.backends if backend not in BACKENDS]
     if unknown or not cfg.backends:
-        raise LadcError(f"--backend {','.join(cfg.backends)!r}: expected a comma-separated subset of {', '.join(BACKENDS)}")
+        raise LadcError(
+            f"--backend {','.join(cfg.backends)!r}: expected a comma-separated subset of {', '.join(BACKENDS)}"
+        )
     if cfg.select not in (None, "fastest"):
         raise LadcError(f"--select '{cfg.select}' is not supported; expected 'fastest'")
     if cfg.calibration_samples < 1 or cfg.select_iterations < 1 or (cfg.threads is not None and cfg.threads < 1):

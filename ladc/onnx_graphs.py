@@ -34,6 +34,7 @@ INT8_OPS_UNFUSED = ("MatMul", "Gemm", "Gather")
 INT8_OPS_FUSED = ("MatMul", "Gemm", "Attention", "EmbedLayerNormalization")
 HEAD_PATTERNS = ("*classifier*", "*pooler*")  # --keep-head-fp32: BERT's pooler + classifier (RoBERTa: classifier.*)
 
+
 def op_counts(path: str | Path) -> dict[str, int]:
     """Count of every op type in the graph (weights are not loaded)."""
     import onnx

@@ -303,18 +303,24 @@ def print_parity_table(manifest: dict, console=None) -> None:
     console = console or Console(width=None if sys.stdout.isatty() else 130)
     headline = manifest["pytorch"]["headline_metric"]
     table = Table(title=f"ONNX parity vs PyTorch fp32 ({manifest['task']}, {manifest['parity_set']['examples']} dev)")
-    for column in ("artifact", "precision", "size MB", "max |Δ|", "mean |Δ|", "agree %", headline, "drop pts", "ok"):
-        table.add_column(column, justify="left" if column in ("artifact", "precision", "ok") else "right")
-    table.add_row("pytorch", "fp32", "", "", "", "", f"{manifest['pytorch']['metrics'][headline] * 100:.2f}", "", "")
+    columns = ("artifact", "file", "precision", "size MB", "max |Δ|", "mean |Δ|", "agree %", headline, "drop pts", "ok")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("artifact", "file", "precision", "ok") else "right")
+    reference = f"{manifest['pytorch']['metrics'][headline] * 100:.2f}"
+    table.add_row("pytorch", "", "fp32", "", "", "", "", reference, "", "")
     for artifact in manifest["artifacts"]:
         parity = artifact["parity"]
         agreement = parity["label_agreement_pct"]
         verdict = (
             "[green]pass" if parity["within_tolerance"] else "[yellow]accepted" if parity["accepted"] else "[red]FAIL"
         )
+        precision = artifact["precision"]
+        if "inference_precision" in artifact:  # the engine chose: show what it ran
+            precision = f"{precision}: {artifact['inference_precision']}"
         table.add_row(
+            artifact.get("name", ""),
             artifact["path"],
-            artifact["precision"],
+            precision,
             f"{artifact['size_mb']:.1f}",
             f"{parity['max_abs_diff']:.2e}",
             f"{parity['mean_abs_diff']:.2e}",

@@ -38,7 +38,10 @@ class PipelineConfig:
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TuneTeacherConfig = field(default_factory=TuneTeacherConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
-    export: ExportConfig = field(default_factory=lambda: ExportConfig(optimize=True, quantize="dynamic"))
+    # every backend this machine has, ranked by speed: a pipeline user gets the fastest correct artifact for their CPU
+    export: ExportConfig = field(
+        default_factory=lambda: ExportConfig(optimize=True, quantize="dynamic", select="fastest")
+    )
     bench: BenchConfig = field(default_factory=BenchConfig)
 
 

@@ -32,6 +32,7 @@ DEFINITIONS = {
     "speedup": "baseline p50_ms / target p50_ms at the same batch size and sequence length",
     "gflops_per_s": "L*(8H^2 + 4HI + 4SH) FLOPs per token x tokens (padding included) / total timed seconds",
     "peak_fraction": "gflops_per_s / --peak-gflops (absent when no peak is given)",
+    "roof_fraction": "gflops_per_s / this machine's GEMM roof for the target's precision (--roofline)",
 }
 
 
@@ -50,8 +51,17 @@ def machine_info(provider: str = "cpu") -> dict:
     from ladc.hardware import cpu_flags, cpu_model
 
     versions = {}
-    for package in ("torch", "onnxruntime", "onnxruntime-gpu", "openvino", "nncf", "transformers", "optimum",
-                    "optimum-onnx", "numpy"):
+    for package in (
+        "torch",
+        "onnxruntime",
+        "onnxruntime-gpu",
+        "openvino",
+        "nncf",
+        "transformers",
+        "optimum",
+        "optimum-onnx",
+        "numpy",
+    ):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -171,6 +181,41 @@ def _headers(report: dict) -> list[str]:
     return headers
 
 
+def _isolation_text(runtime: dict) -> str:
+    isolation = runtime.get("isolation")
+    if isinstance(isolation, dict):
+        return f"{isolation['mode']} ({isolation['how']})"
+    return f"interleaved in blocks of {runtime.get('interleave_block')}"  # bench.json written before isolation
+
+
+def _roofline_lines(report: dict) -> list[str]:
+    roofs = report.get("roofline")
+    if not roofs:
+        return []
+    lines = [
+        f"- roofline (this machine, batch {roofs['batch_size']} x seq {roofs['seq_len']}, {roofs['threads']} "
+        f"threads): fp32 {roofs['fp32']} GFLOP/s, bf16 {roofs['bf16']} GFLOP/s, int8 {roofs['int8']} GOP/s"
+    ]
+    for row in report["timings"]:
+        if row.get("roof_fraction") is not None:
+            lines.append(
+                f"  - {row['target']} {shape_label(row)}: {row['gflops_per_s']:.1f} G/s = "
+                f"{row['roof_fraction']:.1%} of the {row['roof']} roof"
+            )
+    return lines
+
+
+def _profile_lines(report: dict) -> list[str]:
+    lines = []
+    for target in report["targets"]:
+        profile = target.get("profile")
+        if not profile or "top_ops" not in profile:
+            continue
+        ops = ", ".join(f"{op['op']} {op['ms_per_run']:.3f} ms ({op['share']:.0%})" for op in profile["top_ops"][:6])
+        lines.append(f"- profile {target['name']} ({profile['engine']}, batch x seq {profile['shape']}): {ops}")
+    return lines
+
+
 def render_markdown(report: dict) -> str:
     """bench.md: a README-ready table plus the machine, settings, command and definitions behind it."""
     machine, runtime = report["machine"], report["runtime"]
@@ -192,7 +237,10 @@ def render_markdown(report: dict) -> str:
         f"{runtime['ort_intra_op_threads']}, inter-op {runtime['ort_inter_op_threads']}",
         f"- {runtime['warmup']} warm-up runs, then {runtime['iterations'] or 'timed'} iterations"
         + (f" / at least {runtime['min_duration_s']} s" if runtime.get("min_duration_s") else "")
-        + f" per target and shape, interleaved in blocks of {runtime['interleave_block']}",
+        + f" per target and shape; isolation: {_isolation_text(runtime)}",
+        f"- CPU flags: {', '.join(machine.get('cpu_flags') or []) or 'none of the tracked ISA flags'}",
+        *_roofline_lines(report),
+        *_profile_lines(report),
         f"- versions: {', '.join(f'{k} {v}' for k, v in machine['versions'].items())}",
         f"- date: {machine['date']}; command: `{machine['command']}`",
         f"- memory: {runtime['memory_method']}",

@@ -313,7 +313,9 @@ def _check_ov_io(runner: OvRunner, tokenizer, target: BenchTarget, task: TaskSpe
         )
     width = runner.output.get_partial_shape()[-1]
     if width.is_static and width.get_length() != task.num_labels:
-        raise LadcError(f"OpenVINO target {target.path} outputs {width} labels but task {task.name} has {task.num_labels}")
+        raise LadcError(
+            f"OpenVINO target {target.path} outputs {width} labels but task {task.name} has {task.num_labels}"
+        )
 
 
 def open_artifact(root: Path, entry: dict, threads: int | None = None, spinning: bool = True):

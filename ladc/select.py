@@ -20,7 +20,7 @@ __all__ = ["SELECT_SEQ_LEN", "selection_shapes", "rank", "choose", "select_faste
 
 SELECT_SEQ_LEN = 128
 SELECT_WARMUP = 3
-SELECT_MAX_S = 4.0  # timed seconds per artifact and shape before a slow one stops (after timing.MIN_RUNS runs)
+SELECT_MAX_S = 2.0  # timed seconds per artifact and shape before a slow one stops (after timing.MIN_RUNS runs)
 
 
 def _single_rows(batches: list[dict], limit: int) -> list[dict]:
@@ -154,11 +154,20 @@ def select_fastest(manifest: dict, root: Path, tokenizer, parity_set, cfg: Expor
         "geomean_slowdown": scores,
         "ranking": ranking,
         "dropped": dropped,
-        "shapes": {shape: [list(feed["input_ids"].shape) for feed in feeds[:1]] + ([f"{len(feeds)} feeds cycled"]
-                           if len(feeds) > 1 else []) for shape, feeds in shapes.items()},  # fmt: skip
-        "timing": {"isolation": "isolated", "warmup": SELECT_WARMUP, "iterations": cfg.select_iterations,
-                   "max_s_per_shape": SELECT_MAX_S, "pause_s": PAUSE_S, "threads": threads,
-                   "timer": "time.perf_counter around the runner call (inputs prepared beforehand)"},  # fmt: skip
+        "shapes": {
+            shape: [list(feed["input_ids"].shape) for feed in feeds[:1]]
+            + ([f"{len(feeds)} feeds cycled"] if len(feeds) > 1 else [])
+            for shape, feeds in shapes.items()
+        },  # fmt: skip
+        "timing": {
+            "isolation": "isolated",
+            "warmup": SELECT_WARMUP,
+            "iterations": cfg.select_iterations,
+            "max_s_per_shape": SELECT_MAX_S,
+            "pause_s": PAUSE_S,
+            "threads": threads,
+            "timer": "time.perf_counter around the runner call (inputs prepared beforehand)",
+        },  # fmt: skip
         "machine": {"cpu": cpu_model(), "cpu_flags": cpu_flags(), "physical_cores": psutil.cpu_count(logical=False)},
     }
 

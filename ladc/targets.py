@@ -100,6 +100,13 @@ def _export_targets(export_dir: Path) -> list[BenchTarget]:
 
 
 def _targets_of(arg: str, torch_bf16: bool) -> list[BenchTarget]:
+    if arg.startswith("openvino:"):  # e.g. openvino:runs/onnx/model.onnx: OpenVINO's CPU plugin on any ONNX/IR file
+        path = Path(arg.removeprefix("openvino:"))
+        if not path.is_file() or path.suffix not in (".onnx", ".xml"):
+            raise LadcError(f"target {arg}: expected openvino:FILE with an existing .onnx or .xml file")
+        size_mb = _size_mb([path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path])
+        return [BenchTarget(f"{path.parent.name}/{path.stem}@openvino", "openvino", str(path), str(path.parent),
+                            "auto", size_mb)]  # fmt: skip
     path = Path(arg)
     if not path.exists():
         raise LadcError(f"target {arg} does not exist; expected an HF model dir, an .onnx file or a `ladc export` dir")

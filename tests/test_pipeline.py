@@ -76,7 +76,12 @@ def test_tiny_pipeline_end_to_end_then_skips_and_restarts(tiny_pipeline):
     lines: list[str] = []
     report = run_pipeline(cfg, echo=lines.append)
     text = report.read_text()
-    for artifact in ("teacher (PyTorch fp32)", "student (PyTorch fp32)", "student ONNX fp32", "fused+INT8"):
+    for artifact in (
+        "teacher (PyTorch fp32)",
+        "student (PyTorch fp32)",
+        "student ONNX Runtime fp32",
+        "fused_int8 (int8)",
+    ):
         assert artifact in text
     rows = json.loads((run_dir / "report.json").read_text())["rows"]
     assert rows[0]["speedup_b1"] == 1.0 and rows[0]["retention"] == 1.0
@@ -154,4 +159,6 @@ def test_demo_runs_offline_end_to_end(tmp_path, minilm_dir):
     teacher, student = rows["teacher (PyTorch fp32)"], rows["student (PyTorch fp32)"]
     assert teacher["metric"] >= 0.8  # the demo sentences are learnable: a failure here means training broke
     assert student["retention"] >= 0.85
-    assert rows["student ONNX fused+INT8"]["metric"] is not None
+    assert rows["student ONNX Runtime fused_int8 (int8)"]["metric"] is not None
+    chosen = [row for row in rows.values() if row["chosen"]]
+    assert len(chosen) == 1 and "Fastest correct artifact on this machine" in result.stdout
