@@ -5,7 +5,7 @@ PYTHON ?= python3
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint mutation clean
 
 setup: $(VENV)/.installed
 
@@ -28,5 +28,12 @@ lint: setup
 	$(BIN)/ruff check ladc tests benchmarks scripts
 	$(BIN)/ruff format --check ladc tests benchmarks scripts
 
+# Mutation testing (mutmut, unit tier; config in pyproject's [tool.mutmut]). Slow, niced, not part of CI.
+# One module: make mutation MODULE=ladc/metrics.py   Report: benchmarks/mutation.md
+MODULE ?=
+mutation: setup
+	nice -n 19 $(BIN)/mutmut run $(if $(MODULE),"$(subst /,.,$(MODULE:.py=)).*")
+	$(BIN)/mutmut results
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache mutants

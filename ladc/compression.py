@@ -100,8 +100,8 @@ def compression_rows(run_dir: Path) -> tuple[list[dict], dict]:
     return rows, context
 
 
-def _fmt(value, spec: str, missing: str = "n/a") -> str:
-    return missing if value is None else format(value, spec)
+def _fmt(value, spec: str, unit: str = "", missing: str = "n/a") -> str:
+    return missing if value is None else format(value, spec) + unit
 
 
 def render_compression_markdown(rows: list[dict], context: dict) -> str:
@@ -120,9 +120,10 @@ def render_compression_markdown(rows: list[dict], context: dict) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {'**' + r['artifact'] + '** (chosen)' if r.get('chosen') else r['artifact']} | {r['parameters'] / 1e6:.1f}M | {r['size_mb']:.1f} | {_fmt(r['metric'], '.4f')} "
-            f"| {_fmt(r['p50_ms_b1'], '.2f')} | {_fmt(r['p50_ms_b32'], '.1f')} | {_fmt(r['speedup_b1'], '.2f')}x "
-            f"| {_fmt(r['speedup_b32'], '.2f')}x | {_fmt(r['retention'], '.1%')} |"
+            f"| {'**' + r['artifact'] + '** (chosen)' if r.get('chosen') else r['artifact']} "
+            f"| {r['parameters'] / 1e6:.1f}M | {r['size_mb']:.1f} | {_fmt(r['metric'], '.4f')} "
+            f"| {_fmt(r['p50_ms_b1'], '.2f')} | {_fmt(r['p50_ms_b32'], '.1f')} | {_fmt(r['speedup_b1'], '.2f', 'x')} "
+            f"| {_fmt(r['speedup_b32'], '.2f', 'x')} | {_fmt(r['retention'], '.1%')} |"
         )
     if context.get("chosen"):
         flags = ", ".join(machine.get("cpu_flags") or []) or "none of the tracked ISA flags"

