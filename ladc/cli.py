@@ -283,7 +283,9 @@ def export_cmd(
     ] = None,
     backend: Annotated[
         str | None,
-        typer.Option(help="Engines, comma-separated: onnxruntime (default), openvino (ladc[openvino]), torch (bf16)."),
+        typer.Option(
+            help="Engines, comma-separated: onnxruntime (default), openvino (the openvino extra), torch (bf16)."
+        ),
     ] = None,
     select: Annotated[
         str | None,

@@ -246,3 +246,16 @@ def test_bench_times_openvino_and_torch_artifacts_of_an_export_dir(every_backend
                                                 skip_accuracy=True))  # fmt: skip
     onnx_settings = next(t for t in interleaved["targets"] if t["name"].endswith("/fp32"))["settings"]
     assert onnx_settings["intra_op_spinning"] is False
+
+
+def test_openvino_prefix_targets_and_isolation_option_errors(tmp_path):
+    from ladc.bench import run_bench
+    from ladc.targets import resolve_targets
+
+    with pytest.raises(LadcError, match="expected openvino:FILE with an existing .onnx or .xml file"):
+        resolve_targets([f"openvino:{tmp_path / 'missing.onnx'}"])
+    (tmp_path / "model.onnx").write_bytes(b"not a graph")
+    (target,) = resolve_targets([f"openvino:{tmp_path / 'model.onnx'}"])
+    assert (target.kind, target.precision, target.name) == ("openvino", "auto", f"{tmp_path.name}/model@openvino")
+    with pytest.raises(LadcError, match="--isolation 'parallel' is not one of: isolated, interleaved"):
+        run_bench(BenchConfig(targets=(str(tmp_path / "model.onnx"),), isolation="parallel"))
