@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,10 +164,12 @@ def run_pipeline(cfg: PipelineConfig, *, start: str | None = None, overwrite: bo
             continue
         resuming = stage in ("teacher", "student") and (run_dir / stage).is_dir()
         echo(f"[{number}/{len(STAGES)}] {stage}: {'resuming' if resuming else 'running'}")
+        started = time.perf_counter()
         if stage == "report":
             write_compression_report(run_dir)
         else:
             _run_stage(stage, stage_cfgs[stage], run_dir)
+        echo(f"[{number}/{len(STAGES)}] {stage}: done in {time.perf_counter() - started:.0f} s")
     return run_dir / "report.md"
 
 

@@ -223,6 +223,9 @@ def test_select_fastest_ranks_every_passing_artifact(every_backend):
         assert selection["fastest"][shape] == rows[0]["name"] and all(r["runs"] >= 3 for r in rows)
     assert selection["chosen"] == min(selection["geomean_slowdown"], key=selection["geomean_slowdown"].get)
     assert selection["reason"].startswith(selection["chosen"] + ":")
+    scores = selection["geomean_slowdown"]
+    ties = [n for n in scores if n != selection["chosen"] and scores[n] <= scores[selection["chosen"]] * 1.05]
+    assert selection["near_ties"] == ties and all(name in selection["reason"] for name in ties)
     assert selection["timing"]["isolation"] == "isolated" and "cpu_flags" in selection["machine"]
     assert (out / selection["chosen_path"]).is_file()
 
