@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 
 from ladc.config import BenchConfig, to_dict
 from ladc.errors import LadcError
+from ladc.memory import MEMORY_METHOD, PeakRss, gpu_used_mb
 from ladc.runners import (
     ORT_GRAPH_LEVELS,
     BenchTarget,
@@ -43,11 +43,6 @@ __all__ = [
 ]
 
 DEFAULT_ITERATIONS = 30  # timed runs per target and shape when neither --iterations nor --min-duration is given
-MEMORY_METHOD = (
-    "peak RSS growth of the bench process while loading the target and running one batch of the largest shape "
-    "(Linux VmHWM reset via /proc/self/clear_refs, else a 1 ms psutil sampler); GPU: device memory in use after "
-    "that warm-up minus before (cudaMemGetInfo), which covers PyTorch's and onnxruntime's allocators"
-)
 
 
 def predict_logits(runner: Callable | torch.nn.Module, dataloader) -> np.ndarray:
@@ -94,66 +89,6 @@ def flops_per_token(config, seq_len: int) -> float:
     return float(layers * (4 * hidden * hidden * 2 + 2 * hidden * inter * 2 + 2 * 2 * seq_len * hidden))
 
 
-class PeakRss:
-    """Peak resident-set growth (MB) of this process inside a `with` block: `delta_mb` = peak - RSS on entry.
-
-    Linux: the kernel's high-water mark VmHWM is reset to the current RSS on entry (/proc/self/clear_refs = 5), so
-    the peak is exact. Elsewhere a 1 ms psutil sampler thread approximates it.
-    """
-
-    def __enter__(self) -> PeakRss:
-        import psutil
-
-        gc.collect()
-        self._process = psutil.Process()
-        self._exact = _reset_hwm()
-        self.start_mb = self._process.memory_info().rss / 1e6
-        self._sampled_mb = self.start_mb
-        self._stop = False
-        if not self._exact:
-            import threading
-
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop:
-            self._sampled_mb = max(self._sampled_mb, self._process.memory_info().rss / 1e6)
-            time.sleep(0.001)
-
-    def __exit__(self, *exc) -> None:
-        self._stop = True
-        if not self._exact:
-            self._thread.join()
-        current_mb = self._process.memory_info().rss / 1e6
-        self.peak_mb = max(_read_hwm_mb() if self._exact else self._sampled_mb, current_mb)
-        self.delta_mb = round(max(self.peak_mb - self.start_mb, 0.0), 1)
-
-
-def _reset_hwm() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return _read_hwm_mb() is not None
-    except OSError:
-        return False
-
-
-def _read_hwm_mb() -> float | None:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024 / 1e6
-    return None
-
-
-def _gpu_used_mb() -> float | None:
-    if not torch.cuda.is_available():
-        return None
-    torch.cuda.synchronize()
-    free, total = torch.cuda.mem_get_info()
-    return (total - free) / 1e6
-
-
 def _validate(cfg: BenchConfig) -> None:
     checks = [
         (cfg.provider in ("cpu", "cuda"), f"--provider '{cfg.provider}' is not one of: cpu, cuda"),
@@ -191,7 +126,7 @@ def _spinning(cfg: BenchConfig) -> bool:
 
 def _load_measured(target: BenchTarget, task: TaskSpec, cfg: BenchConfig, threads: int) -> _Loaded:
     """Load one target and run one batch of the largest shape, measuring peak RSS (and GPU memory) growth."""
-    gpu_before = _gpu_used_mb() if cfg.provider == "cuda" else None
+    gpu_before = gpu_used_mb() if cfg.provider == "cuda" else None
     with PeakRss() as rss:
         runner, tokenizer, config, settings = load_runner(
             target, task, cfg.provider, threads, cfg.ort_graph_optimization, cfg.tensorrt, _spinning(cfg)
@@ -200,7 +135,7 @@ def _load_measured(target: BenchTarget, task: TaskSpec, cfg: BenchConfig, thread
         if longest > config.max_position_embeddings:
             raise LadcError(f"--seq-lens {longest} exceeds {target.name}'s {config.max_position_embeddings} positions")
         runner(synthetic_batch(tokenizer, max(cfg.batch_sizes), longest, cfg.seed))
-    gpu_mb = None if gpu_before is None else round(_gpu_used_mb() - gpu_before, 1)
+    gpu_mb = None if gpu_before is None else round(gpu_used_mb() - gpu_before, 1)
     return _Loaded(target, runner, tokenizer, config, settings, rss.delta_mb, gpu_mb)
 
 
@@ -352,6 +287,7 @@ def run_bench(cfg: BenchConfig) -> dict:
     import psutil
     from rich.console import Console
 
+    from ladc.hardware import native_bf16
     from ladc.report import add_speedups, busy_warning, check_output_dir, machine_info, render_table, write_report
     from ladc.tasks import get_task
 
@@ -372,6 +308,13 @@ def run_bench(cfg: BenchConfig) -> dict:
         for t in targets
         if cfg.provider == "cuda" and t.precision == "int8"
     ]
+    if cfg.provider == "cpu" and not native_bf16(machine["cpu_flags"]):
+        warnings += [
+            f"{t.name} runs bf16 autocast on a CPU without native bf16 ({machine['cpu']}): emulated, expect it to be "
+            "many times slower than fp32 (ladc/hardware.py)"
+            for t in targets
+            if t.precision == "bf16-autocast"
+        ]
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

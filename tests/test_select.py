@@ -12,25 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import tests.test_export as export_tests
 from ladc.config import BenchConfig, DataConfig, ExportConfig
 from ladc.errors import LadcError
-from tests.helpers import write_tiny_sst2
-from tests.test_export import _train_tiny_classifier
+
+# the same module-scoped fixtures as test_export.py: a tiny SST-2 dir and a tiny BERT trained on it
+tiny_data, tiny_model = export_tests.tiny_data, export_tests.tiny_model
 
 HAS_OPENVINO = importlib.util.find_spec("openvino") is not None and importlib.util.find_spec("nncf") is not None
 needs_openvino = pytest.mark.skipif(
     not HAS_OPENVINO, reason="openvino/nncf not installed (pip install 'ladc[openvino]'; .ci/run installs it)"
 )
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    return write_tiny_sst2(tmp_path_factory.mktemp("glue"), train=96, dev=48)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory, tiny_vocab_file, tiny_data) -> Path:
-    return _train_tiny_classifier(tmp_path_factory.mktemp("tiny") / "model", tiny_vocab_file, tiny_data)
 
 
 def _cfg(model: Path, output: Path, data: Path, **overrides) -> ExportConfig:
