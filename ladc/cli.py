@@ -420,7 +420,7 @@ def demo_cmd(
     output: Annotated[str, typer.Option("--output", "-o", help="Run dir of the demo.")] = "runs/demo",
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """The offline demo: bundled MiniLM teacher -> 3-layer LAD student -> ONNX fused+INT8 -> bench -> report.
+    """The offline demo: bundled MiniLM teacher -> 3-layer LAD student -> every backend, fastest selected -> bench -> report.
 
     Example: ladc demo --output runs/demo
     """
