@@ -6,6 +6,7 @@ Why fusion comes before INT8 in the fused+INT8 artifact, and the quantizer's Def
 from __future__ import annotations
 
 import fnmatch
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -105,16 +106,24 @@ def quantize_graph(
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     excluded = _match_nodes(source, exclude) if exclude else []
-    quantize_dynamic(
-        str(source),
-        str(target),
-        op_types_to_quantize=list(INT8_OPS_FUSED if fused else INT8_OPS_UNFUSED),
-        per_channel=per_channel,
-        weight_type=QuantType.QInt8,
-        nodes_to_exclude=excluded,
-        # the fused graph's com.microsoft outputs have no inferred type; all of them are float (see module doc)
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
+    root = logging.getLogger()
+    level = root.level
+    # quantize_dynamic logs "Please consider to run pre-processing" on the root logger for every graph it gets; ladc
+    # quantizes the graphs as exported (parity then checks the result), so the line is noise in every export log
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(
+            str(source),
+            str(target),
+            op_types_to_quantize=list(INT8_OPS_FUSED if fused else INT8_OPS_UNFUSED),
+            per_channel=per_channel,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=excluded,
+            # the fused graph's com.microsoft outputs have no inferred type; all of them are float (see module doc)
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    finally:
+        root.setLevel(level)
     return excluded
 
 
