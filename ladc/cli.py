@@ -335,7 +335,9 @@ def bench_cmd(
         list[str] | None,
         typer.Argument(help="HF model dirs, .onnx/.xml files, `ladc export` dirs (all artifacts), openvino:FILE.onnx."),
     ] = None,
-    task: Annotated[str | None, typer.Option("--task", help="GLUE task whose dev set gives the metric.")] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", help="GLUE task of the dev set (default: the one the targets record).")
+    ] = None,
     data_dir: DataDirOpt = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Report dir (default runs/bench-TASK).")] = None,
     batch_sizes: Annotated[str | None, typer.Option(help="Comma-separated batch sizes (default 1,32).")] = None,
@@ -375,9 +377,10 @@ def bench_cmd(
     """
     from ladc.bench import run_bench
     from ladc.config import BenchConfig, build_config
+    from ladc.targets import infer_task
 
     overrides = {
-        "targets": targets or None, "data.task": task, "data.data_dir": str(data_dir) if data_dir else None,
+        "targets": targets or None, "data.task": task or (infer_task(targets) if targets and config is None else None), "data.data_dir": str(data_dir) if data_dir else None,
         "data.dev_limit": dev_limit, "output": output, "batch_sizes": batch_sizes, "seq_lens": seq_lens,
         "real": real or None, "warmup": warmup, "iterations": iterations, "min_duration_s": min_duration,
         "threads": threads, "provider": provider, "tensorrt": tensorrt or None, "torch_bf16": torch_bf16 or None,

@@ -254,3 +254,17 @@ def test_openvino_prefix_targets_and_isolation_option_errors(tmp_path):
     assert (target.kind, target.precision, target.name) == ("openvino", "auto", f"{tmp_path.name}/model@openvino")
     with pytest.raises(LadcError, match="--isolation 'parallel' is not one of: isolated, interleaved"):
         run_bench(BenchConfig(targets=(str(tmp_path / "model.onnx"),), isolation="parallel"))
+
+
+def test_bench_infers_the_task_from_the_targets_manifests(tmp_path):
+    from ladc.targets import infer_task
+
+    qnli, sst2, bare = tmp_path / "onnx-qnli", tmp_path / "student-sst2", tmp_path / "bare"
+    for folder in (qnli, sst2, bare):
+        folder.mkdir()
+    (qnli / "export.json").write_text(json.dumps({"task": "qnli", "artifacts": []}))
+    (sst2 / "ladc.json").write_text(json.dumps({"task": "sst2"}))
+    assert infer_task([str(qnli), f"openvino:{qnli / 'model.onnx'}", str(bare)]) == "qnli"
+    assert infer_task([str(bare)]) is None
+    with pytest.raises(LadcError, match="different tasks .*onnx-qnli: qnli.*student-sst2: sst2.*pass --task"):
+        infer_task([str(qnli), str(sst2)])
