@@ -297,12 +297,18 @@ def run_bench(cfg: BenchConfig) -> dict:
     output = Path(cfg.output or f"runs/bench-{task.name}")
     check_output_dir(output, cfg.overwrite)
     targets = resolve_targets(cfg.targets, cfg.torch_bf16)
+    skipped = [t for t in targets if cfg.provider == "cuda" and t.kind == "openvino"]
+    targets = [t for t in targets if t not in skipped]  # ladc runs OpenVINO on its CPU plugin only
+    if not targets:
+        raise LadcError("--provider cuda: every target is an OpenVINO artifact, which ladc runs on the CPU only")
     names = [t.name for t in targets]
     baseline = names[resolve_baseline(cfg.baseline, names)]
     check_provider(cfg.provider, {t.kind for t in targets}, cfg.tensorrt)
     threads = cfg.threads or psutil.cpu_count(logical=False) or 1
     machine = machine_info(cfg.provider)
-    warnings = [
+    warnings = [f"{t.name} skipped: OpenVINO artifacts run on the CPU plugin; time them with --provider cpu"
+                for t in skipped]  # fmt: skip
+    warnings += [
         f"{t.name} is dynamically quantized INT8: MatMulInteger/DynamicQuantizeLinear run on the CPU under "
         "CUDAExecutionProvider; use fp16 on GPUs"
         for t in targets

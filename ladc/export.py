@@ -1,7 +1,10 @@
-"""`ladc export --onnx`: optimum-onnx export, onnxruntime fusion, dynamic INT8 and fp16, each checked on dev data.
+"""`ladc export`: every deployable artifact of a classifier (ONNX Runtime, OpenVINO, PyTorch bf16), each checked
+against PyTorch on real dev data, and with `--select fastest` ranked by speed on this machine.
 
-Artifacts (all in one directory that `ORTModelForSequenceClassification.from_pretrained(OUT)` loads; it picks
-`model.onnx`, the others via `file_name=`):
+The rows, their files and builders live in one table (ladc/artifacts.py); this module validates the config, writes
+model.onnx, runs the table's builders into one directory (atomically), then parity (ladc/parity.py) and, under
+--select, the ranking (ladc/select.py). The directory is what `ORTModelForSequenceClassification.from_pretrained(OUT)`
+loads (`model.onnx`, the others via `file_name=`), and its OpenVINO IR follows optimum-intel's layout:
 
 - model.onnx             fp32, `optimum.exporters.onnx.main_export` (TorchScript exporter, SDPA attention, so
                          opset >= 14), dynamic batch/sequence axes.
@@ -15,6 +18,10 @@ Artifacts (all in one directory that `ORTModelForSequenceClassification.from_pre
                          -> QAttention, QEmbedLayerNormalization and MatMulInteger around the fused
                          SkipLayerNormalization/BiasGelu.
 - model_fp16.onnx        --fp16 (CUDA): fused with use_gpu=True, then float16 weights with fp32 inputs/outputs.
+- openvino_model.xml     --backend openvino: `ov.convert_model` of model.onnx, fp32 weights; run with the CPU plugin's
+                         default precision (`openvino`: bf16 on AMX) and with f32 forced (`openvino_f32`).
+- openvino_model_int8.xml --backend openvino: NNCF post-training INT8 calibrated on train sentences.
+- model.safetensors      --backend torch: the HF model itself, run under bf16 autocast (`torch_bf16`).
 
 Why this order for fused + INT8 (measured with onnxruntime 1.32, optimum 2.1, optimum-onnx 0.1.0):
 - Quantize, then fuse: the fusion patterns look for MatMul+Add sub-graphs; after quantization those are
@@ -27,7 +34,8 @@ Why this order for fused + INT8 (measured with onnxruntime 1.32, optimum 2.1, op
   The result keeps every fusion and quantizes QKV (QAttention) and all dense layers (MatMulInteger).
 
 Every artifact is then compared with PyTorch on real dev data (ladc/parity.py); a miss raises LadcError after the
-directory and its export.json (which records the failure) are in place.
+directory and its export.json (which records the failure) are in place (under --select only a failing fp32 graph
+does; other failures are left out of the ranking).
 """
 
 from __future__ import annotations

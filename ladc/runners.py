@@ -160,8 +160,6 @@ def check_provider(provider: str, kinds: set[str], tensorrt: bool = False) -> No
     import onnxruntime as ort
 
     problems = []
-    if "openvino" in kinds:
-        problems.append("OpenVINO targets run on the CPU plugin in ladc (time them with --provider cpu)")
     if "torch" in kinds and not torch.cuda.is_available():
         problems.append("PyTorch sees no CUDA device")
     available = ort.get_available_providers()
