@@ -42,18 +42,20 @@ def run_dir(tmp_path) -> Path:
     run = tmp_path / "run"
     for stage in ("teacher", "student", "onnx", "bench"):
         (run / stage).mkdir(parents=True)
-    save_file(
-        {"encoder.weight": torch.zeros(3, 4), "encoder.bias": torch.zeros(5)}, run / "teacher" / "model.safetensors"
+    save_file(  # with the metadata header HF writes ({"format": "pt"}): it is no tensor
+        {"encoder.weight": torch.zeros(3, 4), "encoder.bias": torch.zeros(5)},
+        run / "teacher" / "model.safetensors",
+        metadata={"format": "pt"},
     )
     save_file({"encoder.weight": torch.zeros(2, 4)}, run / "student" / "model.safetensors")
     save_file({"gates.0.weight": torch.zeros(10, 10)}, run / "student" / "gates.safetensors")
     targets, timings = [], []
     for name, path, size_mb, accuracy, p50_b1, p50_b32 in ARTIFACTS:
         targets.append({"name": name, "path": str(run / path), "size_mb": size_mb, "metrics": {"accuracy": accuracy}})
+        timings.append(_timing(name, 1, 1000.0, mode="dev"))  # real-sentence rows never enter the report
         # the teacher's b1 row has no mode key (older bench.json): it counts as synthetic
         timings.append(_timing(name, 1, p50_b1, mode=None if name == "teacher" else "synthetic"))
         timings.append(_timing(name, 32, p50_b32))
-        timings.append(_timing(name, 1, 1000.0, mode="dev"))  # real-sentence rows never enter the report
     bench = {"task": "sst2", "headline_metric": "accuracy", "machine": {"cpu": "Test CPU"}, "targets": targets,
              "timings": timings}  # fmt: skip
     (run / "bench" / "bench.json").write_text(json.dumps(bench))
@@ -89,16 +91,18 @@ def test_rows_recompute_speedup_and_retention_against_the_teacher(run_dir):
 def test_missing_artifacts_timings_and_metrics_leave_gaps(run_dir):
     bench_file = run_dir / "bench" / "bench.json"
     bench = json.loads(bench_file.read_text())
-    bench["targets"] = [t for t in bench["targets"] if t["name"] != "onnx/fused_int8"]  # export without -O -q
+    bench["targets"] = [t for t in bench["targets"] if t["name"] != "onnx/fp32"]  # a middle row missing
     bench["timings"] = [t for t in bench["timings"] if (t["target"], t["batch_size"]) != ("student", 32)]
     bench["targets"][2]["metrics"] = None  # bench --skip-accuracy
+    del bench["machine"]
     bench_file.write_text(json.dumps(bench))
-    rows, _ = compression_rows(run_dir)
+    rows, context = compression_rows(run_dir)
     assert [r["artifact"] for r in rows] == [
-        "teacher (PyTorch fp32)", "student (PyTorch fp32)", "student ONNX Runtime fp32 (fp32)"
+        "teacher (PyTorch fp32)", "student (PyTorch fp32)", "student ONNX Runtime fused_int8 (int8)"
     ]  # fmt: skip
     assert (rows[1]["p50_ms_b32"], rows[1]["speedup_b32"], rows[1]["speedup_b1"]) == (None, None, 2.86)
-    assert (rows[2]["metric"], rows[2]["retention"], rows[2]["speedup_b32"]) == (None, None, 4.0)
+    assert (rows[2]["metric"], rows[2]["retention"], rows[2]["speedup_b32"]) == (None, None, 8.0)
+    assert context["machine"] == {}
 
 
 def test_markdown_shows_every_figure(run_dir):

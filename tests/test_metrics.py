@@ -48,6 +48,16 @@ def test_f1_is_binary_f1_of_the_positive_class():
     assert f1(np.zeros(6, dtype=int), labels) == 0.0  # no positive predictions: 0, not a warning-NaN
 
 
+def test_f1_without_any_positive_is_zero_and_silent():
+    """No positive label or prediction at all: F1 is undefined; ladc reports 0.0 and sklearn must not warn."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert f1(np.zeros(4, dtype=int), np.zeros(4, dtype=int)) == 0.0
+        assert f1(np.zeros(4, dtype=int), np.array([1, 0, 1, 0])) == 0.0
+
+
 def test_correlations_match_scipy(scores):
     predictions, labels = scores
     assert pearson(predictions, labels) == pytest.approx(stats.pearsonr(predictions, labels)[0])
@@ -55,6 +65,8 @@ def test_correlations_match_scipy(scores):
     assert 0.5 < pearson(predictions, labels) < 0.95
     assert pearson(np.full(5, 2.0), np.arange(5.0)) == 0.0  # constant predictions: defined as no correlation
     assert spearmanr(np.full(5, 2.0), np.arange(5.0)) == 0.0
+    assert pearson(np.arange(5.0), np.full(5, 2.0)) == 0.0  # constant labels too
+    assert spearmanr(np.arange(5.0), np.full(5, 2.0)) == 0.0
 
 
 @pytest.mark.parametrize("task_name", sorted(TASKS))
