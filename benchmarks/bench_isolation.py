@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     for _ in range(args.repeats):
         alone = {}
         for name in names:
-            alone.update({name: p for p in _p50s(run_bench(dataclasses.replace(base, targets=(target(name),)))).values()})
+            (single,) = _p50s(run_bench(dataclasses.replace(base, targets=(target(name),)))).values()
+            alone[name] = single
         runs["alone"].append(alone)
         group = tuple(target(name) for name in names)
         runs["isolated"].append(_p50s(run_bench(dataclasses.replace(base, targets=group))))

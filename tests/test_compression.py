@@ -114,9 +114,17 @@ def test_markdown_shows_every_figure(run_dir):
     assert lines[4].startswith("| artifact | parameters | size MB | dev accuracy | p50 ms b1 | p50 ms b32 |")
     assert lines[6] == "| teacher (PyTorch fp32) | 0.0M | 90.0 | 0.9000 | 20.00 | 400.0 | 1.00x | 1.00x | 100.0% |"
     assert lines[7] == "| student (PyTorch fp32) | 0.0M | 60.0 | 0.7000 | 7.00 | 160.0 | 2.86x | 2.50x | 77.8% |"
-    assert lines[8] == "| student ONNX Runtime fp32 (fp32) | 0.0M | 60.5 | n/a | 8.00 | n/a | 2.50x | n/a | n/a |"  # not "n/ax"
-    assert lines[9] == "| **student ONNX Runtime fused_int8 (int8)** (chosen) | 0.0M | 15.2 | 0.4500 | 5.00 | 50.0 | 4.00x | 8.00x | 50.0% |"
-    assert lines[11] == "**Fastest correct artifact on this machine: `fused_int8`** (Test CPU; none of the tracked ISA flags)."
+    assert (
+        lines[8] == "| student ONNX Runtime fp32 (fp32) | 0.0M | 60.5 | n/a | 8.00 | n/a | 2.50x | n/a | n/a |"
+    )  # not "n/ax"
+    assert (
+        lines[9]
+        == "| **student ONNX Runtime fused_int8 (int8)** (chosen) | 0.0M | 15.2 | 0.4500 | 5.00 | 50.0 | 4.00x | 8.00x | 50.0% |"
+    )
+    assert (
+        lines[11]
+        == "**Fastest correct artifact on this machine: `fused_int8`** (Test CPU; none of the tracked ISA flags)."
+    )
     assert lines[12].endswith("fused_int8: fastest at b32_s128 (50.00 ms).")
     assert len(lines) == 13
 
