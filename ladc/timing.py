@@ -128,10 +128,11 @@ def time_targets(
     min_duration_s: float | None = None,
     block: int = 5,
     clock: Callable[[], float] = time.perf_counter,
+    pause: Callable[[float], None] = time.sleep,
 ) -> list[list[float]]:
     """Dispatch to `time_isolated` or `time_interleaved` by `isolation` (one of ISOLATION_MODES)."""
     if isolation == "interleaved":
         return time_interleaved(calls, warmup, iterations, min_duration_s, block, clock)
     if isolation == "isolated":
-        return time_isolated(calls, warmup, iterations, min_duration_s, clock)
+        return time_isolated(calls, warmup, iterations, min_duration_s, clock, pause)
     raise ValueError(f"isolation {isolation!r} is not one of {ISOLATION_MODES}")

@@ -140,8 +140,13 @@ def test_fused_graph_has_one_attention_and_two_skip_layernorms_per_layer(full_ex
     assert fused["fused_op_counts"]["Attention"] == NUM_LAYERS and fused["op_counts"] == counts
 
 
-def test_fused_int8_is_fused_and_quantized_and_reports_agreement(full_export):
+def test_fused_int8_is_fused_and_quantized_and_reports_agreement(full_export, tiny_model, tiny_data):
+    from ladc.config import DataConfig
     from ladc.export import op_counts
+    from ladc.models import load_classifier, load_tokenizer
+    from ladc.parity import load_parity_set, torch_logits
+    from ladc.runners import open_artifact
+    from ladc.tasks import get_task
 
     out, manifest = full_export
     counts = op_counts(out / "model_fused_int8.onnx")
@@ -153,10 +158,19 @@ def test_fused_int8_is_fused_and_quantized_and_reports_agreement(full_export):
     assert unfused["MatMulInteger"] >= 6 * NUM_LAYERS and "QAttention" not in unfused
     assert unfused["DequantizeLinear"] == 3  # word, position and token-type embedding tables stored as int8
     by_name = {a["name"]: a for a in manifest["artifacts"]}
+    task = get_task("sst2")
+    data = DataConfig(task="sst2", data_dir=str(tiny_data), cache_dir=str(tiny_data / "cache"))
+    dev = load_parity_set(data, load_tokenizer(str(tiny_model)), task, 32)
+    reference = torch_logits(load_classifier(str(tiny_model), task), dev)
+    assert manifest["parity_set"]["examples"] == len(dev.labels)
     for name in ("int8", "fused_int8"):
         parity = by_name[name]["parity"]
         assert by_name[name]["precision"] == "int8" and by_name[name]["quantized"]
-        assert 0.0 <= parity["label_agreement_pct"] <= 100.0
+        # the reported agreement is the share of dev examples whose argmax matches PyTorch's, recomputed here
+        runner = open_artifact(out, by_name[name])
+        assert parity["label_agreement_pct"] == pytest.approx(
+            100.0 * float(np.mean(np.concatenate([runner(b) for b in dev.batches]).argmax(-1) == reference.argmax(-1)))
+        )
         assert parity["accepted"] == parity["within_tolerance"] is True  # the trained tiny model keeps its labels
     assert by_name["fused_int8"]["size_mb"] < by_name["fused"]["size_mb"]
 
