@@ -19,6 +19,7 @@ from ladc.config import (
 from ladc.errors import LadcError
 from ladc.io import read_json
 from ladc.lad import METHODS
+from ladc.runlock import locked_run
 
 __all__ = ["PAPER_PRESETS", "build_distill_config", "distill", "merge_dicts", "preset_dict", "teacher_base_model"]
 
@@ -175,6 +176,7 @@ def _make_loss_fn(cfg: DistillConfig, task, teacher, mapping, weights):
     return loss_fn
 
 
+@locked_run("ladc distill")  # one process per run dir: a second one is refused, naming this one
 def distill(cfg: DistillConfig) -> dict:
     """Distil `cfg.teacher` into a `cfg.student_layers`-layer student with `cfg.method`.
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from ladc.config import DataConfig, OptimConfig, TuneTeacherConfig, save_yaml, to_dict
 from ladc.errors import LadcError
 from ladc.io import atomic_write_json, check_output_path, prepare_run_dir
+from ladc.runlock import locked_run
 
 __all__ = [
     "tune_teacher",
@@ -195,6 +196,7 @@ def finalize_run(run_dir: Path, manifest: dict, metrics: dict) -> None:
     atomic_write_json(run_dir / "metrics.json", metrics)
 
 
+@locked_run("ladc tune-teacher")  # one process per run dir: a second one is refused, naming this one
 def tune_teacher(cfg: TuneTeacherConfig) -> dict:
     """Fine-tune `cfg.model` on `cfg.data.task`; write an HF model dir + metrics.json to `cfg.output`.
 
