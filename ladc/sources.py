@@ -3,6 +3,11 @@
 Every reader yields the columns of `nyu-mll/glue` (Wang et al., 2019): the task's text fields, `label` (class id
 in the hub's label order, float score for STS-B, -1 for unlabelled test rows) and `idx` (row order in the file).
 `ladc.data.load_raw` picks the reader; this module holds the per-format parsing and its error messages.
+
+Files are UTF-8 (a leading byte-order mark is dropped). Other bytes are a LadcError naming the file, the offset and
+line of the first bad byte, and an iconv command: guessing an encoding would silently change the text. Blank and
+whitespace-only lines are skipped; a file with no data rows (empty, or a header alone) is a LadcError; every other
+error names the file and line. Fields longer than `csv.field_size_limit()` (131072 characters) are rejected.
 """
 
 from __future__ import annotations
