@@ -61,8 +61,9 @@ def _output_path(cfg: EvaluateConfig, split: str) -> Path:
 
 def _check_config(cfg: EvaluateConfig) -> None:
     """Everything that can be checked before a model loads."""
-    if not Path(cfg.model_dir).is_dir():
-        raise LadcError(f"model dir {cfg.model_dir} does not exist (expected an HF sequence-classifier dir)")
+    from ladc.models import resolve_model
+
+    resolve_model(cfg.model_dir)  # a missing local dir or a file; hub names pass
     if cfg.batch_size < 1:
         raise LadcError(f"--batch-size must be positive, got {cfg.batch_size}")
     if cfg.predict not in (None, "test"):
