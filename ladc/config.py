@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,11 +20,15 @@ __all__ = [
     "DistillConfig",
     "BenchConfig",
     "from_dict",
+    "from_yaml_dict",
     "to_dict",
     "load_yaml",
     "save_yaml",
     "replace",
     "build_config",
+    "dotted_keys",
+    "load_saved_config",
+    "check_resume",
 ]
 
 
@@ -174,6 +179,12 @@ class BenchConfig:
 # ----------------------------------------------------------------------------- generic (de)serialisation
 
 
+def _shown(value: Any, limit: int = 60) -> str:
+    """repr of a user's value, clipped so an error message stays one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp)).replace("typing.", "")
 
@@ -193,12 +204,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 return _coerce(value, arg, where)
             except LadcError as exc:
                 errors.append(str(exc))
-        raise LadcError(errors[0] if errors else f"{where}: invalid value {value!r}")
+        raise LadcError(errors[0] if errors else f"{where}: invalid value {_shown(value)}")
     if origin in (tuple, list):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
-            raise LadcError(f"{where}: expected a list, got {value!r}")
+            raise LadcError(f"{where}: expected a list, got {_shown(value)}")
         (item_tp, *_) = typing.get_args(tp) or (Any,)
         items = [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
@@ -206,7 +217,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
-            raise LadcError(f"{where}: expected a mapping of {tp.__name__} options, got {value!r}")
+            raise LadcError(f"{where}: expected a mapping of {tp.__name__} options, got {_shown(value)}")
         return from_dict(tp, value, where)
     if tp is Any:
         return value
@@ -215,29 +226,32 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
             return value.lower() in ("true", "yes")
-        raise LadcError(f"{where}: expected true/false, got {value!r}")
+        raise LadcError(f"{where}: expected true/false, got {_shown(value)}")
     if tp is int:
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        if isinstance(value, str) and value.strip().lstrip("-").isdecimal():
             return int(value)  # items of comma-separated CLI lists (`--batch-sizes 1,32`) arrive as strings
         if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
-            raise LadcError(f"{where}: expected an integer, got {value!r}")
+            raise LadcError(f"{where}: expected an integer, got {_shown(value)}")
         return int(value)
     if tp is float:
         if isinstance(value, bool):
             raise LadcError(f"{where}: expected a number, got {value!r}")
         try:
-            return float(value)  # YAML reads `1e-4` as a string; accept it
-        except (TypeError, ValueError):
-            raise LadcError(f"{where}: expected a number, got {value!r}") from None
+            number = float(value)  # YAML reads `1e-4` as a string; accept it
+        except (TypeError, ValueError, OverflowError):
+            raise LadcError(f"{where}: expected a number, got {_shown(value)}") from None
+        if not math.isfinite(number):  # no option means anything at inf or nan; they only poison training
+            raise LadcError(f"{where}: expected a finite number, got {_shown(value)}")
+        return number
     if tp is str:
         if isinstance(value, (str, Path)):
             return str(value)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
-        raise LadcError(f"{where}: expected a string, got {value!r}")
+        raise LadcError(f"{where}: expected a string, got {_shown(value)}")
     if tp is dict or typing.get_origin(tp) is dict:
         if not isinstance(value, dict):
-            raise LadcError(f"{where}: expected a mapping, got {value!r}")
+            raise LadcError(f"{where}: expected a mapping, got {_shown(value)}")
         return dict(value)
     return value
 
@@ -251,18 +265,57 @@ def from_dict(cls: type, values: dict, where: str = "config") -> Any:
     if values is None:
         values = {}
     if not isinstance(values, dict):
-        raise LadcError(f"{where}: expected a mapping, got {values!r}")
+        raise LadcError(f"{where or 'config'}: expected a mapping, got {_shown(values)}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in values.items():
         if key not in names:
-            key_path = f"{where}.{key}" if where else key
-            raise LadcError(
-                f"unknown key '{key_path}'{did_you_mean(key, names)}; valid keys: {', '.join(sorted(names))}"
+            key_path = f"{where}.{key}" if where else str(key)
+            error = LadcError(
+                f"unknown key {_shown(key_path)}{did_you_mean(key, names)}; valid keys: {', '.join(sorted(names))}"
             )
-        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}" if where else key)
+            error.key = key_path
+            raise error
+        key_path = f"{where}.{key}" if where else key
+        try:
+            kwargs[key] = _coerce(value, hints[key], key_path)
+        except LadcError as exc:
+            exc.key = getattr(exc, "key", key_path)  # the innermost key: build_config finds its YAML line
+            raise
     return cls(**kwargs)
+
+
+def from_yaml_dict(cls: type, values: dict, yaml_path: str | Path | None) -> Any:
+    """`from_dict(cls, values)` for a mapping read from `yaml_path`: an error names the file and the key's line."""
+    try:
+        return from_dict(cls, values, "")
+    except LadcError as exc:
+        if yaml_path is None:
+            raise
+        line = _yaml_line(Path(yaml_path), getattr(exc, "key", None))
+        raise LadcError(f"config file {yaml_path}{line}: {exc}") from None
+
+
+def _yaml_line(path: Path, key: str | None) -> str:
+    """' line N' of dotted `key` in the YAML file (its deepest part that exists), or '' when it cannot be found."""
+    import yaml
+
+    if not key:
+        return ""
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8-sig"), Loader=yaml.SafeLoader)
+    except (OSError, ValueError, yaml.YAMLError):
+        return ""
+    line = None
+    for part in key.split("."):
+        if not isinstance(node, yaml.MappingNode):
+            break
+        match = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == part), None)
+        if match is None:
+            break
+        line, node = match[0].start_mark.line + 1, match[1]
+    return f" line {line}" if line else ""
 
 
 def to_dict(cfg: Any) -> dict:
@@ -286,15 +339,19 @@ def load_yaml(path: str | Path) -> dict:
     """Read a YAML mapping, with one-line errors for a missing or malformed file."""
     import yaml
 
+    from ladc.io import read_text
+
     path = Path(path)
     if not path.is_file():
         raise LadcError(f"config file {path} does not exist")
+    text = read_text(path, "config file")  # UTF-8 only: a LadcError names the first other byte
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
-        raise LadcError(f"config file {path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+        problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
+        raise LadcError(f"config file {path}{line}: invalid YAML ({problem})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -333,6 +390,83 @@ def replace(cfg: Any, overrides: dict) -> Any:
 
 
 def build_config(cls: type, yaml_path: str | Path | None, overrides: dict) -> Any:
-    """YAML file (if any) -> dataclass, then CLI overrides (None = not given) on top."""
-    base = from_dict(cls, load_yaml(yaml_path), "") if yaml_path else cls()
-    return replace(base, overrides)
+    """YAML file (if any) -> dataclass, then CLI overrides (None = not given) on top.
+
+    Raises:
+        LadcError: a bad YAML file, key or value; on --resume, an option that differs from the run's saved config.
+    """
+    raw = load_yaml(yaml_path) if yaml_path else {}
+    cfg = replace(from_yaml_dict(cls, raw, yaml_path) if yaml_path else cls(), overrides)
+    check_resume(cfg, [*dotted_keys(raw), *(key for key, value in overrides.items() if value is not None)])
+    return cfg
+
+
+def dotted_keys(values: dict, prefix: str = "") -> list[str]:
+    """The leaf keys of a nested YAML mapping as dotted paths (`optim.lr`)."""
+    keys = []
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        keys.extend(dotted_keys(value, f"{path}.") if isinstance(value, dict) else [path])
+    return keys
+
+
+_SAVED_CONFIG = "config.yaml"
+
+
+def load_saved_config(cls: type, run_dir: str | Path) -> dict | None:
+    """The config.yaml a training run saved in `run_dir` (None when there is none), checked to belong to `cls`.
+
+    Raises:
+        LadcError: the file is unreadable, or another command's config (e.g. a distill run given to tune-teacher).
+    """
+    path = Path(run_dir) / _SAVED_CONFIG
+    if not path.is_file():
+        return None
+    saved = load_yaml(path)
+    names = {f.name for f in dataclasses.fields(cls)}
+    if not set(saved) <= names:
+        commands = {"tune-teacher": TuneTeacherConfig, "distill": DistillConfig}
+        other = next((c for c, k in commands.items() if set(saved) <= {f.name for f in dataclasses.fields(k)}), None)
+        mine = next((c for c, k in commands.items() if k is cls), cls.__name__)
+        if other is not None and other != mine:
+            raise LadcError(
+                f"{run_dir} is a `ladc {other}` run, not a `ladc {mine}` one; continue it with "
+                f"`ladc {other} --resume --output {run_dir}`"
+            )
+        from_dict(cls, saved, "")  # names the first unknown key
+    return saved
+
+
+def check_resume(cfg: Any, given: list[str]) -> None:
+    """On --resume the run continues with its saved config.yaml: refuse options given now that differ from it.
+
+    `given` lists the dotted keys the user set (YAML and CLI flags); defaults are not compared, so repeating the
+    original command with --resume, or `--resume --output DIR` alone, both continue the run.
+
+    Raises:
+        LadcError: naming each differing key with its saved and given values.
+    """
+    if not getattr(cfg, "resume", False):
+        return
+    saved = load_saved_config(type(cfg), cfg.output)
+    if saved is None:
+        return
+    saved_cfg = from_dict(type(cfg), saved, "")
+    differing = []
+    for key in dict.fromkeys(given):
+        if key.split(".")[0] in ("output", "resume", "overwrite"):
+            continue
+        now, before = _dotted_get(cfg, key), _dotted_get(saved_cfg, key)
+        if now != before:
+            differing.append(f"{key} (saved {_shown(before, 30)}, given {_shown(now, 30)})")
+    if differing:
+        raise LadcError(
+            f"cannot resume {cfg.output}: it was started with other options: {', '.join(differing)}; drop them to "
+            f"continue with its saved {_SAVED_CONFIG}, or pass --overwrite instead of --resume to start again"
+        )
+
+
+def _dotted_get(cfg: Any, key: str) -> Any:
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg

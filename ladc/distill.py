@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
-from ladc.config import DistillConfig, build_config, from_dict, load_yaml, replace, to_dict
+from ladc.config import (
+    DistillConfig,
+    build_config,
+    check_resume,
+    dotted_keys,
+    from_yaml_dict,
+    load_yaml,
+    replace,
+    to_dict,
+)
 from ladc.errors import LadcError
+from ladc.io import read_json
 from ladc.lad import METHODS
+from ladc.runlock import locked_run
 
 __all__ = ["PAPER_PRESETS", "build_distill_config", "distill", "merge_dicts", "preset_dict", "teacher_base_model"]
 
@@ -53,23 +63,28 @@ def merge_dicts(base: dict, top: dict) -> dict:
 def build_distill_config(yaml_path: str | Path | None, overrides: dict) -> DistillConfig:
     """defaults < preset < YAML < CLI flags: a preset fills only what the user did not set."""
     raw = load_yaml(yaml_path) if yaml_path else {}
-    from_yaml = from_dict(DistillConfig, raw, "")  # validates keys and types before anything else
+    from_yaml = from_yaml_dict(DistillConfig, raw, yaml_path)  # validates keys and types before anything else
     preset = overrides.get("preset") or from_yaml.preset
     task = overrides.get("data.task") or from_yaml.data.task
     if not preset:
         return build_config(DistillConfig, yaml_path, overrides)
-    merged = from_dict(DistillConfig, merge_dicts(preset_dict(preset, task), raw), "")
-    return replace(merged, overrides)
+    merged = from_yaml_dict(DistillConfig, merge_dicts(preset_dict(preset, task), raw), yaml_path)
+    cfg = replace(merged, overrides)
+    check_resume(cfg, [*dotted_keys(raw), *(key for key, value in overrides.items() if value is not None)])
+    return cfg
 
 
 def teacher_base_model(teacher_dir: str) -> str:
     """The pretrained checkpoint the teacher was tuned from (ladc.json), else the teacher dir itself."""
-    manifest = Path(teacher_dir) / "ladc.json"
-    if manifest.is_file():
-        base = json.loads(manifest.read_text()).get("base_model")
-        if base:
-            return base
-    return teacher_dir
+    base = _manifest(teacher_dir).get("base_model")
+    return base if isinstance(base, str) and base else teacher_dir
+
+
+def _manifest(run_dir: str) -> dict:
+    """A run dir's ladc.json ({} when there is none); a corrupted one is a LadcError naming the file."""
+    path = Path(run_dir) / "ladc.json"
+    manifest = read_json(path) if path.is_file() else {}
+    return manifest if isinstance(manifest, dict) else {}
 
 
 def _check_config(cfg: DistillConfig) -> None:
@@ -81,6 +96,37 @@ def _check_config(cfg: DistillConfig) -> None:
         raise LadcError(f"teacher dir {cfg.teacher} does not exist; create it with `ladc tune-teacher`")
     if cfg.gate_lr <= 0:
         raise LadcError(f"gate_lr must be positive, got {cfg.gate_lr}")
+    if cfg.student_layers is not None and cfg.student_layers < 1:
+        raise LadcError(f"--student-layers must be at least 1, got {cfg.student_layers}")
+    _check_teacher_dir(cfg.teacher)
+    _check_device(cfg.teacher_device)
+
+
+def _check_teacher_dir(teacher: str) -> None:
+    """A finished teacher run or any fine-tuned HF classifier dir; not a student, not an unfinished run."""
+    manifest = _manifest(teacher)
+    if manifest.get("kind") == "student":
+        origin = f" (distilled from {manifest['teacher']})" if manifest.get("teacher") else ""
+        raise LadcError(
+            f"--teacher {teacher} is a distilled student{origin}; pass a `ladc tune-teacher` run dir as the teacher"
+        )
+    if (Path(teacher) / "config.yaml").is_file() and not (Path(teacher) / "config.json").is_file():
+        raise LadcError(
+            f"--teacher {teacher} is an unfinished run (no model written yet); finish it with --resume first"
+        )
+
+
+def _check_device(device: str | None) -> None:
+    if device is None:
+        return
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise LadcError(f"--teacher-device '{device}' is not a device; expected e.g. cpu or cuda:1") from None
+    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
+        raise LadcError(f"--teacher-device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if parsed.type not in ("cpu", "cuda"):
+        raise LadcError(f"--teacher-device '{device}' is not supported; expected cpu or cuda[:N]")
 
 
 def _check_vocab(teacher_tokenizer, init_from: str) -> None:
@@ -130,6 +176,7 @@ def _make_loss_fn(cfg: DistillConfig, task, teacher, mapping, weights):
     return loss_fn
 
 
+@locked_run("ladc distill")  # one process per run dir: a second one is refused, naming this one
 def distill(cfg: DistillConfig) -> dict:
     """Distil `cfg.teacher` into a `cfg.student_layers`-layer student with `cfg.method`.
 
@@ -138,25 +185,28 @@ def distill(cfg: DistillConfig) -> dict:
     Returns:
         The metrics dict written to metrics.json.
     """
-    from accelerate.utils import set_seed
-    from safetensors.torch import save_file
-
     from ladc.lad import GateChain, LossWeights, layer_map
-    from ladc.models import build_student, load_classifier, load_tokenizer
     from ladc.tasks import get_task
     from ladc.teacher import check_optim, create_run_dir, finalize_run, prepare_data, resolve_run_config, versions
-    from ladc.train import OptimizerSpec, TrainPlan, fit, result_metrics
 
-    _check_config(cfg)
     cfg = resolve_run_config(cfg, DistillConfig)  # read-only; on --resume the saved config wins
+    _check_config(cfg)
     task = get_task(cfg.data.task)
     check_optim(cfg.optim)
     weights = LossWeights(cfg.hard_weight, cfg.soft_weight, cfg.temperature, cfg.mu, cfg.beta)
+
+    from accelerate.utils import set_seed  # after the checks above: a bad flag fails in a second
+    from safetensors.torch import save_file
+
+    from ladc.models import build_student, check_inputs_fit, load_classifier, load_tokenizer
+    from ladc.train import OptimizerSpec, TrainPlan, fit, result_metrics
+
     teacher = load_classifier(cfg.teacher, task)
     teacher_layers = teacher.config.num_hidden_layers
     student_layers = cfg.student_layers or max(1, teacher_layers // 2)
     mapping = layer_map(teacher_layers, student_layers)  # raises for S >= T
     tokenizer = load_tokenizer(cfg.teacher)
+    check_inputs_fit(tokenizer, teacher.config, cfg.data.max_seq_len, cfg.teacher)
     init_from = cfg.init_from or teacher_base_model(cfg.teacher)
     if cfg.student_init in ("even", "first"):
         _check_vocab(tokenizer, init_from)
@@ -229,4 +279,5 @@ def _teacher_dev(teacher_dir: str) -> dict | None:
     path = Path(teacher_dir) / "metrics.json"
     if not path.is_file():
         return None
-    return json.loads(path.read_text()).get("dev")
+    metrics = read_json(path)
+    return metrics.get("dev") if isinstance(metrics, dict) else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import numpy as np
 
 from ladc.config import DataConfig
 from ladc.errors import LadcError
-from ladc.io import atomic_write_json, atomic_write_text
+from ladc.io import atomic_write_json, atomic_write_text, check_output_path, read_json
 
 __all__ = ["EvaluateConfig", "run_evaluate", "data_config_from_run", "write_submission"]
 
@@ -35,7 +34,9 @@ def data_config_from_run(model_dir: str, task: str | None, data_dir: str | None)
     recorded = {}
     manifest = Path(model_dir) / RUN_MANIFEST
     if manifest.is_file():
-        recorded = json.loads(manifest.read_text()).get("data", {}) or {}
+        loaded = read_json(manifest)  # LadcError naming the file when it is corrupted
+        recorded = loaded.get("data") if isinstance(loaded, dict) else None
+        recorded = recorded if isinstance(recorded, dict) else {}
     task = task or recorded.get("task")
     if not task:
         raise LadcError(f"no --task given and {manifest} does not record one; pass --task")
@@ -54,13 +55,34 @@ def write_submission(path: Path, task, predictions: np.ndarray, idx: np.ndarray)
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
+def _output_path(cfg: EvaluateConfig, split: str) -> Path:
+    return Path(cfg.output) if cfg.output else Path(cfg.model_dir) / f"eval-{split}.json"
+
+
+def _check_config(cfg: EvaluateConfig) -> None:
+    """Everything that can be checked before a model loads."""
+    from ladc.models import resolve_model
+
+    resolve_model(cfg.model_dir)  # a missing local dir or a file; hub names pass
+    if cfg.batch_size < 1:
+        raise LadcError(f"--batch-size must be positive, got {cfg.batch_size}")
+    if cfg.predict not in (None, "test"):
+        raise LadcError(f"--predict '{cfg.predict}' is not supported; expected 'test'")
+    if cfg.output is not None:
+        check_output_path(Path(cfg.output).parent)  # a file on the way fails before the model runs
+        if Path(cfg.output).is_dir():
+            raise LadcError(f"--output {cfg.output} is a directory; expected the path of a metrics JSON file")
+
+
 def run_evaluate(cfg: EvaluateConfig) -> dict:
     """Evaluate a sequence classifier dir on dev (and optionally write test predictions)."""
+    _check_config(cfg)  # before the heavy imports below: a bad option fails in a second
+
     import dataclasses
 
     from ladc.data import load_tokenized, make_collator, make_dataloader
     from ladc.metrics import predictions_from_logits
-    from ladc.models import load_classifier, load_tokenizer
+    from ladc.models import check_inputs_fit, load_classifier, load_tokenizer
     from ladc.tasks import get_task
     from ladc.train import evaluate_logits, predict_logits
 
@@ -70,6 +92,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     task = get_task(data.task)
     model = load_classifier(cfg.model_dir, task)
     tokenizer = load_tokenizer(cfg.model_dir)
+    check_inputs_fit(tokenizer, model.config, data.max_seq_len, cfg.model_dir)
     collator = make_collator(tokenizer, task)
     split = task.dev_split(cfg.split)
     dev = load_tokenized(data, tokenizer, split)
@@ -77,8 +100,6 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     metrics = evaluate_logits(task, logits, labels)
     result = {"model_dir": cfg.model_dir, "task": task.name, "split": split, "examples": len(dev), "metrics": metrics}
     if cfg.predict:
-        if cfg.predict != "test":
-            raise LadcError(f"--predict '{cfg.predict}' is not supported; expected 'test'")
         files = []
         for test_split, name in zip(task.test_splits, task.submission_files, strict=True):
             test = load_tokenized(data, tokenizer, test_split)
@@ -87,7 +108,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
             write_submission(path, task, predictions_from_logits(test_logits, task), np.asarray(test["idx"]))
             files.append(str(path))
         result["predictions"] = files
-    output = Path(cfg.output) if cfg.output else Path(cfg.model_dir) / f"eval-{split}.json"
+    output = _output_path(cfg, split)
     atomic_write_json(output, result)
     result["output"] = str(output)
     return result

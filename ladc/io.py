@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import shutil
@@ -11,14 +12,29 @@ from typing import Any
 
 from ladc.errors import LadcError
 
-__all__ = ["atomic_write_text", "atomic_write_json", "prepare_run_dir", "atomic_dir", "read_json"]
+__all__ = [
+    "atomic_write_text",
+    "atomic_write_json",
+    "prepare_run_dir",
+    "check_output_path",
+    "atomic_dir",
+    "read_json",
+    "read_text",
+    "not_utf8_error",
+]
+
+_UTF16_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write to a temp file beside `path`, fsync, then rename: readers never see half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    check_output_path(path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # read-only file system, no space left: the user can act on it
+        raise LadcError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
@@ -34,12 +50,63 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def not_utf8_error(path: Path) -> LadcError:
+    """The LadcError for a file that is not UTF-8: the offset, line and value of its first bad byte.
+
+    Called only after a strict UTF-8 read failed: the file is rescanned in chunks, so the offset is exact whatever
+    buffering the failed reader used.
+    """
+    path = Path(path)
+    with path.open("rb") as handle:
+        head = handle.read(4)
+        if head.startswith(_UTF16_BOMS):  # UTF-32 LE starts with the UTF-16 LE mark, so both are listed first
+            return LadcError(
+                f"{path} is UTF-16/32 text (it starts with that byte-order mark); ladc reads UTF-8 only: convert it, "
+                f"e.g. iconv -f UTF-16 -t UTF-8 {path} > utf8-{path.name}"
+            )
+        handle.seek(0)
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        offset = line = 0  # bytes and newlines before the current chunk
+        while True:
+            chunk = handle.read(1 << 20)
+            pending = len(decoder.getstate()[0])  # bytes of a character split across the previous chunk boundary
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                bad = offset - pending + exc.start
+                line += exc.object.count(b"\n", 0, exc.start)
+                return LadcError(
+                    f"{path} is not UTF-8: byte 0x{exc.object[exc.start]:02x} at offset {bad} (line {line + 1}); "
+                    f"ladc reads UTF-8 only: convert it, e.g. iconv -f LATIN1 -t UTF-8 {path} > utf8-{path.name}"
+                )
+            if not chunk:
+                return LadcError(f"{path} is not UTF-8")  # unreachable unless the file changed since the failed read
+            offset += len(chunk)
+            line += chunk.count(b"\n")
+
+
+def read_text(path: Path, what: str = "file") -> str:
+    """A whole UTF-8 text file (a leading byte-order mark dropped), with one-line errors naming the file.
+
+    Raises:
+        LadcError: missing, unreadable, or not UTF-8 (with the offset of the first bad byte).
+    """
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:  # line ends as written: line numbers match
+            return handle.read()
+    except FileNotFoundError:
+        raise LadcError(f"{what} {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise not_utf8_error(path) from None
+    except OSError as exc:
+        raise LadcError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
 def read_json(path: Path) -> Any:
     path = Path(path)
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise LadcError(f"{path} does not exist") from None
+        return json.loads(read_text(path, "JSON file"))
     except json.JSONDecodeError as exc:
         raise LadcError(f"{path}: invalid JSON at line {exc.lineno} ({exc.msg})") from None
 
@@ -50,9 +117,7 @@ def prepare_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool =
     Raises:
         LadcError: the directory exists and is not empty, and neither overwrite nor resume was asked for.
     """
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise LadcError(f"output {path} exists and is not a directory")
+    path = check_output_path(path)
     if path.exists() and any(path.iterdir()):
         if resume:
             return path
@@ -61,7 +126,29 @@ def prepare_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool =
                 f"output dir {path} already exists; pass --overwrite to replace it or --resume to continue it"
             )
         shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LadcError(f"cannot create output dir {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def check_output_path(path: str | Path) -> Path:
+    """Raise LadcError unless `path` is a directory or can be made one: no file on the way, a writable ancestor.
+
+    Touches nothing, so commands call it before loading models. `os.access` also reports a read-only file
+    system to root, who passes every permission check.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise LadcError(f"output {path} exists and is not a directory")
+    ancestor = path.absolute()
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise LadcError(f"output {path} cannot be created: {ancestor} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise LadcError(f"output {path} cannot be created: {ancestor} is not writable")
     return path
 
 
@@ -78,6 +165,7 @@ class atomic_dir:
         self.tmp = self.final.parent / f".{self.final.name}.tmp-{os.getpid()}"
 
     def __enter__(self) -> Path:
+        check_output_path(self.final)
         self.final.parent.mkdir(parents=True, exist_ok=True)
         if self.tmp.exists():
             shutil.rmtree(self.tmp)

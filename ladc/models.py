@@ -6,7 +6,7 @@ import importlib
 from pathlib import Path
 
 from ladc.errors import LadcError
-from ladc.tasks import TaskSpec
+from ladc.tasks import TASKS, TaskSpec
 
 __all__ = [
     "OFFLINE_ALIASES",
@@ -18,6 +18,7 @@ __all__ = [
     "task_label_kwargs",
     "STUDENT_INITS",
     "build_student",
+    "check_inputs_fit",
 ]
 
 # Offline aliases: name -> (python package, attribute holding the HF model directory)
@@ -75,6 +76,36 @@ def check_encoder_config(config, name: str) -> None:
         )
 
 
+def _from_pretrained(loader, name: str, **kwargs):
+    """`loader.from_pretrained(resolve_model(name))`, with unreadable weights (truncated, corrupted) as a LadcError."""
+    from safetensors import SafetensorError
+
+    try:
+        return loader.from_pretrained(resolve_model(name), **kwargs)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise LadcError(f"cannot load model weights from '{name}': {first}") from None
+
+
+def check_inputs_fit(tokenizer, config, max_seq_len: int, name: str) -> None:
+    """Raise LadcError unless every token id and position the tokenizer can produce has an embedding row.
+
+    A tokenizer larger than the embedding matrix, or a max_seq_len beyond the position table, would otherwise fail
+    deep inside the first forward pass with an index error.
+    """
+    vocab_size = getattr(config, "vocab_size", None)
+    if vocab_size is not None and len(tokenizer) > vocab_size:
+        raise LadcError(
+            f"the tokenizer of {name} has {len(tokenizer)} tokens but the model's vocabulary has {vocab_size}; "
+            "use the tokenizer the model was trained with"
+        )
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is not None and getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+        positions -= (config.pad_token_id or 0) + 1  # RoBERTa's position ids start after the padding index
+    if positions is not None and max_seq_len > positions:
+        raise LadcError(f"max_seq_len {max_seq_len} exceeds the {positions} positions of {name}; pass --max-seq-len")
+
+
 def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
@@ -104,13 +135,20 @@ def load_for_finetune(name: str, task: TaskSpec):
         LadcError: not a BERT-style encoder, or unloadable.
     """
     from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
 
     config = load_config(name)
     check_encoder_config(config, name)
-    resolved = resolve_model(name)
-    return AutoModelForSequenceClassification.from_pretrained(
-        resolved, ignore_mismatched_sizes=True, **task_label_kwargs(task)
-    )
+    # a fresh head is the point of fine-tuning: transformers' two-line "newly initialized ... TRAIN this model"
+    # warning would only bury a later one-line error
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return _from_pretrained(
+            AutoModelForSequenceClassification, name, ignore_mismatched_sizes=True, **task_label_kwargs(task)
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 def load_classifier(model_dir: str, task: TaskSpec | None = None):
@@ -133,7 +171,34 @@ def load_classifier(model_dir: str, task: TaskSpec | None = None):
         raise LadcError(
             f"model dir {model_dir} has {config.num_labels} labels but task {task.name} has {task.num_labels}"
         )
-    return AutoModelForSequenceClassification.from_pretrained(resolve_model(model_dir))
+    if task is not None:
+        _check_labels(model_dir, config, task)
+    return _from_pretrained(AutoModelForSequenceClassification, model_dir)
+
+
+def _check_labels(model_dir: str, config, task: TaskSpec) -> None:
+    """Raise LadcError when the model was tuned for another task: its ladc.json, or GLUE label names, say so."""
+    import json
+
+    manifest = Path(model_dir) / "ladc.json"
+    recorded = None
+    if manifest.is_file():
+        try:
+            recorded = json.loads(manifest.read_text(encoding="utf-8")).get("task")
+        except (ValueError, AttributeError):
+            recorded = None  # an unreadable manifest says nothing about the labels
+    if isinstance(recorded, str) and recorded != task.name:
+        raise LadcError(f"model dir {model_dir} was tuned on {recorded} (its ladc.json), not {task.name}")
+    if task.is_regression:
+        return
+    names = [str(config.id2label.get(i, "")).lower() for i in range(config.num_labels)]
+    glue_names = {name for spec in TASKS.values() for name in spec.label_names}
+    # only labels that are GLUE names are compared: a hub model's own names (neg/pos) are not evidence of a mismatch
+    if set(names) <= glue_names and names != list(task.label_names):
+        raise LadcError(
+            f"model dir {model_dir} predicts labels {', '.join(names)} but task {task.name} has "
+            f"{', '.join(task.label_names)}"
+        )
 
 
 STUDENT_INITS = ("even", "first", "teacher", "random")
@@ -165,7 +230,7 @@ def _load_init_source(init_from, teacher_config):
     config = load_config(init_from)
     check_encoder_config(config, init_from)
     _check_init_source(teacher_config, config, init_from)
-    return AutoModel.from_pretrained(resolve_model(init_from)).base_model
+    return _from_pretrained(AutoModel, init_from).base_model
 
 
 def _copy_module(target, source, what: str) -> None:

@@ -3,11 +3,17 @@
 Every reader yields the columns of `nyu-mll/glue` (Wang et al., 2019): the task's text fields, `label` (class id
 in the hub's label order, float score for STS-B, -1 for unlabelled test rows) and `idx` (row order in the file).
 `ladc.data.load_raw` picks the reader; this module holds the per-format parsing and its error messages.
+
+Files are UTF-8 (a leading byte-order mark is dropped). Other bytes are a LadcError naming the file, the offset and
+line of the first bad byte, and an iconv command: guessing an encoding would silently change the text. Blank and
+whitespace-only lines are skipped; a file with no data rows (empty, or a header alone) is a LadcError; every other
+error names the file and line. Fields longer than `csv.field_size_limit()` (131072 characters) are rejected.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +22,7 @@ import datasets
 
 from ladc.config import DataConfig
 from ladc.errors import LadcError, did_you_mean
+from ladc.io import not_utf8_error, read_text
 from ladc.tasks import TaskSpec
 
 __all__ = [
@@ -32,6 +39,7 @@ __all__ = [
 
 HUB_DATASET = "nyu-mll/glue"
 _TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
+_FLOAT32_MAX = 3.4028234663852886e38
 
 
 # ----------------------------------------------------------------------------- splits and sources
@@ -102,6 +110,15 @@ def source_of(data: DataConfig, task: TaskSpec, split: Split) -> tuple[str, Path
 # ----------------------------------------------------------------------------- labels
 
 
+def _quoted(text: str, limit: int = 40) -> str:
+    """repr of a user's cell, clipped: an error message stays one short line whatever the file holds."""
+    return repr(text[:limit]) + ("..." if len(text) > limit else "")
+
+
+def _names(columns: list[str]) -> str:
+    return ", ".join(c if c.isprintable() and len(c) <= 40 else _quoted(c) for c in columns[:50])
+
+
 def parse_label(value, task: TaskSpec, where: str) -> int | float:
     """A label cell -> class id (ints as ids, names BY NAME in hub order) or a float score for regression."""
     text = str(value).strip() if value is not None else ""
@@ -110,8 +127,9 @@ def parse_label(value, task: TaskSpec, where: str) -> int | float:
             score = float(text)
         except ValueError:
             score = math.nan
-        if not math.isfinite(score):
-            raise LadcError(f"{where}: label {text!r} for {task.name} is not a number")
+        # scores are stored as float32: a larger magnitude would silently become inf
+        if not (math.isfinite(score) and abs(score) <= _FLOAT32_MAX):
+            raise LadcError(f"{where}: label {_quoted(text)} for {task.name} is not a number")
         return score
     if text in task.label_names:
         return task.label_names.index(text)
@@ -122,7 +140,7 @@ def parse_label(value, task: TaskSpec, where: str) -> int | float:
     if number is not None and number.is_integer() and 0 <= number < task.num_labels:
         return int(number)
     raise LadcError(
-        f"{where}: unknown label {text!r} for {task.name}; expected one of {', '.join(task.label_names)} "
+        f"{where}: unknown label {_quoted(text)} for {task.name}; expected one of {', '.join(task.label_names)} "
         f"(or an id 0..{task.num_labels - 1})"
     )
 
@@ -151,111 +169,209 @@ def _label_or_unlabelled(value, task: TaskSpec, split: Split, where: str) -> int
 
 def _header_index(header: list[str], column: str, path: Path) -> int:
     if column not in header:
-        raise LadcError(
-            f"{path}: missing column '{column}'{did_you_mean(column, header)}; columns: {', '.join(header)}"
-        )
+        raise LadcError(f"{path}: missing column '{column}'{did_you_mean(column, header)}; columns: {_names(header)}")
     return header.index(column)
 
 
+def _is_blank(row: list[str]) -> bool:
+    """Blank and whitespace-only lines carry no example (e.g. a trailing newline, or spaces after the last row)."""
+    return all(not cell.strip() for cell in row)
+
+
+def _csv_error(exc: csv.Error, where: str) -> LadcError:
+    reason = str(exc)
+    if "field limit" in reason:
+        reason = f"a field is longer than {csv.field_size_limit()} characters (is a closing quote missing?)"
+    elif "end of data" in reason:
+        reason = "a quoted field is never closed"
+    return LadcError(f"{where}: {reason}")
+
+
+def _read_rows(path: Path, delimiter: str, quoting: int):
+    """(line number, cells) for each non-blank row of a CSV/TSV file; one-line LadcErrors for unreadable input.
+
+    UTF-8 only (a leading byte-order mark is dropped: GLUE's MRPC files start with one); `strict` makes a quote
+    left open a reported error instead of a field that silently swallows the rest of the file.
+    """
+    line = 1
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle, delimiter=delimiter, quoting=quoting, strict=True)
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    raise _csv_error(exc, f"{path} line {line}") from None
+                if not _is_blank(row):
+                    yield line, row
+                line = reader.line_num + 1  # a quoted field may span lines: report where the row starts
+    except UnicodeDecodeError:
+        raise not_utf8_error(path) from None
+    except OSError as exc:
+        raise LadcError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _no_rows(path: Path, has_header: bool) -> LadcError:
+    after = " after the header" if has_header else ""
+    return LadcError(f"{path} has no data rows{after}; expected at least one example")
+
+
 def read_glue_tsv(path: Path, task: TaskSpec, split: Split) -> dict[str, list]:
-    """Parse one GLUE TSV file (QUOTE_NONE: GLUE texts contain stray quotes) into hub columns."""
+    """Parse one GLUE TSV file (QUOTE_NONE: GLUE texts contain stray quotes) into hub columns.
+
+    Raises:
+        LadcError: not UTF-8, no header or no data rows, a missing column, a row of the wrong width, a bad label.
+    """
     # CoLA train/dev have no header; every test file (CoLA's included) has one
     has_header = task.tsv_has_header or split.kind == "test"
     columns: dict[str, list] = {name: [] for name in (*task.text_fields, "label", "idx")}
-    # utf-8-sig: GLUE's MRPC files start with a byte-order mark before `Quality`
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        if has_header:
-            header = next(reader, None)
-            if not header:
-                raise LadcError(f"{path} is empty; expected a header row")
-            # header-less tasks name their columns by index; their test files use the hub names
-            text_names = [
-                c if isinstance(c, str) else f for c, f in zip(task.tsv_text_columns, task.text_fields, strict=True)
-            ]
-            text_columns = [_header_index(header, name, path) for name in text_names]
-            label_name = str(task.tsv_label_column)
-            # test files carry no label column: every row gets -1
-            label_column = None
-            if split.kind != "test" or label_name in header:
-                label_column = _header_index(header, label_name, path)
-            width = len(header)
-        else:
-            text_columns = [int(c) for c in task.tsv_text_columns]
-            label_column = int(task.tsv_label_column)
-            width = max(*text_columns, label_column) + 1
-        for row in reader:
-            if not row:
-                continue  # blank lines (e.g. a trailing one) carry no example
-            where = f"{path} line {reader.line_num}"
-            if len(row) != width:
-                raise LadcError(f"{where}: expected {width} tab-separated columns, got {len(row)}")
-            for name, column in zip(task.text_fields, text_columns, strict=True):
-                columns[name].append(row[column])
-            has_label = label_column is not None
-            label = _label_or_unlabelled(row[label_column], task, split, where) if has_label else _unlabelled(task)
-            columns["label"].append(label)
-            columns["idx"].append(len(columns["idx"]))
+    rows = _read_rows(path, "\t", csv.QUOTE_NONE)
+    if has_header:
+        # header-less tasks name their columns by index; their test files use the hub names
+        text_names = [
+            c if isinstance(c, str) else f for c, f in zip(task.tsv_text_columns, task.text_fields, strict=True)
+        ]
+        first = next(rows, None)
+        if first is None:
+            raise LadcError(f"{path} is empty; expected a header row with columns {', '.join(text_names)}")
+        header = first[1]
+        text_columns = [_header_index(header, name, path) for name in text_names]
+        label_name = str(task.tsv_label_column)
+        # test files carry no label column: every row gets -1
+        label_column = None
+        if split.kind != "test" or label_name in header:
+            label_column = _header_index(header, label_name, path)
+        width = len(header)
+    else:
+        text_columns = [int(c) for c in task.tsv_text_columns]
+        label_column = int(task.tsv_label_column)
+        width = max(*text_columns, label_column) + 1
+    for line, row in rows:
+        where = f"{path} line {line}"
+        if len(row) != width:
+            raise LadcError(f"{where}: expected {width} tab-separated columns, got {len(row)}")
+        for name, column in zip(task.text_fields, text_columns, strict=True):
+            columns[name].append(row[column])
+        has_label = label_column is not None
+        label = _label_or_unlabelled(row[label_column], task, split, where) if has_label else _unlabelled(task)
+        columns["label"].append(label)
+        columns["idx"].append(len(columns["idx"]))
+    if not columns["idx"]:
+        raise _no_rows(path, has_header)
     return columns
 
 
-def _table_header(path: Path) -> list[str]:
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        if path.suffix.lower() == ".tsv":
-            return next(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE), [])
-        return next(csv.reader(handle), [])
+def _read_csv_table(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
+    """A CSV (or tab-separated, QUOTE_NONE) file with a header row: every cell a string, empty cells kept as ''."""
+    tsv = path.suffix.lower() == ".tsv"
+    rows = _read_rows(path, "\t" if tsv else ",", csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+    first = next(rows, None)
+    if first is None:
+        raise LadcError(f"{path} is empty; expected a header row")
+    header = first[1]
+    separated = "tab" if tsv else "comma"
+    records = []
+    for line, row in rows:
+        if len(row) != len(header):
+            raise LadcError(f"{path} line {line}: expected {len(header)} {separated}-separated columns, got {len(row)}")
+        records.append((line, dict(zip(header, row, strict=True))))
+    return header, records
 
 
-def _load_table(path: Path) -> datasets.Dataset:
-    """CSV/TSV (every column read as a string, empty cells kept as '') or JSON/JSONL via `datasets`."""
-    suffix = path.suffix.lower()
-    kwargs: dict = {}
-    builder = "json" if suffix in (".json", ".jsonl") else "csv"
-    if builder == "csv":
-        header = _table_header(path)
-        if not header:
-            raise LadcError(f"{path} is empty; expected a header row")
-        kwargs = {"features": datasets.Features({c: datasets.Value("string") for c in header})}
-        kwargs["keep_default_na"] = False  # a text "NA" or "null" is text, not a missing value
-        if suffix == ".tsv":
-            kwargs.update(sep="\t", quoting=csv.QUOTE_NONE)
+def _json_values(path: Path) -> list[tuple[str, object]]:
+    """('line N' or 'item N', value) for each record of a JSON Lines file, or of a .json file holding one array."""
+    text = read_text(path)
+    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise LadcError(f"{path} line {exc.lineno}: invalid JSON ({exc.msg})") from None
+        if not isinstance(items, list):
+            raise LadcError(f"{path}: expected a JSON array of objects")
+        return [(f"item {i + 1}", item) for i, item in enumerate(items)]
+    values = []
+    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines(): JSON strings may hold U+2028
+        if not line.strip():
+            continue
+        try:
+            values.append((f"line {number}", json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise LadcError(
+                f"{path} line {number}: invalid JSON ({exc.msg} at column {exc.colno}); expected one object per line"
+            ) from None
+    return values
+
+
+def _read_json_table(path: Path) -> tuple[list[str], list[tuple[int | str, dict]]]:
+    """JSON Lines (or a .json array): one object per record; columns in order of first appearance."""
+    columns: dict[str, None] = {}
+    records = []
+    for where, value in _json_values(path):
+        if not isinstance(value, dict):
+            raise LadcError(f"{path} {where}: expected a JSON object, got {type(value).__name__}")
+        columns.update(dict.fromkeys(value))
+        records.append((where, value))
+    return list(columns), records
+
+
+def _text_cell(value, path: Path, where, name: str) -> str:
+    """A JSON/CSV text value as a string: numbers as written, null as ''; lists, objects and booleans rejected."""
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise LadcError(f"{path} {where}: text field '{name}' is {type(value).__name__}; expected a string")
+    text = str(value)
     try:
-        return datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
-    except Exception as exc:  # noqa: BLE001 - any parser failure is a bad user file
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LadcError(f"cannot parse {path} as {builder.upper()}: {reason}") from None
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # JSON may escape a lone surrogate ("\ud800"), which is not text
+        raise LadcError(f"{path} {where}: text field '{name}' holds an unpaired UTF-16 surrogate") from None
+    return text
 
 
 def read_table_file(path: Path, data: DataConfig, task: TaskSpec, split: Split) -> dict[str, list]:
-    """Generic CSV/JSONL: pick `data.text_fields` and `data.label_field`, rename them to the hub columns."""
+    """Generic CSV/TSV/JSONL: pick `data.text_fields` and `data.label_field`, rename them to the hub columns.
+
+    Raises:
+        LadcError: not UTF-8, empty or header-only, a missing column, a malformed row or a bad label, naming the
+            file and line.
+    """
     text_fields = tuple(data.text_fields) if data.text_fields else task.text_fields
     if len(text_fields) != len(task.text_fields):
         raise LadcError(
             f"data.text_fields {list(text_fields)}: {task.name} needs {len(task.text_fields)} text column(s) "
             f"({', '.join(task.text_fields)})"
         )
-    table = _load_table(path)
-    available = list(table.column_names)
+    is_json = path.suffix.lower() in (".json", ".jsonl")
+    available, records = _read_json_table(path) if is_json else _read_csv_table(path)
+    if not records:
+        raise _no_rows(path, not is_json)
     for name in text_fields:
         if name not in available:
             raise LadcError(
-                f"{path}: missing text column '{name}'{did_you_mean(name, available)}; columns: {', '.join(available)}"
+                f"{path}: missing text column '{name}'{did_you_mean(name, available)}; columns: {_names(available)}"
             )
     has_label = data.label_field in available
     if not has_label and split.kind != "test":
         raise LadcError(
             f"{path}: missing label column '{data.label_field}'{did_you_mean(data.label_field, available)}"
-            f"; columns: {', '.join(available)}"
+            f"; columns: {_names(available)}"
         )
-    columns: dict[str, list] = {}
-    for hub_name, name in zip(task.text_fields, text_fields, strict=True):
-        columns[hub_name] = ["" if v is None else str(v) for v in table[name]]
-    if has_label:
-        labels = table[data.label_field]
-        columns["label"] = [_label_or_unlabelled(v, task, split, f"{path} row {i + 1}") for i, v in enumerate(labels)]
-    else:
-        columns["label"] = [_unlabelled(task)] * len(table)
-    columns["idx"] = list(range(len(table)))
+    columns: dict[str, list] = {name: [] for name in (*task.text_fields, "label", "idx")}
+    for where, record in records:
+        where = f"line {where}" if isinstance(where, int) else where
+        for hub_name, name in zip(task.text_fields, text_fields, strict=True):
+            if name not in record:
+                raise LadcError(f"{path} {where}: no text field '{name}'")
+            columns[hub_name].append(_text_cell(record[name], path, where, name))
+        if has_label and data.label_field in record:
+            columns["label"].append(_label_or_unlabelled(record[data.label_field], task, split, f"{path} {where}"))
+        elif split.kind == "test":
+            columns["label"].append(_unlabelled(task))
+        else:
+            raise LadcError(f"{path} {where}: no label field '{data.label_field}'")
+        columns["idx"].append(len(columns["idx"]))
     return columns
 
 

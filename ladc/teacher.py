@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 
 from ladc.config import DataConfig, OptimConfig, TuneTeacherConfig, save_yaml, to_dict
 from ladc.errors import LadcError
-from ladc.io import atomic_write_json, prepare_run_dir
+from ladc.io import atomic_write_json, check_output_path, prepare_run_dir
+from ladc.runlock import locked_run
 
 __all__ = [
     "tune_teacher",
@@ -81,14 +83,26 @@ def prepare_data(data: DataConfig, optim: OptimConfig, tokenizer, task):
     return train, make_loader, evaluate
 
 
+# optimisation settings that must be > 0 when set (None = unset), and those that must be >= 0
+_POSITIVE = ("lr", "batch_size", "grad_accum", "eval_batch_size", "log_steps", "max_steps", "eval_steps", "save_steps")
+_NON_NEGATIVE = ("weight_decay", "max_grad_norm", "num_workers", "warmup_steps")
+
+
 def check_optim(optim: OptimConfig) -> None:
-    for name in ("lr", "batch_size", "grad_accum", "eval_batch_size", "log_steps"):
-        if getattr(optim, name) <= 0:
-            raise LadcError(f"{name} must be positive, got {getattr(optim, name)}")
+    for name in _POSITIVE:
+        value = getattr(optim, name)
+        if value is not None and value <= 0:
+            raise LadcError(f"{name} must be positive, got {value}")
+    for name in _NON_NEGATIVE:
+        value = getattr(optim, name)
+        if value is not None and value < 0:
+            raise LadcError(f"{name} must be >= 0, got {value}")
     if optim.max_steps is None and optim.epochs <= 0:
         raise LadcError(f"epochs must be positive, got {optim.epochs}")
     if not 0 <= optim.warmup_ratio < 1:
         raise LadcError(f"warmup_ratio must be in [0, 1), got {optim.warmup_ratio}")
+    if optim.mixed_precision not in ("no", "bf16", "fp16", "auto"):
+        raise LadcError(f"mixed_precision '{optim.mixed_precision}' is not one of: no, bf16, fp16, auto")
 
 
 def resolve_run_config(cfg, cfg_cls):
@@ -97,23 +111,59 @@ def resolve_run_config(cfg, cfg_cls):
     Raises:
         LadcError: the dir exists without --overwrite/--resume, or the run to resume already finished.
     """
-    from ladc.config import from_dict, load_yaml
+    from ladc.config import from_dict, load_saved_config
 
-    run_dir = Path(cfg.output)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise LadcError(f"output {run_dir} exists and is not a directory")
+    run_dir = check_output_path(cfg.output)  # a file on the way or a read-only location fails before any model loads
+    if cfg.resume and cfg.overwrite:
+        raise LadcError("--resume continues a run and --overwrite deletes it; pass one of them")
     if cfg.resume and (run_dir / "metrics.json").is_file():
         raise LadcError(f"run {run_dir} already finished (metrics.json exists); use --overwrite to start again")
     if not (cfg.resume or cfg.overwrite) and run_dir.is_dir() and any(run_dir.iterdir()):
         raise LadcError(
             f"output dir {run_dir} already exists; pass --overwrite to replace it or --resume to continue it"
         )
-    saved = run_dir / "config.yaml"
-    if cfg.resume and saved.is_file():
-        loaded = load_yaml(saved)
-        loaded.update({"resume": True, "overwrite": False})
+    if cfg.resume and run_dir.is_dir():
+        from ladc.train import latest_checkpoint
+
+        checkpoint = latest_checkpoint(run_dir)
+        if checkpoint is not None:
+            check_checkpoint(checkpoint)
+    loaded = load_saved_config(cfg_cls, run_dir) if cfg.resume else None
+    if loaded is not None:
+        # the output as given now: a relative path saved from another working directory would point elsewhere
+        loaded.update({"resume": True, "overwrite": False, "output": cfg.output})
         cfg = from_dict(cfg_cls, loaded, "")
     return cfg
+
+
+def check_checkpoint(checkpoint: Path) -> None:
+    """Raise LadcError when a file --resume would load from `checkpoint` is damaged (truncated, overwritten).
+
+    Reads headers and checksums only (safetensors header, zip CRCs of torch.save files, JSON), so a bad file is named
+    before any model loads instead of failing inside accelerate's load_state.
+    """
+    import zipfile
+
+    from safetensors import SafetensorError, safe_open
+
+    for path in sorted(checkpoint.iterdir()):
+        try:
+            if path.suffix == ".safetensors":
+                with safe_open(str(path), "pt") as handle:
+                    handle.keys()
+            elif path.suffix in (".bin", ".pkl"):  # torch.save writes zip archives whatever the extension
+                with zipfile.ZipFile(path) as archive:
+                    broken = archive.testzip()
+                if broken:
+                    raise ValueError(f"{broken} fails its checksum")
+            elif path.suffix == ".json":
+                json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, SafetensorError) as exc:
+            reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+            raise LadcError(
+                f"checkpoint {checkpoint} is damaged ({path.name}: {reason}); pass --overwrite instead of --resume "
+                "to start the run again"
+            ) from None
 
 
 def create_run_dir(cfg) -> Path:
@@ -146,25 +196,31 @@ def finalize_run(run_dir: Path, manifest: dict, metrics: dict) -> None:
     atomic_write_json(run_dir / "metrics.json", metrics)
 
 
+@locked_run("ladc tune-teacher")  # one process per run dir: a second one is refused, naming this one
 def tune_teacher(cfg: TuneTeacherConfig) -> dict:
     """Fine-tune `cfg.model` on `cfg.data.task`; write an HF model dir + metrics.json to `cfg.output`.
 
     Returns:
         The metrics dict written to metrics.json.
     """
-    from accelerate.utils import set_seed
-
-    from ladc.models import load_for_finetune, load_tokenizer
+    from ladc.models import resolve_model
     from ladc.tasks import get_task
-    from ladc.train import OptimizerSpec, TrainPlan, fit, model_inputs, result_metrics
 
     cfg = resolve_run_config(cfg, TuneTeacherConfig)  # read-only; on --resume the saved config wins
     task = get_task(cfg.data.task)
-    check_optim(cfg.optim)
+    check_optim(cfg.optim)  # before the heavy imports below: a bad flag fails in a second
+    resolve_model(cfg.model)
+
+    from accelerate.utils import set_seed
+
+    from ladc.models import check_inputs_fit, load_for_finetune, load_tokenizer
+    from ladc.train import OptimizerSpec, TrainPlan, fit, model_inputs, result_metrics
+
     optim = cfg.optim
     set_seed(optim.seed)  # once per command, before the classifier head is initialised
     model = load_for_finetune(cfg.model, task)  # first: it rejects non-BERT encoders with a clear message
     tokenizer = load_tokenizer(cfg.model)
+    check_inputs_fit(tokenizer, model.config, cfg.data.max_seq_len, cfg.model)
     train, make_loader, evaluate = prepare_data(cfg.data, optim, tokenizer, task)
     run_dir = create_run_dir(cfg)
 

@@ -317,7 +317,7 @@ def test_generic_file_errors_name_file_column_and_choices(tmp_path):
     with pytest.raises(LadcError, match=r"rte needs 2 text column"):
         load_raw(DataConfig(task="rte", train_file=str(path), text_fields=("sentence",)), "train")
     path.write_text("sentence,label\nhello,maybe\n")
-    with pytest.raises(LadcError, match=r"train.csv row 1: unknown label 'maybe' for sst2"):
+    with pytest.raises(LadcError, match=r"train.csv line 2: unknown label 'maybe' for sst2"):
         load_raw(DataConfig(task="sst2", train_file=str(path)), "train")
     with pytest.raises(LadcError, match=r"train file .*missing.csv does not exist"):
         load_raw(DataConfig(task="sst2", train_file=str(tmp_path / "missing.csv")), "train")
