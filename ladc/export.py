@@ -58,6 +58,7 @@ from ladc.onnx_graphs import (
     op_counts,
     quantize_graph,
 )
+from ladc.runlock import locked_run
 
 __all__ = [
     "MANIFEST",
@@ -281,6 +282,7 @@ def _calibration_feeds(data: DataConfig, tokenizer, task, samples: int) -> list[
     return feeds
 
 
+@locked_run("ladc export")  # one process per export dir: a second one is refused, naming this one
 def export_onnx(cfg: ExportConfig, console=None) -> dict:
     """Export `cfg.model` to ONNX artifacts in `cfg.output` and check each against PyTorch on dev data.
 

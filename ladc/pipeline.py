@@ -24,6 +24,7 @@ from ladc.config import (
     save_yaml,
 )
 from ladc.errors import LadcError
+from ladc.runlock import locked_run
 
 __all__ = ["PipelineConfig", "STAGES", "load_pipeline_config", "run_pipeline", "run_demo", "demo_config_path"]
 
@@ -133,6 +134,7 @@ def _run_stage(stage: str, stage_cfg, run_dir: Path) -> None:
         run_bench(dataclasses.replace(stage_cfg, overwrite=True))
 
 
+@locked_run("ladc pipeline", attribute="run_dir")  # one pipeline per run dir (its stages lock their own dirs)
 def run_pipeline(cfg: PipelineConfig, *, start: str | None = None, overwrite: bool = False, echo=print) -> Path:
     """Run every unfinished stage in order; returns the path of report.md.
 
