@@ -113,9 +113,7 @@ CASES = [
          "cannot load model weights"),
     Case("export-model-is-a-file", lambda w: ["export", str(w.file), "-o", str(w.out / "x2")], "does not exist"),
     Case("export-output-under-a-file", lambda w: ["export", str(w.teacher), "--data-dir", str(w.glue), "-o",
-                                                  str(w.file / "out")], "is a file, not a directory",
-         xfail="ladc/export.py:107 checks the output only when it exists: a path under a file fails at atomic_dir, "
-               "after loading data (progress bars exceed 3 lines); fixed by @locked_run on export_onnx"),
+                                                  str(w.file / "out")], "is a file, not a directory"),
     Case("export-bad-quantize", lambda w: ["export", str(w.teacher), "--quantize", "static", "-o", str(w.out / "x3")],
          "--quantize 'static' is not supported"),
     # ------------------------------------------------------------------ bench
@@ -128,8 +126,7 @@ CASES = [
     Case("pipeline-bad-stage", lambda w: ["pipeline", "--config", str(w.pipeline_ok), "--from", "distil"],
          "--from 'distil' is not a stage"),
     Case("demo-output-under-a-file", lambda w: ["demo", "--output", str(w.file / "demo")],
-         "is a file, not a directory",
-         xfail="ladc/pipeline.py:151 run_dir.mkdir raises NotADirectoryError; fixed by @locked_run on run_pipeline"),
+         "is a file, not a directory"),
 ]  # fmt: skip
 
 
