@@ -136,12 +136,12 @@ def _write_holder(fd: int, command: str) -> None:
 
 
 @contextlib.contextmanager
-def run_lock(output: str | Path, command: str) -> Iterator[Path | None]:
+def run_lock(output: str | Path | None, command: str) -> Iterator[Path | None]:
     """Hold the lock of `output` for the `with` block: a second ladc process on that directory gets a LadcError.
 
     Args:
         output: the run/output directory (need not exist; missing parents are created, and removed again if the
-            block leaves them empty).
+            block leaves them empty); None locks nothing.
         command: what the holder is, for the other process's message (`ladc tune-teacher`).
 
     Yields:
@@ -150,7 +150,7 @@ def run_lock(output: str | Path, command: str) -> Iterator[Path | None]:
     Raises:
         LadcError: another live process holds the lock (its pid and command are named), or the lock cannot be made.
     """
-    if _launcher_rank() != 0:
+    if output is None or _launcher_rank() != 0:  # None: the command picks its output later (bench); nothing to lock
         yield None
         return
     check_output_path(output)  # a file on the way or a read-only location: refuse before creating anything

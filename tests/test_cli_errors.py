@@ -87,9 +87,6 @@ CASES = [
                                            str(w.teacher), "-o", str(w.out / "d2")], "2 labels but task mnli has 3"),
     Case("distill-label-set-manifest", lambda w: ["distill", "--task", "rte", "--data-dir", str(w.glue), "--teacher",
                                                   str(w.teacher), "-o", str(w.out / "d3")], "was tuned on sst2"),
-    Case("distill-label-set-names", lambda w: ["distill", "--task", "qnli", "--data-dir", str(w.glue), "--teacher",
-                                               str(w.teacher_bare), "-o", str(w.out / "d4")],
-         "predicts labels negative, positive but task qnli has entailment, not_entailment"),
     Case("distill-student-layers-too-many", lambda w: ["distill", *_glue(w), "--teacher", str(w.teacher),
                                                        "--student-layers", "4", "-o", str(w.out / "d5")],
          "must be between 1 and 3"),
@@ -109,8 +106,6 @@ CASES = [
     Case("evaluate-output-under-a-file", lambda w: ["evaluate", str(w.teacher), "-o", str(w.file / "m.json")],
          "notes.txt exists and is not a directory"),
     # ------------------------------------------------------------------ export
-    Case("export-corrupted-weights", lambda w: ["export", str(w.corrupt_teacher), "-o", str(w.out / "x1")],
-         "cannot load model weights"),
     Case("export-model-is-a-file", lambda w: ["export", str(w.file), "-o", str(w.out / "x2")], "does not exist"),
     Case("export-output-under-a-file", lambda w: ["export", str(w.teacher), "--data-dir", str(w.glue), "-o",
                                                   str(w.file / "out")], "is a file, not a directory"),
@@ -122,7 +117,6 @@ CASES = [
          "is not a valid ONNX model"),
     # ------------------------------------------------------------------ pipeline / demo
     Case("pipeline-unknown-key", lambda w: ["pipeline", "--config", str(w.pipeline_unknown)], "unknown key"),
-    Case("pipeline-latin1", lambda w: ["pipeline", "--config", str(w.yaml_latin1)], "is not UTF-8"),
     Case("pipeline-bad-stage", lambda w: ["pipeline", "--config", str(w.pipeline_ok), "--from", "distil"],
          "--from 'distil' is not a stage"),
     Case("demo-output-under-a-file", lambda w: ["demo", "--output", str(w.file / "demo")],

@@ -37,7 +37,7 @@ from tests.test_data import GLUE_FILES
 SCALE = int(os.environ.get("LADC_FUZZ_SCALE", "1"))
 EXAMPLES = {
     name: count * SCALE
-    for name, count in {"glue_tsv": 400, "csv": 250, "jsonl": 250, "yaml": 250, "yaml_bytes": 150}.items()
+    for name, count in {"glue_tsv": 300, "csv": 200, "jsonl": 200, "yaml": 200, "yaml_bytes": 100}.items()
 }
 SETTINGS = {
     "deadline": None,
