@@ -288,14 +288,14 @@ def run_bench(cfg: BenchConfig) -> dict:
     from rich.console import Console
 
     from ladc.hardware import native_bf16
-    from ladc.report import add_speedups, busy_warning, check_output_dir, machine_info, render_table, write_report
+    from ladc.report import add_speedups, busy_warning, machine_info, render_table, write_report
+    from ladc.runs import check_output, default_output
     from ladc.tasks import get_task
 
     console = Console(stderr=True, highlight=False)
     task = get_task(cfg.data.task)
     _validate(cfg)
-    output = Path(cfg.output or f"runs/bench-{task.name}")
-    check_output_dir(output, cfg.overwrite)
+    output = check_output(default_output(cfg), overwrite=cfg.overwrite)
     targets = resolve_targets(cfg.targets, cfg.torch_bf16)
     skipped = [t for t in targets if cfg.provider == "cuda" and t.kind == "openvino"]
     targets = [t for t in targets if t not in skipped]  # ladc runs OpenVINO on its CPU plugin only

@@ -1,20 +1,25 @@
-"""Config dataclasses for every command, YAML loading with validation, and saving into run dirs."""
+"""Config dataclasses for every command, YAML loading with validation, presets, and saving into run dirs.
+
+A config is built in one place for every caller (`build_config` / `resolve_config`): the CLI, a YAML file given
+with --config and the pipeline's sections all go through it, so a default or a preset applies the same way whatever
+the entry point.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ladc.errors import LadcError, did_you_mean
+from ladc.errors import LadcError
+from ladc.schema import dotted_get, dotted_keys, from_dict, replace, shown, to_dict
 
 __all__ = [
     "DataConfig",
     "OptimConfig",
+    "LossWeights",
     "TuneTeacherConfig",
     "ExportConfig",
     "DistillConfig",
@@ -26,9 +31,11 @@ __all__ = [
     "save_yaml",
     "replace",
     "build_config",
+    "resolve_config",
+    "with_preset",
     "dotted_keys",
-    "load_saved_config",
-    "check_resume",
+    "dotted_get",
+    "shown",
 ]
 
 
@@ -79,7 +86,7 @@ class TuneTeacherConfig:
     """`ladc tune-teacher`: fine-tune a BERT-style encoder on one GLUE task."""
 
     model: str = "bert-base-uncased"  # hub name, local HF dir, or the offline alias `minilm`
-    output: str = "runs/teacher"
+    output: str | None = None  # None -> ladc.runs.default_output: runs/teacher
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     overwrite: bool = False
@@ -91,7 +98,7 @@ class ExportConfig:
     """`ladc export --onnx`: ONNX artifacts of a fine-tuned classifier, each checked against PyTorch on dev data."""
 
     model: str = ""  # fine-tuned HF sequence-classifier dir (tune-teacher / distill output)
-    output: str = "runs/onnx"
+    output: str | None = None  # None -> ladc.runs.default_output: onnx-NAME beside the model dir
     task: str | None = None  # None -> the task recorded in MODEL/ladc.json
     data_dir: str | None = None  # None -> MODEL/ladc.json's data dir, else the hub
     cache_dir: str | None = None  # tokenized-dataset cache; None -> ~/.cache/ladc
@@ -120,21 +127,52 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class LossWeights:
+    """Weights of the distillation loss terms; defaults are the LAD reference's GLUE settings.
+
+    Attributes:
+        hard: weight of the label loss (reference --hard_weight 0.5).
+        soft: weight of the soft-target loss (reference --soft_weight 0.5).
+        temperature: softmax temperature tau of the soft targets (reference --softmax_temp 10; 20 for SST-2).
+        mu: LAD hidden-MSE weight (reference --hidden_mse_weight: 1000 for QNLI/SST-2, 500 for MRPC).
+        beta: BERT-PKD patient-loss weight (tuned per task by Sun et al. 2019; 100 is a mid-range start).
+    """
+
+    hard: float = 0.5
+    soft: float = 0.5
+    temperature: float = 10.0
+    mu: float = 1000.0
+    beta: float = 100.0
+
+    def __post_init__(self):
+        for name in ("hard", "soft", "mu", "beta"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise LadcError(f"loss weight {name}={value!r} must be a finite number >= 0")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise LadcError(f"loss weight temperature={self.temperature!r} must be > 0")
+
+
+@dataclass(frozen=True)
 class DistillConfig:
-    """`ladc distill`: LAD (or a baseline) from a fine-tuned teacher into a shallower student."""
+    """`ladc distill`: LAD (or a baseline) from a fine-tuned teacher into a shallower student.
+
+    The loss weights are `LossWeights` (`loss_weights`), kept as flat keys (`mu: 250`, `--mu`) because saved run
+    configs, shipped YAML files and ladc.json already spell them that way; their defaults come from `LossWeights`.
+    """
 
     teacher: str = "runs/teacher"  # fine-tuned teacher run dir (HF sequence classifier)
-    output: str = "runs/student"
-    method: str = "lad"  # lad | pkd | kd | none
+    output: str | None = None  # None -> ladc.runs.default_output: runs/student
+    method: str = "lad"  # a key of ladc.methods.METHODS: lad | pkd | kd | none
     student_layers: int | None = None  # None -> half the teacher's layers (12 -> 6, 6 -> 3)
-    student_init: str = "even"  # even | first | teacher | random
+    student_init: str = "even"  # one of ladc.models.STUDENT_INITS: even | first | teacher | random
     init_from: str | None = None  # pretrained checkpoint for even/first; None -> the teacher's base model
-    preset: str | None = None  # `paper`: the LAD paper's per-task hyperparameters (see ladc.distill.PAPER_PRESETS)
-    hard_weight: float = 0.5  # paper: hard_w = soft_w = 0.5
-    soft_weight: float = 0.5
-    temperature: float = 10.0  # paper: 10 (QNLI, MRPC, RTE), 20 (SST-2)
-    mu: float = 1000.0  # LAD hidden-MSE weight; paper: 1000 (500 for MRPC)
-    beta: float = 100.0  # PKD patient-loss weight (Sun et al. 2019 searched 10..1000)
+    preset: str | None = None  # `paper`: the LAD paper's per-task hyperparameters (ladc.tasks.PRESETS)
+    hard_weight: float = LossWeights.hard
+    soft_weight: float = LossWeights.soft
+    temperature: float = LossWeights.temperature
+    mu: float = LossWeights.mu
+    beta: float = LossWeights.beta
     gate_lr: float = 1e-6  # paper: 1e-6 (QNLI, SST-2), 5e-6 MRPC, 3e-5 RTE
     reverse_gates: bool = False  # aggregate from the top teacher layer down
     teacher_device: str | None = None  # e.g. cuda:1; None -> the accelerator's device
@@ -143,6 +181,11 @@ class DistillConfig:
     overwrite: bool = False
     resume: bool = False
 
+    @property
+    def loss_weights(self) -> LossWeights:
+        """The weights as one checked record (LadcError for a negative weight or a temperature <= 0)."""
+        return LossWeights(self.hard_weight, self.soft_weight, self.temperature, self.mu, self.beta)
+
 
 @dataclass(frozen=True)
 class BenchConfig:
@@ -150,7 +193,7 @@ class BenchConfig:
 
     targets: tuple[str, ...] = ()  # HF model dirs, .onnx files, `ladc export` dirs (every artifact in export.json)
     data: DataConfig = field(default_factory=DataConfig)  # task and dev set for accuracy and --real timing
-    output: str | None = None  # None -> runs/bench-<task>
+    output: str | None = None  # None -> ladc.runs.default_output: runs/bench-<task>
     batch_sizes: tuple[int, ...] = (1, 32)  # 1 = online latency, 32 = offline throughput
     seq_lens: tuple[int, ...] = (128,)  # fixed-length synthetic inputs; 128 = the fine-tuning max_seq_len
     real: bool = False  # also time real dev sentences with dynamic padding, per batch size
@@ -178,112 +221,7 @@ class BenchConfig:
 
 # ----------------------------------------------------------------------------- generic (de)serialisation
 
-
-def _shown(value: Any, limit: int = 60) -> str:
-    """repr of a user's value, clipped so an error message stays one short line."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check/convert one YAML value against a dataclass field type; raise LadcError naming `where`."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except LadcError as exc:
-                errors.append(str(exc))
-        raise LadcError(errors[0] if errors else f"{where}: invalid value {_shown(value)}")
-    if origin in (tuple, list):
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise LadcError(f"{where}: expected a list, got {_shown(value)}")
-        (item_tp, *_) = typing.get_args(tp) or (Any,)
-        items = [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if dataclasses.is_dataclass(tp):
-        if isinstance(value, tp):
-            return value
-        if not isinstance(value, dict):
-            raise LadcError(f"{where}: expected a mapping of {tp.__name__} options, got {_shown(value)}")
-        return from_dict(tp, value, where)
-    if tp is Any:
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
-            return value.lower() in ("true", "yes")
-        raise LadcError(f"{where}: expected true/false, got {_shown(value)}")
-    if tp is int:
-        if isinstance(value, str) and value.strip().lstrip("-").isdecimal():
-            return int(value)  # items of comma-separated CLI lists (`--batch-sizes 1,32`) arrive as strings
-        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
-            raise LadcError(f"{where}: expected an integer, got {_shown(value)}")
-        return int(value)
-    if tp is float:
-        if isinstance(value, bool):
-            raise LadcError(f"{where}: expected a number, got {value!r}")
-        try:
-            number = float(value)  # YAML reads `1e-4` as a string; accept it
-        except (TypeError, ValueError, OverflowError):
-            raise LadcError(f"{where}: expected a number, got {_shown(value)}") from None
-        if not math.isfinite(number):  # no option means anything at inf or nan; they only poison training
-            raise LadcError(f"{where}: expected a finite number, got {_shown(value)}")
-        return number
-    if tp is str:
-        if isinstance(value, (str, Path)):
-            return str(value)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise LadcError(f"{where}: expected a string, got {_shown(value)}")
-    if tp is dict or typing.get_origin(tp) is dict:
-        if not isinstance(value, dict):
-            raise LadcError(f"{where}: expected a mapping, got {_shown(value)}")
-        return dict(value)
-    return value
-
-
-def from_dict(cls: type, values: dict, where: str = "config") -> Any:
-    """Build dataclass `cls` from a (YAML) dict, rejecting unknown keys with a did-you-mean hint.
-
-    Raises:
-        LadcError: unknown key or a value of the wrong type, naming the dotted key path.
-    """
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
-        raise LadcError(f"{where or 'config'}: expected a mapping, got {_shown(values)}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in values.items():
-        if key not in names:
-            key_path = f"{where}.{key}" if where else str(key)
-            error = LadcError(
-                f"unknown key {_shown(key_path)}{did_you_mean(key, names)}; valid keys: {', '.join(sorted(names))}"
-            )
-            error.key = key_path
-            raise error
-        key_path = f"{where}.{key}" if where else key
-        try:
-            kwargs[key] = _coerce(value, hints[key], key_path)
-        except LadcError as exc:
-            exc.key = getattr(exc, "key", key_path)  # the innermost key: build_config finds its YAML line
-            raise
-    return cls(**kwargs)
+# ----------------------------------------------------------------------------- YAML
 
 
 def from_yaml_dict(cls: type, values: dict, yaml_path: str | Path | None) -> Any:
@@ -316,23 +254,6 @@ def _yaml_line(path: Path, key: str | None) -> str:
             break
         line, node = match[0].start_mark.line + 1, match[1]
     return f" line {line}" if line else ""
-
-
-def to_dict(cfg: Any) -> dict:
-    """Dataclass -> plain dict of YAML-safe values (tuples become lists)."""
-
-    def plain(value):
-        if dataclasses.is_dataclass(value):
-            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, Path):
-            return str(value)
-        return value
-
-    return plain(cfg)
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -370,103 +291,51 @@ def save_yaml(cfg: Any, path: str | Path, header: str | None = None) -> None:
     atomic_write_text(Path(path), (f"# {header}\n" if header else "") + text)
 
 
-def replace(cfg: Any, overrides: dict) -> Any:
-    """Apply non-None overrides, with dotted keys for nested dataclasses (`optim.lr`)."""
-    nested: dict[str, dict] = {}
-    flat = {}
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        if "." in key:
-            head, rest = key.split(".", 1)
-            nested.setdefault(head, {})[rest] = value
-        else:
-            flat[key] = value
-    for head, sub in nested.items():
-        flat[head] = replace(getattr(cfg, head), sub)
-    hints = typing.get_type_hints(type(cfg))
-    checked = {k: (_coerce(v, hints[k], k) if not dataclasses.is_dataclass(v) else v) for k, v in flat.items()}
-    return dataclasses.replace(cfg, **checked)
+# ----------------------------------------------------------------------------- building a config
 
 
-def build_config(cls: type, yaml_path: str | Path | None, overrides: dict) -> Any:
-    """YAML file (if any) -> dataclass, then CLI overrides (None = not given) on top.
+def with_preset(values: dict, task: str) -> dict:
+    """`values` (a distill config mapping) with its `preset` filled in underneath: the preset sets only what the
+    mapping leaves unset. Unchanged when no preset is named.
 
     Raises:
-        LadcError: a bad YAML file, key or value; on --resume, an option that differs from the run's saved config.
+        LadcError: an unknown preset.
     """
-    raw = load_yaml(yaml_path) if yaml_path else {}
-    cfg = replace(from_yaml_dict(cls, raw, yaml_path) if yaml_path else cls(), overrides)
-    check_resume(cfg, [*dotted_keys(raw), *(key for key, value in overrides.items() if value is not None)])
-    return cfg
+    from ladc.tasks import preset_values
+
+    if not values.get("preset"):
+        return values
+    return _merge(preset_values(values["preset"], task), values)
 
 
-def dotted_keys(values: dict, prefix: str = "") -> list[str]:
-    """The leaf keys of a nested YAML mapping as dotted paths (`optim.lr`)."""
-    keys = []
-    for key, value in values.items():
-        path = f"{prefix}{key}"
-        keys.extend(dotted_keys(value, f"{path}.") if isinstance(value, dict) else [path])
-    return keys
+def _merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
-_SAVED_CONFIG = "config.yaml"
+def resolve_config(cls: type, raw: dict, overrides: dict, yaml_path: str | Path | None = None) -> Any:
+    """defaults < preset < YAML (`raw`) < CLI flags (`overrides`, dotted keys, None = not given).
 
-
-def load_saved_config(cls: type, run_dir: str | Path) -> dict | None:
-    """The config.yaml a training run saved in `run_dir` (None when there is none), checked to belong to `cls`.
+    The one place a config is decided: the CLI, --config files and the pipeline's sections all come through here.
 
     Raises:
-        LadcError: the file is unreadable, or another command's config (e.g. a distill run given to tune-teacher).
+        LadcError: a bad key or value, naming the YAML file and line when there is one.
     """
-    path = Path(run_dir) / _SAVED_CONFIG
-    if not path.is_file():
-        return None
-    saved = load_yaml(path)
-    names = {f.name for f in dataclasses.fields(cls)}
-    if not set(saved) <= names:
-        commands = {"tune-teacher": TuneTeacherConfig, "distill": DistillConfig}
-        other = next((c for c, k in commands.items() if set(saved) <= {f.name for f in dataclasses.fields(k)}), None)
-        mine = next((c for c, k in commands.items() if k is cls), cls.__name__)
-        if other is not None and other != mine:
-            raise LadcError(
-                f"{run_dir} is a `ladc {other}` run, not a `ladc {mine}` one; continue it with "
-                f"`ladc {other} --resume --output {run_dir}`"
-            )
-        from_dict(cls, saved, "")  # names the first unknown key
-    return saved
+    # fields without a default (evaluate's model dir) come from the command line: seed them so the class builds
+    required = [f.name for f in dataclasses.fields(cls) if f.default is f.default_factory is dataclasses.MISSING]
+    raw = {**{name: overrides[name] for name in required if overrides.get(name) is not None}, **raw}
+    cfg = from_yaml_dict(cls, raw, yaml_path)  # keys and types checked before a preset is looked up
+    preset = overrides.get("preset") or getattr(cfg, "preset", None)
+    if preset:
+        task = overrides.get("data.task") or cfg.data.task
+        cfg = from_yaml_dict(cls, with_preset({**raw, "preset": preset}, task), yaml_path)
+    return replace(cfg, overrides)
 
 
-def check_resume(cfg: Any, given: list[str]) -> None:
-    """On --resume the run continues with its saved config.yaml: refuse options given now that differ from it.
-
-    `given` lists the dotted keys the user set (YAML and CLI flags); defaults are not compared, so repeating the
-    original command with --resume, or `--resume --output DIR` alone, both continue the run.
-
-    Raises:
-        LadcError: naming each differing key with its saved and given values.
-    """
-    if not getattr(cfg, "resume", False):
-        return
-    saved = load_saved_config(type(cfg), cfg.output)
-    if saved is None:
-        return
-    saved_cfg = from_dict(type(cfg), saved, "")
-    differing = []
-    for key in dict.fromkeys(given):
-        if key.split(".")[0] in ("output", "resume", "overwrite"):
-            continue
-        now, before = _dotted_get(cfg, key), _dotted_get(saved_cfg, key)
-        if now != before:
-            differing.append(f"{key} (saved {_shown(before, 30)}, given {_shown(now, 30)})")
-    if differing:
-        raise LadcError(
-            f"cannot resume {cfg.output}: it was started with other options: {', '.join(differing)}; drop them to "
-            f"continue with its saved {_SAVED_CONFIG}, or pass --overwrite instead of --resume to start again"
-        )
-
-
-def _dotted_get(cfg: Any, key: str) -> Any:
-    for part in key.split("."):
-        cfg = getattr(cfg, part)
-    return cfg
+def build_config(cls: type, yaml_path: str | Path | None, overrides: dict, raw: dict | None = None) -> Any:
+    """`resolve_config` of the YAML file at `yaml_path` (if any; `raw` when the caller already read it)."""
+    if raw is None:
+        raw = load_yaml(yaml_path) if yaml_path else {}
+    return resolve_config(cls, raw, overrides, yaml_path)

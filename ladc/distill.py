@@ -6,85 +6,35 @@ from pathlib import Path
 
 import torch
 
-from ladc.config import (
-    DistillConfig,
-    build_config,
-    check_resume,
-    dotted_keys,
-    from_yaml_dict,
-    load_yaml,
-    replace,
-    to_dict,
-)
+from ladc.config import DistillConfig, to_dict
 from ladc.errors import LadcError
-from ladc.io import read_json
-from ladc.lad import METHODS
-from ladc.runlock import locked_run
+from ladc.methods import METHODS, distill_terms, get_method
+from ladc.models import STUDENT_INITS
+from ladc.runs import (
+    SAVED_CONFIG,
+    RunManifest,
+    build_run_config,
+    create_run_dir,
+    finalize_run,
+    read_manifest,
+    recorded_dev,
+    resolve_run_config,
+    run_command,
+    versions,
+)
 
-__all__ = ["PAPER_PRESETS", "build_distill_config", "distill", "merge_dicts", "preset_dict", "teacher_base_model"]
-
-# LAD paper, Table of hyperparameters (6-layer student, batch 32, hard_w = soft_w = 0.5, seed 42).
-PAPER_PRESETS: dict[str, dict] = {
-    "qnli": {"lr": 1e-4, "gate_lr": 1e-6, "epochs": 4, "warmup_ratio": 0.1, "temperature": 10, "mu": 1000},
-    "sst2": {"lr": 1e-4, "gate_lr": 1e-6, "epochs": 20, "warmup_ratio": 0.3, "temperature": 20, "mu": 1000},
-    "mrpc": {"lr": 7e-4, "gate_lr": 5e-6, "epochs": 20, "warmup_ratio": 0.1, "temperature": 10, "mu": 500},
-    "rte": {"lr": 7e-4, "gate_lr": 3e-5, "epochs": 10, "warmup_ratio": 0.1, "temperature": 10, "mu": 1000},
-}
-STUDENT_INITS = ("even", "first", "teacher", "random")
-
-
-def preset_dict(preset: str | None, task: str) -> dict:
-    """The preset as a nested config dict (other tasks fall back to the QNLI row, as the paper does)."""
-    if preset is None:
-        return {}
-    if preset != "paper":
-        raise LadcError(f"unknown preset '{preset}'; expected 'paper'")
-    row = PAPER_PRESETS.get(task, PAPER_PRESETS["qnli"])
-    optim = {
-        "lr": row["lr"],
-        "epochs": row["epochs"],
-        "warmup_ratio": row["warmup_ratio"],
-        "batch_size": 32,
-        "seed": 42,
-    }
-    return {
-        "gate_lr": row["gate_lr"], "temperature": row["temperature"], "mu": row["mu"],
-        "hard_weight": 0.5, "soft_weight": 0.5, "optim": optim,
-    }  # fmt: skip
-
-
-def merge_dicts(base: dict, top: dict) -> dict:
-    out = dict(base)
-    for key, value in top.items():
-        out[key] = merge_dicts(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
+__all__ = ["build_distill_config", "distill", "teacher_base_model"]
 
 
 def build_distill_config(yaml_path: str | Path | None, overrides: dict) -> DistillConfig:
-    """defaults < preset < YAML < CLI flags: a preset fills only what the user did not set."""
-    raw = load_yaml(yaml_path) if yaml_path else {}
-    from_yaml = from_yaml_dict(DistillConfig, raw, yaml_path)  # validates keys and types before anything else
-    preset = overrides.get("preset") or from_yaml.preset
-    task = overrides.get("data.task") or from_yaml.data.task
-    if not preset:
-        return build_config(DistillConfig, yaml_path, overrides)
-    merged = from_yaml_dict(DistillConfig, merge_dicts(preset_dict(preset, task), raw), yaml_path)
-    cfg = replace(merged, overrides)
-    check_resume(cfg, [*dotted_keys(raw), *(key for key, value in overrides.items() if value is not None)])
-    return cfg
+    """The config `ladc distill` runs with: defaults < preset < YAML < CLI flags (see ladc.runs.build_run_config)."""
+    return build_run_config(DistillConfig, yaml_path, overrides)
 
 
 def teacher_base_model(teacher_dir: str) -> str:
-    """The pretrained checkpoint the teacher was tuned from (ladc.json), else the teacher dir itself."""
-    base = _manifest(teacher_dir).get("base_model")
-    return base if isinstance(base, str) and base else teacher_dir
-
-
-def _manifest(run_dir: str) -> dict:
-    """A run dir's ladc.json ({} when there is none); a corrupted one is a LadcError naming the file."""
-    path = Path(run_dir) / "ladc.json"
-    manifest = read_json(path) if path.is_file() else {}
-    return manifest if isinstance(manifest, dict) else {}
+    """The pretrained checkpoint the teacher was tuned from (its manifest), else the teacher dir itself."""
+    manifest = read_manifest(teacher_dir)
+    return manifest.base_model if manifest is not None and manifest.base_model else teacher_dir
 
 
 def _check_config(cfg: DistillConfig) -> None:
@@ -104,13 +54,13 @@ def _check_config(cfg: DistillConfig) -> None:
 
 def _check_teacher_dir(teacher: str) -> None:
     """A finished teacher run or any fine-tuned HF classifier dir; not a student, not an unfinished run."""
-    manifest = _manifest(teacher)
-    if manifest.get("kind") == "student":
-        origin = f" (distilled from {manifest['teacher']})" if manifest.get("teacher") else ""
+    manifest = read_manifest(teacher) or RunManifest()
+    if manifest.kind == "student":
+        origin = f" (distilled from {manifest.teacher})" if manifest.teacher else ""
         raise LadcError(
             f"--teacher {teacher} is a distilled student{origin}; pass a `ladc tune-teacher` run dir as the teacher"
         )
-    if (Path(teacher) / "config.yaml").is_file() and not (Path(teacher) / "config.json").is_file():
+    if (Path(teacher) / SAVED_CONFIG).is_file() and not (Path(teacher) / "config.json").is_file():
         raise LadcError(
             f"--teacher {teacher} is an unfinished run (no model written yet); finish it with --resume first"
         )
@@ -146,17 +96,16 @@ def _check_vocab(teacher_tokenizer, init_from: str) -> None:
 
 def _make_loss_fn(cfg: DistillConfig, task, teacher, mapping, weights):
     """loss_fn(modules, batch) -> named terms. The teacher runs under inference_mode, once per batch."""
-    from ladc.lad import distill_terms
     from ladc.train import model_inputs
 
-    needs_teacher = cfg.method != "none"
-    needs_hidden = cfg.method in ("lad", "pkd")
+    method = get_method(cfg.method)
+    needs_hidden = method.needs_hidden
 
     def loss_fn(modules, batch):
         inputs = model_inputs(batch)
         student_out = modules["model"](**inputs, output_hidden_states=needs_hidden)
         teacher_out = None
-        if needs_teacher:
+        if method.needs_teacher:
             teacher_device = next(teacher.parameters()).device
             with torch.inference_mode():
                 teacher_out = teacher(
@@ -167,33 +116,34 @@ def _make_loss_fn(cfg: DistillConfig, task, teacher, mapping, weights):
             teacher_out.logits = teacher_out.logits.to(device).clone()
             if needs_hidden:
                 teacher_out.hidden_states = tuple(h.to(device).clone() for h in teacher_out.hidden_states)
+        extra = {m.name: modules[m.name] for m in method.modules}
         return distill_terms(
-            cfg.method, student_out, teacher_out, batch["labels"], attention_mask=batch["attention_mask"],
-            gates=modules.get("gates"), weights=weights, mapping=mapping, is_regression=task.is_regression,
-            reverse=cfg.reverse_gates,
+            method, student_out, teacher_out, batch["labels"], batch["attention_mask"], weights=weights,
+            mapping=mapping, is_regression=task.is_regression, reverse=cfg.reverse_gates, **extra,
         )  # fmt: skip
 
     return loss_fn
 
 
-@locked_run("ladc distill")  # one process per run dir: a second one is refused, naming this one
+@run_command("ladc distill")  # default output, and one process per run dir
 def distill(cfg: DistillConfig) -> dict:
     """Distil `cfg.teacher` into a `cfg.student_layers`-layer student with `cfg.method`.
 
-    Writes an HF model dir to `cfg.output` plus gates.safetensors (lad), ladc.json and metrics.json.
+    Writes an HF model dir to `cfg.output` plus one NAME.safetensors per extra module of the method (LAD's
+    gates.safetensors), ladc.json and metrics.json.
 
     Returns:
         The metrics dict written to metrics.json.
     """
-    from ladc.lad import GateChain, LossWeights, layer_map
+    from ladc.lad import layer_map
     from ladc.tasks import get_task
-    from ladc.teacher import check_optim, create_run_dir, finalize_run, prepare_data, resolve_run_config, versions
+    from ladc.teacher import check_optim, prepare_data
 
-    cfg = resolve_run_config(cfg, DistillConfig)  # read-only; on --resume the saved config wins
+    cfg = resolve_run_config(cfg)  # read-only; on --resume the saved config wins
     _check_config(cfg)
     task = get_task(cfg.data.task)
     check_optim(cfg.optim)
-    weights = LossWeights(cfg.hard_weight, cfg.soft_weight, cfg.temperature, cfg.mu, cfg.beta)
+    weights = cfg.loss_weights
 
     from accelerate.utils import set_seed  # after the checks above: a bad flag fails in a second
     from safetensors.torch import save_file
@@ -218,9 +168,12 @@ def distill(cfg: DistillConfig) -> dict:
     )  # fmt: skip
     trainable = {"model": student}
     optimizers = [OptimizerSpec("student", ("model",), optim.lr, optim.weight_decay, optim.max_grad_norm)]
-    if cfg.method == "lad":
-        trainable["gates"] = GateChain(teacher_layers, teacher.config.hidden_size)
-        optimizers.append(OptimizerSpec("gates", ("gates",), cfg.gate_lr, 0.0, optim.max_grad_norm))
+    method = get_method(cfg.method)
+    for extra in method.modules:
+        trainable[extra.name] = extra.build(teacher.config)
+        optimizers.append(
+            OptimizerSpec(extra.name, (extra.name,), getattr(cfg, extra.lr_field), 0.0, optim.max_grad_norm)
+        )
 
     train, make_loader, evaluate = prepare_data(cfg.data, optim, tokenizer, task)
     run_dir = create_run_dir(cfg)
@@ -228,10 +181,9 @@ def distill(cfg: DistillConfig) -> dict:
     def save_fn(modules, directory: Path) -> None:
         modules["model"].save_pretrained(directory, safe_serialization=True)
         tokenizer.save_pretrained(directory)
-        if "gates" in modules:  # training-only: not part of the deployed model, kept for analysis / resume
-            save_file(
-                {k: v.contiguous() for k, v in modules["gates"].state_dict().items()}, directory / "gates.safetensors"
-            )
+        for extra in method.modules:  # training-only: not part of the deployed model, kept for analysis / resume
+            state = {k: v.contiguous() for k, v in modules[extra.name].state_dict().items()}
+            save_file(state, directory / f"{extra.name}.safetensors")
 
     plan = TrainPlan(
         trainable=trainable, optimizers=optimizers, loss_fn=_make_loss_fn(cfg, task, teacher, mapping, weights),
@@ -241,7 +193,7 @@ def distill(cfg: DistillConfig) -> dict:
         plan, train_dataset=train, make_loader=make_loader, evaluate=evaluate, optim=optim,
         run_dir=run_dir, task=task, resume=cfg.resume,
     )  # fmt: skip
-    teacher_dev = _teacher_dev(cfg.teacher)
+    teacher_dev = recorded_dev(cfg.teacher)
     headline = task.headline_metric
     retention = None
     if teacher_dev and teacher_dev.get(headline):
@@ -252,32 +204,12 @@ def distill(cfg: DistillConfig) -> dict:
         "teacher_dev": teacher_dev,
         "retention": retention,
     }
-    manifest = {
-        "kind": "student",
-        "task": task.name,
-        "teacher": str(cfg.teacher),
-        "base_model": init_from,
-        "method": cfg.method,
-        "teacher_layers": teacher_layers,
-        "student_layers": student_layers,
-        "layer_map": list(mapping) if cfg.method == "lad" else None,
-        "student_init": cfg.student_init,
-        "init_from": init_from,
-        "seed": optim.seed,
-        "data": to_dict(cfg.data),
-        "config": to_dict(cfg),
-        "dev": result.best_metrics,
-        "teacher_dev": teacher_dev,
-        "retention": retention,
-        "versions": versions(),
-    }
+    manifest = RunManifest(
+        kind="student", task=task.name, teacher=str(cfg.teacher), base_model=init_from, method=cfg.method,
+        teacher_layers=teacher_layers, student_layers=student_layers,
+        layer_map=list(mapping) if method.records_layer_map else None, student_init=cfg.student_init,
+        init_from=init_from, seed=optim.seed, data=to_dict(cfg.data), config=to_dict(cfg), dev=result.best_metrics,
+        teacher_dev=teacher_dev, retention=retention, versions=versions(),
+    )  # fmt: skip
     finalize_run(run_dir, manifest, metrics)
     return metrics
-
-
-def _teacher_dev(teacher_dir: str) -> dict | None:
-    path = Path(teacher_dir) / "metrics.json"
-    if not path.is_file():
-        return None
-    metrics = read_json(path)
-    return metrics.get("dev") if isinstance(metrics, dict) else None

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ladc.config import DataConfig
 from ladc.errors import LadcError
-from ladc.io import atomic_write_json, atomic_write_text, check_output_path, read_json
+from ladc.io import atomic_write_json, atomic_write_text, check_output_path
+from ladc.runs import data_config_from_run
 
 __all__ = ["EvaluateConfig", "run_evaluate", "data_config_from_run", "write_submission"]
 
@@ -25,25 +25,6 @@ class EvaluateConfig:
     batch_size: int = 64
     dev_limit: int | None = None
     max_seq_len: int | None = None
-
-
-def data_config_from_run(model_dir: str, task: str | None, data_dir: str | None) -> DataConfig:
-    """DataConfig for a run dir: explicit task/data_dir win, else what its ladc.json recorded."""
-    from ladc.teacher import RUN_MANIFEST
-
-    recorded = {}
-    manifest = Path(model_dir) / RUN_MANIFEST
-    if manifest.is_file():
-        loaded = read_json(manifest)  # LadcError naming the file when it is corrupted
-        recorded = loaded.get("data") if isinstance(loaded, dict) else None
-        recorded = recorded if isinstance(recorded, dict) else {}
-    task = task or recorded.get("task")
-    if not task:
-        raise LadcError(f"no --task given and {manifest} does not record one; pass --task")
-    keep = {k: recorded[k] for k in ("max_seq_len", "text_fields", "label_field") if recorded.get(k) is not None}
-    if data_dir is None and recorded.get("task") == task:
-        data_dir = recorded.get("data_dir")
-    return DataConfig(task=task, data_dir=data_dir, **keep)
 
 
 def write_submission(path: Path, task, predictions: np.ndarray, idx: np.ndarray) -> None:

@@ -40,7 +40,6 @@ does; other failures are left out of the ranking).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from contextlib import contextmanager
@@ -58,7 +57,7 @@ from ladc.onnx_graphs import (
     op_counts,
     quantize_graph,
 )
-from ladc.runlock import locked_run
+from ladc.runs import EXPORT_MANIFEST, check_output, run_command
 
 __all__ = [
     "MANIFEST",
@@ -74,7 +73,7 @@ __all__ = [
     "convert_fp16",
 ]
 
-MANIFEST = "export.json"
+MANIFEST = EXPORT_MANIFEST
 MIN_OPSET = 14  # torch exports scaled_dot_product_attention (BERT's default SDPA attention) from opset 14 on
 MAX_OPSET = 20  # the TorchScript exporter optimum-onnx uses stops at 20
 # ----------------------------------------------------------------------------- config checks
@@ -113,11 +112,7 @@ def _check_config(cfg: ExportConfig) -> None:
             raise LadcError(f"--backend openvino: {reason}")
     if cfg.device == "cuda" or cfg.fp16:
         _check_cuda("--fp16" if cfg.fp16 else "--device cuda")
-    output = Path(cfg.output)
-    if output.exists() and not cfg.overwrite:
-        raise LadcError(f"output {output} already exists; pass --overwrite to replace it")
-    if output.exists() and not output.is_dir():
-        raise LadcError(f"output {output} exists and is not a directory")
+    check_output(cfg.output, overwrite=cfg.overwrite)
 
 
 def _check_cuda(flag: str) -> None:
@@ -135,16 +130,9 @@ def _data_config(cfg: ExportConfig) -> DataConfig:
     """Task and data dir: explicit flags win, else the model dir's ladc.json (tune-teacher and distill write it)."""
     import dataclasses
 
-    from ladc.evaluate import data_config_from_run
+    from ladc.runs import data_config_from_run
 
-    manifest = Path(cfg.model) / "ladc.json"
-    task = cfg.task
-    if task is None and manifest.is_file():
-        try:
-            task = json.loads(manifest.read_text()).get("task")
-        except json.JSONDecodeError as exc:
-            raise LadcError(f"{manifest}: invalid JSON at line {exc.lineno} ({exc.msg})") from None
-    data = data_config_from_run(cfg.model, task, cfg.data_dir)
+    data = data_config_from_run(cfg.model, cfg.task, cfg.data_dir)
     return dataclasses.replace(data, dev_limit=cfg.parity_samples, cache_dir=cfg.cache_dir or data.cache_dir)
 
 
@@ -282,7 +270,7 @@ def _calibration_feeds(data: DataConfig, tokenizer, task, samples: int) -> list[
     return feeds
 
 
-@locked_run("ladc export")  # one process per export dir: a second one is refused, naming this one
+@run_command("ladc export")  # default output, and one process per export dir
 def export_onnx(cfg: ExportConfig, console=None) -> dict:
     """Export `cfg.model` to ONNX artifacts in `cfg.output` and check each against PyTorch on dev data.
 
@@ -299,7 +287,7 @@ def export_onnx(cfg: ExportConfig, console=None) -> dict:
     """
     from ladc.io import atomic_dir, atomic_write_json
     from ladc.parity import print_parity_table, raise_on_failure, run_parity
-    from ladc.teacher import versions
+    from ladc.runs import versions
 
     if not Path(cfg.model).is_dir():
         raise LadcError(f"model dir {cfg.model} does not exist (expected a fine-tuned HF sequence-classifier dir)")

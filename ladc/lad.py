@@ -20,12 +20,10 @@ from torch import Tensor, nn
 from ladc.errors import LadcError
 
 __all__ = [
-    "METHODS",
     "LAYER_LOSSES",
     "HighwayGate",
     "GateChain",
     "LayerMatch",
-    "LossWeights",
     "layer_map",
     "layer_matches",
     "aggregate",
@@ -34,10 +32,10 @@ __all__ = [
     "soft_mse",
     "hidden_mse",
     "pkd_loss",
-    "distill_terms",
+    "resolve_matches",
+    "check_hidden_sizes",
 ]
 
-METHODS = ("lad", "pkd", "kd", "none")
 # per-layer losses a LayerMatch can name: LAD's masked hidden MSE, BERT-PKD's normalized-[CLS] MSE
 LAYER_LOSSES = ("hidden_mse", "pkd_cls")
 
@@ -182,33 +180,6 @@ class GateChain(nn.Module):
         return aggregate(hidden_states, self.gates, reverse)
 
 
-@dataclass(frozen=True)
-class LossWeights:
-    """Weights of the distillation terms; defaults are the LAD reference's GLUE settings.
-
-    Attributes:
-        hard: weight of the label loss (reference --hard_weight 0.5).
-        soft: weight of the soft-target loss (reference --soft_weight 0.5).
-        temperature: softmax temperature tau of the soft targets (reference --softmax_temp 10; 20 for SST-2).
-        mu: LAD hidden-MSE weight (reference --hidden_mse_weight: 1000 for QNLI/SST-2, 500 for MRPC).
-        beta: BERT-PKD patient-loss weight (tuned per task by Sun et al. 2019; 100 is a mid-range start).
-    """
-
-    hard: float = 0.5
-    soft: float = 0.5
-    temperature: float = 10.0
-    mu: float = 1000.0
-    beta: float = 100.0
-
-    def __post_init__(self):
-        for name in ("hard", "soft", "mu", "beta"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise LadcError(f"loss weight {name}={value!r} must be a finite number >= 0")
-        if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise LadcError(f"loss weight temperature={self.temperature!r} must be > 0")
-
-
 def hard_loss(student_logits: Tensor, labels: Tensor, is_regression: bool) -> Tensor:
     """Label loss: cross-entropy, or MSE for regression (STS-B).
 
@@ -301,7 +272,7 @@ def pkd_loss(
     return torch.stack(terms).mean()
 
 
-def _resolve_matches(
+def resolve_matches(
     mapping: Sequence[int] | Sequence[LayerMatch] | None, teacher_layers: int, student_layers: int, loss: str
 ) -> tuple[LayerMatch, ...]:
     if mapping is None:
@@ -322,94 +293,9 @@ def _resolve_matches(
     return matches
 
 
-def _check_hidden_sizes(student_hidden: Tensor, teacher_hidden: Tensor) -> None:
+def check_hidden_sizes(student_hidden: Tensor, teacher_hidden: Tensor) -> None:
     if student_hidden.shape[-1] != teacher_hidden.shape[-1]:
         raise LadcError(
             f"student hidden size {student_hidden.shape[-1]} differs from the teacher's {teacher_hidden.shape[-1]}; "
             "layer distillation needs equal sizes (build the student with `build_student`)"
         )
-
-
-def distill_terms(
-    method: str,
-    student_out,
-    teacher_out,
-    labels: Tensor,
-    attention_mask: Tensor | None = None,
-    gates: GateChain | None = None,
-    weights: LossWeights = LossWeights(),
-    mapping: Sequence[int] | Sequence[LayerMatch] | None = None,
-    is_regression: bool = False,
-    reverse: bool = False,
-) -> dict[str, Tensor]:
-    """Named loss terms of one batch; the caller runs a single backward on ``terms['loss']``.
-
-    - ``none``: ``loss = hard`` (plain fine-tuning, weight 1).
-    - ``kd``: ``loss = w_hard * hard + w_soft * soft``.
-    - ``lad``: kd + ``mu * sum_j w_j * hidden_mse(s_j, a_{m(j)}) / n_pairs`` with ``a = gates(h_1..h_T)``
-      (n_pairs = S for the default map, as the reference's division by S); also returns ``hidden``.
-    - ``pkd``: kd + ``beta * patient``, patient = ``pkd_loss`` over pairs whose teacher layer is below T
-      (PKD leaves the last layer to the KD term); also returns ``patient``.
-
-    ``soft`` is ``soft_kl`` at ``weights.temperature``, or ``soft_mse`` for regression.
-
-    Args:
-        method: one of ``METHODS``.
-        student_out: HF output with ``.logits`` (B, C) and, for lad/pkd, ``.hidden_states`` (S + 1 tensors (B, L, H),
-            embeddings first).
-        teacher_out: same for the teacher (T + 1 hidden states); unused (may be None) for ``none``.
-        labels: (B,) class ids or float scores.
-        attention_mask: (B, L), 1 for real tokens; masks the lad hidden loss.
-        gates: the ``GateChain`` (T gates), required for lad.
-        weights: term weights and temperature.
-        mapping: 1-based teacher layer per student layer, or ``LayerMatch`` records; default ``layer_map(T, S)``.
-        is_regression: regression task (STS-B).
-        reverse: aggregate top-down (see ``aggregate``).
-
-    Returns:
-        ``{'hard', 'loss'}`` plus ``'soft'`` (kd, lad, pkd), ``'hidden'`` (lad) or ``'patient'`` (pkd); scalars.
-
-    Raises:
-        LadcError: unknown method, a hidden-size mismatch, or a mapping outside the models' layers.
-    """
-    if method not in METHODS:
-        raise LadcError(f"distillation method '{method}' is unknown; expected one of {', '.join(METHODS)}")
-    hard = hard_loss(student_out.logits, labels, is_regression)
-    if method == "none":
-        return {"hard": hard, "loss": hard}
-    if is_regression:
-        soft = soft_mse(student_out.logits, teacher_out.logits)
-    else:
-        soft = soft_kl(student_out.logits, teacher_out.logits, weights.temperature)
-    terms = {"hard": hard, "soft": soft, "loss": weights.hard * hard + weights.soft * soft}
-    if method == "kd":
-        return terms
-    if student_out.hidden_states is None or teacher_out.hidden_states is None:
-        raise ValueError(f"method '{method}' needs hidden states: call both models with output_hidden_states=True")
-    student_hidden = student_out.hidden_states[1:]
-    teacher_hidden = teacher_out.hidden_states[1:]
-    _check_hidden_sizes(student_hidden[0], teacher_hidden[0])
-    num_teacher, num_student = len(teacher_hidden), len(student_hidden)
-    if method == "lad":
-        if gates is None:
-            raise ValueError("method 'lad' needs gates (a GateChain with one gate per teacher layer)")
-        matches = _resolve_matches(mapping, num_teacher, num_student, "hidden_mse")
-        aggregated = gates(teacher_hidden, reverse=reverse)
-        hidden = sum(
-            m.weight * hidden_mse(student_hidden[m.student_layer - 1], aggregated[m.teacher_layer - 1], attention_mask)
-            for m in matches
-        ) / len(matches)
-        terms["hidden"] = hidden
-        terms["loss"] = terms["loss"] + weights.mu * hidden
-        return terms
-    matches = [
-        m for m in _resolve_matches(mapping, num_teacher, num_student, "pkd_cls") if m.teacher_layer < num_teacher
-    ]
-    patient = pkd_loss(
-        [student_hidden[m.student_layer - 1] for m in matches],
-        [teacher_hidden[m.teacher_layer - 1] for m in matches],
-        [m.weight for m in matches],
-    )
-    terms["patient"] = patient.to(hard.device)
-    terms["loss"] = terms["loss"] + weights.beta * terms["patient"]
-    return terms

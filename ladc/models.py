@@ -178,16 +178,10 @@ def load_classifier(model_dir: str, task: TaskSpec | None = None):
 
 def _check_labels(model_dir: str, config, task: TaskSpec) -> None:
     """Raise LadcError when the model was tuned for another task: its ladc.json, or GLUE label names, say so."""
-    import json
+    from ladc.runs import read_manifest
 
-    manifest = Path(model_dir) / "ladc.json"
-    recorded = None
-    if manifest.is_file():
-        try:
-            recorded = json.loads(manifest.read_text(encoding="utf-8")).get("task")
-        except (ValueError, AttributeError):
-            recorded = None  # an unreadable manifest says nothing about the labels
-    if isinstance(recorded, str) and recorded != task.name:
+    recorded = getattr(read_manifest(model_dir), "task", None)
+    if recorded is not None and recorded != task.name:
         raise LadcError(f"model dir {model_dir} was tuned on {recorded} (its ladc.json), not {task.name}")
     if task.is_regression:
         return

@@ -22,6 +22,7 @@ from ladc.config import (
     from_dict,
     load_yaml,
     save_yaml,
+    with_preset,
 )
 from ladc.errors import LadcError
 from ladc.runlock import locked_run
@@ -67,14 +68,12 @@ def load_pipeline_config(path: str | Path) -> PipelineConfig:
 
 
 def _with_preset(raw: dict) -> dict:
-    """Apply `distill.preset` the way `ladc distill --preset` does: it fills only what the YAML leaves unset."""
-    from ladc.distill import merge_dicts, preset_dict
-
+    """Apply `distill.preset` the way `ladc distill --preset` does (ladc.config.with_preset)."""
     distill = raw.get("distill")
-    if not isinstance(distill, dict) or not distill.get("preset"):
+    if not isinstance(distill, dict):
         return raw
     task = (raw.get("data") or {}).get("task") or DataConfig().task
-    return {**raw, "distill": merge_dicts(preset_dict(distill["preset"], task), distill)}
+    return {**raw, "distill": with_preset(distill, task)}
 
 
 def _stage_configs(cfg: PipelineConfig, run_dir: Path) -> dict:

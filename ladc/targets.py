@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ladc.errors import LadcError, did_you_mean
 from ladc.io import read_json
+from ladc.runs import infer_task
 
 __all__ = ["KINDS", "BenchTarget", "resolve_targets", "resolve_baseline", "describe_onnx", "infer_task"]
 
@@ -174,29 +175,3 @@ def resolve_baseline(baseline: str | None, names: list[str]) -> int:
         f"--baseline '{baseline}' is neither a target name nor an index 0..{len(names) - 1}"
         f"{did_you_mean(baseline, names)}; targets: {', '.join(names)}"
     )
-
-
-def _recorded_task(arg: str) -> str | None:
-    """The task a target's own manifest records: export.json (export dirs, their files) or ladc.json (run dirs)."""
-    path = Path(arg.removeprefix("openvino:"))
-    folder = path if path.is_dir() else path.parent
-    for manifest in ("export.json", "ladc.json"):
-        if (folder / manifest).is_file():
-            task = read_json(folder / manifest).get("task")
-            if isinstance(task, str):
-                return task
-    return None
-
-
-def infer_task(paths: list[str] | tuple[str, ...]) -> str | None:
-    """The task every target's manifest agrees on, or None when no target records one.
-
-    Raises:
-        LadcError: targets record different tasks.
-    """
-    recorded = {arg: task for arg in paths if (task := _recorded_task(str(arg)))}
-    tasks = sorted(set(recorded.values()))
-    if len(tasks) > 1:
-        described = "; ".join(f"{arg}: {task}" for arg, task in recorded.items())
-        raise LadcError(f"the targets were trained on different tasks ({described}); pass --task to choose one")
-    return tasks[0] if tasks else None

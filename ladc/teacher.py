@@ -2,50 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from pathlib import Path
 
-from ladc.config import DataConfig, OptimConfig, TuneTeacherConfig, save_yaml, to_dict
+from ladc.config import DataConfig, OptimConfig, TuneTeacherConfig, to_dict
 from ladc.errors import LadcError
-from ladc.io import atomic_write_json, check_output_path, prepare_run_dir
-from ladc.runlock import locked_run
+from ladc.runs import RunManifest, create_run_dir, finalize_run, resolve_run_config, run_command, versions
 
-__all__ = [
-    "tune_teacher",
-    "finalize_run",
-    "make_evaluator",
-    "resolve_run_config",
-    "create_run_dir",
-    "versions",
-    "RUN_MANIFEST",
-]
-
-RUN_MANIFEST = "ladc.json"  # task + data source of a run dir, read by export, bench and pipeline
-
-
-def versions() -> dict[str, str]:
-    """Package versions recorded in every manifest, so a run can be reproduced."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in (
-        "ladc",
-        "torch",
-        "transformers",
-        "datasets",
-        "accelerate",
-        "onnx",
-        "onnxruntime",
-        "optimum",
-        "optimum-onnx",
-    ):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return out
+__all__ = ["tune_teacher", "make_evaluator", "prepare_data", "check_optim"]
 
 
 def make_evaluator(data: DataConfig, tokenizer, task, batch_size: int):
@@ -105,98 +68,7 @@ def check_optim(optim: OptimConfig) -> None:
         raise LadcError(f"mixed_precision '{optim.mixed_precision}' is not one of: no, bf16, fp16, auto")
 
 
-def resolve_run_config(cfg, cfg_cls):
-    """Check the run dir without touching it; on --resume the saved config wins so the run continues unchanged.
-
-    Raises:
-        LadcError: the dir exists without --overwrite/--resume, or the run to resume already finished.
-    """
-    from ladc.config import from_dict, load_saved_config
-
-    run_dir = check_output_path(cfg.output)  # a file on the way or a read-only location fails before any model loads
-    if cfg.resume and cfg.overwrite:
-        raise LadcError("--resume continues a run and --overwrite deletes it; pass one of them")
-    if cfg.resume and (run_dir / "metrics.json").is_file():
-        raise LadcError(f"run {run_dir} already finished (metrics.json exists); use --overwrite to start again")
-    if not (cfg.resume or cfg.overwrite) and run_dir.is_dir() and any(run_dir.iterdir()):
-        raise LadcError(
-            f"output dir {run_dir} already exists; pass --overwrite to replace it or --resume to continue it"
-        )
-    if cfg.resume and run_dir.is_dir():
-        from ladc.train import latest_checkpoint
-
-        checkpoint = latest_checkpoint(run_dir)
-        if checkpoint is not None:
-            check_checkpoint(checkpoint)
-    loaded = load_saved_config(cfg_cls, run_dir) if cfg.resume else None
-    if loaded is not None:
-        # the output as given now: a relative path saved from another working directory would point elsewhere
-        loaded.update({"resume": True, "overwrite": False, "output": cfg.output})
-        cfg = from_dict(cfg_cls, loaded, "")
-    return cfg
-
-
-def check_checkpoint(checkpoint: Path) -> None:
-    """Raise LadcError when a file --resume would load from `checkpoint` is damaged (truncated, overwritten).
-
-    Reads headers and checksums only (safetensors header, zip CRCs of torch.save files, JSON), so a bad file is named
-    before any model loads instead of failing inside accelerate's load_state.
-    """
-    import zipfile
-
-    from safetensors import SafetensorError, safe_open
-
-    for path in sorted(checkpoint.iterdir()):
-        try:
-            if path.suffix == ".safetensors":
-                with safe_open(str(path), "pt") as handle:
-                    handle.keys()
-            elif path.suffix in (".bin", ".pkl"):  # torch.save writes zip archives whatever the extension
-                with zipfile.ZipFile(path) as archive:
-                    broken = archive.testzip()
-                if broken:
-                    raise ValueError(f"{broken} fails its checksum")
-            elif path.suffix == ".json":
-                json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, SafetensorError) as exc:
-            reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-            raise LadcError(
-                f"checkpoint {checkpoint} is damaged ({path.name}: {reason}); pass --overwrite instead of --resume "
-                "to start the run again"
-            ) from None
-
-
-def create_run_dir(cfg) -> Path:
-    """Create (or, with --overwrite, replace) the run dir and save the resolved config into it.
-
-    Called only after the model and data loaded, so bad input never leaves an empty run dir behind.
-    """
-    run_dir = prepare_run_dir(cfg.output, overwrite=cfg.overwrite, resume=cfg.resume)
-    saved = run_dir / "config.yaml"
-    save_yaml(cfg, saved, header=f"resolved config of {run_dir}; rerun with: ladc <command> --config {saved}")
-    return run_dir
-
-
-def finalize_run(run_dir: Path, manifest: dict, metrics: dict) -> None:
-    """Move the best checkpoint's files into the run dir root, then write ladc.json and metrics.json last.
-
-    metrics.json is written last on purpose: its presence marks a finished run (pipeline skips on it).
-    """
-    best = run_dir / "best"
-    if not best.is_dir():
-        raise RuntimeError(f"no best checkpoint in {best}: training ended without an evaluation")
-    for item in best.iterdir():
-        target = run_dir / item.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        os.replace(item, target)  # same filesystem: atomic per file
-    shutil.rmtree(best, ignore_errors=True)
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-    atomic_write_json(run_dir / RUN_MANIFEST, manifest)
-    atomic_write_json(run_dir / "metrics.json", metrics)
-
-
-@locked_run("ladc tune-teacher")  # one process per run dir: a second one is refused, naming this one
+@run_command("ladc tune-teacher")  # default output, and one process per run dir
 def tune_teacher(cfg: TuneTeacherConfig) -> dict:
     """Fine-tune `cfg.model` on `cfg.data.task`; write an HF model dir + metrics.json to `cfg.output`.
 
@@ -206,7 +78,7 @@ def tune_teacher(cfg: TuneTeacherConfig) -> dict:
     from ladc.models import resolve_model
     from ladc.tasks import get_task
 
-    cfg = resolve_run_config(cfg, TuneTeacherConfig)  # read-only; on --resume the saved config wins
+    cfg = resolve_run_config(cfg)  # read-only; on --resume the saved config wins
     task = get_task(cfg.data.task)
     check_optim(cfg.optim)  # before the heavy imports below: a bad flag fails in a second
     resolve_model(cfg.model)
@@ -242,14 +114,9 @@ def tune_teacher(cfg: TuneTeacherConfig) -> dict:
         run_dir=run_dir, task=task, resume=cfg.resume,
     )  # fmt: skip
     metrics = result_metrics(result, task, len(train))
-    manifest = {
-        "kind": "teacher",
-        "task": task.name,
-        "base_model": cfg.model,
-        "data": to_dict(cfg.data),
-        "config": to_dict(cfg),
-        "dev": result.best_metrics,
-        "versions": versions(),
-    }
+    manifest = RunManifest(
+        kind="teacher", task=task.name, base_model=cfg.model, data=to_dict(cfg.data), config=to_dict(cfg),
+        dev=result.best_metrics, versions=versions(),
+    )  # fmt: skip
     finalize_run(run_dir, manifest, metrics)
     return metrics

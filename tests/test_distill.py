@@ -160,8 +160,9 @@ def test_student_init_and_init_from_choose_the_copied_layers(tiny_teacher, tiny_
 
 def test_teacher_runs_without_gradients_inside_the_distill_loss(tiny_teacher):
     """distill's loss runs the teacher under inference_mode: even a teacher left trainable gets no gradient."""
+    from ladc.config import LossWeights
     from ladc.distill import _make_loss_fn
-    from ladc.lad import GateChain, LossWeights
+    from ladc.lad import GateChain
     from ladc.models import build_student, load_classifier
     from ladc.tasks import get_task
 

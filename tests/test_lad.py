@@ -12,14 +12,13 @@ from scipy.special import softmax
 from scipy.stats import entropy
 from transformers import BertConfig, BertForSequenceClassification
 
+from ladc.config import LossWeights
 from ladc.errors import LadcError
 from ladc.lad import (
     GateChain,
     HighwayGate,
     LayerMatch,
-    LossWeights,
     aggregate,
-    distill_terms,
     hard_loss,
     hidden_mse,
     layer_map,
@@ -28,6 +27,7 @@ from ladc.lad import (
     soft_kl,
     soft_mse,
 )
+from ladc.methods import distill_terms
 
 
 def tiny_bert(num_layers: int, hidden_size: int = 32, num_labels: int = 3, seed: int = 0):

@@ -1,0 +1,238 @@
+"""Distillation methods as data: which teacher outputs a method needs, which extra modules it trains, which loss terms
+it sums. `distill` and the loss function read the record; nothing branches on a method's name.
+
+Every equation lives in `ladc/lad.py`; a record only says which of them a method weighs together, and how. A new
+method is one more `Method` in `METHODS` (a test may register one with `monkeypatch.setitem`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from torch import Tensor, nn
+
+from ladc.config import LossWeights
+from ladc.errors import LadcError
+from ladc.lad import (
+    GateChain,
+    LayerMatch,
+    check_hidden_sizes,
+    hard_loss,
+    hidden_mse,
+    pkd_loss,
+    resolve_matches,
+    soft_kl,
+    soft_mse,
+)
+
+__all__ = ["TEACHER_OUTPUTS", "TermInputs", "LossTerm", "ExtraModule", "Method", "METHODS", "distill_terms"]
+
+# what a method needs the teacher to return, cheapest first: nothing (no teacher forward), logits, all hidden states
+TEACHER_OUTPUTS = ("none", "logits", "hidden_states")
+
+
+@dataclass(frozen=True)
+class TermInputs:
+    """Everything a loss term may read for one batch.
+
+    Attributes:
+        student_out: HF output with ``.logits`` (B, C) and, when the method needs them, ``.hidden_states``
+            (S + 1 tensors (B, L, H), embeddings first).
+        teacher_out: the same for the teacher (T + 1 hidden states); None when the method needs no teacher.
+        labels: (B,) class ids or float scores.
+        attention_mask: (B, L), 1 for real tokens.
+        modules: the method's extra trainable modules by name (e.g. ``gates``).
+        weights: loss weights and the soft-target temperature.
+        mapping: 1-based teacher layer per student layer, or ``LayerMatch`` records; None = ``layer_map(T, S)``.
+        is_regression: regression task (STS-B).
+        reverse: aggregate teacher layers top-down (LAD).
+    """
+
+    student_out: object
+    teacher_out: object | None
+    labels: Tensor
+    attention_mask: Tensor | None = None
+    modules: Mapping[str, nn.Module] = field(default_factory=dict)
+    weights: LossWeights = LossWeights()
+    mapping: Sequence[int] | Sequence[LayerMatch] | None = None
+    is_regression: bool = False
+    reverse: bool = False
+
+    def hidden(self) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+        """(student layer outputs h_1..h_S, teacher layer outputs h_1..h_T), embeddings left out."""
+        return tuple(self.student_out.hidden_states[1:]), tuple(self.teacher_out.hidden_states[1:])
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """One named term of a method's loss: ``loss += weights.<weight> * compute(inputs)`` (weight None: 1).
+
+    The name is what the progress bar and metrics.json history show.
+    """
+
+    name: str
+    compute: Callable[[TermInputs], Tensor]
+    weight: str | None = None  # a LossWeights field name
+
+
+@dataclass(frozen=True)
+class ExtraModule:
+    """A module a method trains beside the student with its own AdamW (no weight decay), saved as NAME.safetensors
+    next to the student but not part of the deployed model."""
+
+    name: str
+    build: Callable[[object], nn.Module]  # teacher HF config -> module
+    lr_field: str  # the DistillConfig field holding its learning rate
+
+
+@dataclass(frozen=True)
+class Method:
+    """A distillation method as data.
+
+    Attributes:
+        name: the --method value.
+        teacher_outputs: one of ``TEACHER_OUTPUTS``; ``hidden_states`` makes both models return every layer.
+        terms: the loss terms, summed with their weights in this order.
+        modules: extra trainable modules (LAD's gate chain).
+        records_layer_map: write the layer map into ladc.json (where it names aggregated states to analyse).
+    """
+
+    name: str
+    teacher_outputs: str
+    terms: tuple[LossTerm, ...]
+    modules: tuple[ExtraModule, ...] = ()
+    records_layer_map: bool = False
+
+    def __post_init__(self):
+        if self.teacher_outputs not in TEACHER_OUTPUTS:
+            raise ValueError(f"teacher_outputs {self.teacher_outputs!r} is not one of {TEACHER_OUTPUTS}")
+        names = [term.name for term in self.terms]
+        if not names or "loss" in names or len(set(names)) != len(names):
+            raise ValueError(f"method {self.name!r}: terms need distinct names other than 'loss', got {names}")
+
+    @property
+    def needs_teacher(self) -> bool:
+        return self.teacher_outputs != "none"
+
+    @property
+    def needs_hidden(self) -> bool:
+        return self.teacher_outputs == "hidden_states"
+
+
+# ----------------------------------------------------------------------------- the terms
+
+
+def hard_term(x: TermInputs) -> Tensor:
+    """Cross-entropy with the gold labels (MSE for regression)."""
+    return hard_loss(x.student_out.logits, x.labels, x.is_regression)
+
+
+def soft_term(x: TermInputs) -> Tensor:
+    """``tau^2``-scaled KL to the teacher's softened distribution; MSE to its score for regression."""
+    if x.is_regression:
+        return soft_mse(x.student_out.logits, x.teacher_out.logits)
+    return soft_kl(x.student_out.logits, x.teacher_out.logits, x.weights.temperature)
+
+
+def lad_hidden_term(x: TermInputs) -> Tensor:
+    """LAD: ``sum_j w_j * hidden_mse(s_j, a_{m(j)}) / n_pairs`` with ``a = gates(h_1..h_T)`` (n_pairs = S for the
+    default map, as the reference's division by S)."""
+    gates = x.modules.get("gates")
+    if gates is None:
+        raise ValueError("method 'lad' needs gates (a GateChain with one gate per teacher layer)")
+    student_hidden, teacher_hidden = x.hidden()
+    matches = resolve_matches(x.mapping, len(teacher_hidden), len(student_hidden), "hidden_mse")
+    aggregated = gates(teacher_hidden, reverse=x.reverse)
+    total = sum(
+        m.weight * hidden_mse(student_hidden[m.student_layer - 1], aggregated[m.teacher_layer - 1], x.attention_mask)
+        for m in matches
+    )
+    return total / len(matches)
+
+
+def pkd_patient_term(x: TermInputs) -> Tensor:
+    """BERT-PKD: ``pkd_loss`` over the pairs whose teacher layer is below T (PKD leaves the last to the KD term)."""
+    student_hidden, teacher_hidden = x.hidden()
+    matches = resolve_matches(x.mapping, len(teacher_hidden), len(student_hidden), "pkd_cls")
+    matches = [m for m in matches if m.teacher_layer < len(teacher_hidden)]
+    patient = pkd_loss(
+        [student_hidden[m.student_layer - 1] for m in matches],
+        [teacher_hidden[m.teacher_layer - 1] for m in matches],
+        [m.weight for m in matches],
+    )
+    return patient.to(x.student_out.logits.device)  # no pairs: a CPU zero
+
+
+def _gate_chain(teacher_config) -> nn.Module:
+    return GateChain(teacher_config.num_hidden_layers, teacher_config.hidden_size)
+
+
+_HARD = LossTerm("hard", hard_term, "hard")
+_SOFT = LossTerm("soft", soft_term, "soft")
+
+METHODS: dict[str, Method] = {
+    "lad": Method(
+        "lad", "hidden_states", (_HARD, _SOFT, LossTerm("hidden", lad_hidden_term, "mu")),
+        modules=(ExtraModule("gates", _gate_chain, "gate_lr"),), records_layer_map=True,
+    ),
+    "pkd": Method("pkd", "hidden_states", (_HARD, _SOFT, LossTerm("patient", pkd_patient_term, "beta"))),
+    "kd": Method("kd", "logits", (_HARD, _SOFT)),
+    "none": Method("none", "none", (LossTerm("hard", hard_term),)),  # plain fine-tuning: the label loss at weight 1
+}  # fmt: skip
+
+
+def get_method(name: str) -> Method:
+    """Raises: LadcError naming the known methods."""
+    if name not in METHODS:
+        raise LadcError(f"distillation method '{name}' is unknown; expected one of {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def distill_terms(
+    method: str | Method,
+    student_out,
+    teacher_out,
+    labels: Tensor,
+    attention_mask: Tensor | None = None,
+    *,
+    weights: LossWeights = LossWeights(),
+    mapping: Sequence[int] | Sequence[LayerMatch] | None = None,
+    is_regression: bool = False,
+    reverse: bool = False,
+    **modules: nn.Module | None,
+) -> dict[str, Tensor]:
+    """Named loss terms of one batch, plus their weighted sum under ``'loss'``; the caller runs one backward on it.
+
+    Args:
+        method: a ``METHODS`` key or a ``Method``.
+        student_out, teacher_out, labels, attention_mask, weights, mapping, is_regression, reverse: see `TermInputs`.
+        **modules: the method's extra modules by name (``gates=GateChain(T, H)`` for lad).
+
+    Returns:
+        One scalar per term name (e.g. ``hard``, ``soft``, ``hidden``) and ``loss``.
+
+    Raises:
+        LadcError: unknown method, a hidden-size mismatch, or a mapping outside the models' layers.
+        ValueError: a method that needs hidden states got outputs without them.
+    """
+    record = method if isinstance(method, Method) else get_method(method)
+    if record.needs_hidden:
+        if student_out.hidden_states is None or teacher_out.hidden_states is None:
+            raise ValueError(
+                f"method '{record.name}' needs hidden states: call both models with output_hidden_states=True"
+            )
+        check_hidden_sizes(student_out.hidden_states[-1], teacher_out.hidden_states[-1])
+    inputs = TermInputs(
+        student_out, teacher_out, labels, attention_mask, {k: v for k, v in modules.items() if v is not None},
+        weights, mapping, is_regression, reverse,
+    )  # fmt: skip
+    terms: dict[str, Tensor] = {}
+    loss = None
+    for term in record.terms:
+        value = term.compute(inputs)
+        terms[term.name] = value
+        weighted = value if term.weight is None else getattr(weights, term.weight) * value
+        loss = weighted if loss is None else loss + weighted
+    terms["loss"] = loss
+    return terms

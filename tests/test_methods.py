@@ -1,0 +1,104 @@
+"""Tests for ladc/methods.py: methods are data, so a new one is a record registered in METHODS and nothing else."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ladc import methods
+from ladc.config import DataConfig, DistillConfig, OptimConfig
+from ladc.errors import LadcError
+from ladc.methods import METHODS, LossTerm, Method, distill_terms
+from tests.helpers import write_tiny_base_model, write_tiny_sst2
+
+
+@pytest.fixture
+def tiny_teacher(tmp_path, tiny_bert_config, tiny_tokenizer):
+    """A 4-layer random 'fine-tuned' teacher dir whose ladc.json names its base checkpoint, and a tiny SST-2."""
+    from transformers import BertForSequenceClassification
+
+    base = write_tiny_base_model(tmp_path / "base", tiny_bert_config(num_layers=4), tiny_tokenizer, seed=1)
+    torch.manual_seed(2)
+    config = tiny_bert_config(num_layers=4, id2label={0: "negative", 1: "positive"})
+    config.architectures = ["BertForSequenceClassification"]
+    BertForSequenceClassification(config).save_pretrained(tmp_path / "teacher")
+    tiny_tokenizer.save_pretrained(tmp_path / "teacher")
+    (tmp_path / "teacher" / "ladc.json").write_text(json.dumps({"task": "sst2", "base_model": str(base)}))
+    return tmp_path / "teacher", write_tiny_sst2(tmp_path / "glue"), tmp_path
+
+
+def _config(teacher, glue, output, method: str) -> DistillConfig:
+    return DistillConfig(
+        teacher=str(teacher), output=str(output), method=method, student_layers=2,
+        data=DataConfig(task="sst2", data_dir=str(glue), cache_dir=str(output.parent / "cache")),
+        optim=OptimConfig(lr=1e-3, batch_size=16, max_steps=3, warmup_ratio=0.0, log_steps=1, eval_steps=3),
+    )  # fmt: skip
+
+
+def _logit_mse(inputs) -> torch.Tensor:
+    """The fake method's one term: plain MSE between student and teacher logits."""
+    return F.mse_loss(inputs.student_out.logits.float(), inputs.teacher_out.logits.float())
+
+
+def test_a_registered_fake_method_runs_through_distill(tiny_teacher, monkeypatch):
+    from ladc.distill import distill
+
+    calls = []
+
+    def logit_mse(inputs):
+        calls.append(inputs.student_out.hidden_states)
+        return _logit_mse(inputs)
+
+    fake = Method("logit-mse", "logits", (LossTerm("logit_mse", logit_mse),))
+    monkeypatch.setitem(methods.METHODS, "logit-mse", fake)
+    teacher, glue, tmp = tiny_teacher
+    metrics = distill(_config(teacher, glue, tmp / "student", "logit-mse"))
+
+    logged = [h for h in metrics["history"] if "loss" in h]
+    assert len(logged) == 3 and all(set(h) >= {"logit_mse", "loss"} for h in logged)
+    assert all("hard" not in h and "soft" not in h for h in logged)  # only the record's own term is summed
+    assert all(h["loss"] == pytest.approx(h["logit_mse"], rel=1e-6) for h in logged)
+    assert calls and all(hidden is None for hidden in calls)  # a logits-only method never asks for hidden states
+    manifest = json.loads((tmp / "student" / "ladc.json").read_text())
+    assert manifest["method"] == "logit-mse" and manifest["layer_map"] is None
+    assert not (tmp / "student" / "gates.safetensors").exists()  # no extra modules: nothing beside the model
+
+
+def test_an_unregistered_method_is_refused_before_training(tiny_teacher):
+    from ladc.distill import distill
+
+    teacher, glue, tmp = tiny_teacher
+    with pytest.raises(LadcError, match="--method 'logit-mse' is unknown; expected one of lad, pkd, kd, none"):
+        distill(_config(teacher, glue, tmp / "student", "logit-mse"))
+    assert not (tmp / "student").exists()
+
+
+def test_records_describe_what_each_method_needs():
+    assert {name: m.teacher_outputs for name, m in METHODS.items()} == {
+        "lad": "hidden_states", "pkd": "hidden_states", "kd": "logits", "none": "none",
+    }  # fmt: skip
+    assert [t.name for t in METHODS["lad"].terms] == ["hard", "soft", "hidden"]
+    assert [m.name for m in METHODS["lad"].modules] == ["gates"] and METHODS["lad"].modules[0].lr_field == "gate_lr"
+    assert all(not m.modules for name, m in METHODS.items() if name != "lad")
+    with pytest.raises(ValueError, match="distinct names"):
+        Method("twice", "logits", (LossTerm("a", _logit_mse), LossTerm("a", _logit_mse)))
+    with pytest.raises(ValueError, match="teacher_outputs"):
+        Method("x", "attentions", (LossTerm("a", _logit_mse),))
+
+
+def test_term_weights_come_from_the_named_loss_weight():
+    """A term with weight 'soft' is scaled by weights.soft; an unweighted one counts once."""
+    from types import SimpleNamespace
+
+    from ladc.config import LossWeights
+
+    student = SimpleNamespace(logits=torch.tensor([[2.0, 0.0], [0.0, 1.0]]), hidden_states=None)
+    teacher = SimpleNamespace(logits=torch.tensor([[1.0, 0.0], [0.0, 3.0]]), hidden_states=None)
+    record = Method("w", "logits", (LossTerm("a", _logit_mse, "soft"), LossTerm("b", _logit_mse)))
+    terms = distill_terms(record, student, teacher, torch.tensor([0, 1]), weights=LossWeights(soft=3.0))
+    mse = ((1.0**2) + (2.0**2)) / 4  # mean over the 4 logits
+    assert terms["a"].item() == pytest.approx(mse) and terms["b"].item() == pytest.approx(mse)
+    assert terms["loss"].item() == pytest.approx(3.0 * mse + mse)
