@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from ladc.config import BenchConfig, DistillConfig, ExportConfig, TuneTeacherConfig
 from ladc.errors import LadcError
 
 __all__ = ["app", "main"]
@@ -21,8 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# ----------------------------------------------------------------------------- shared option types
-TaskOpt = Annotated[str, typer.Option("--task", help="GLUE task: cola sst2 mrpc stsb qqp mnli qnli rte wnli.")]
+# ----------------------------------------------------------------------------- options several commands share
 DataDirOpt = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Directory in the GLUE TSV layout (DIR/SST-2/train.tsv). Default: the hub."),
@@ -49,96 +51,102 @@ def user_errors(command: Callable) -> Callable:
     return wrapper
 
 
-# >>> tune-teacher / evaluate / distill (owned by lead)
-MixedPrecisionOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--mixed-precision",
-        help="no | bf16 (CPU AVX-512 BF16/AMX or GPU) | fp16 (GPU) | auto (bf16 where native, else no).",
-    ),
-]
+@dataclass(frozen=True)
+class Opt:
+    """One CLI option that sets the config value at dotted `key`; `{default}` in the help shows the command's default."""
+
+    key: str
+    kind: type
+    help: str
+    decls: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:  # the parameter, hence the flag: optim.batch_size -> --batch-size
+        return self.key.rsplit(".", 1)[-1]
 
 
-# options shared by tune-teacher and distill (same flags, same help)
-TrainFileOpt = Annotated[str | None, typer.Option(help="Generic CSV/JSONL train file.")]
-DevFileOpt = Annotated[str | None, typer.Option(help="Generic CSV/JSONL dev file.")]
-TextFieldsOpt = Annotated[str | None, typer.Option(help="Comma-separated text columns of CSV/JSONL files.")]
-LabelFieldOpt = Annotated[str | None, typer.Option(help="Label column of CSV/JSONL files.")]
-MaxSeqLenOpt = Annotated[int | None, typer.Option(help="Max tokens per example (default 128).")]
-TrainLimitOpt = Annotated[int | None, typer.Option(help="Seeded random subset of train.")]
-DevLimitOpt = Annotated[int | None, typer.Option(help="First N dev examples.")]
-GradAccumOpt = Annotated[int | None, typer.Option(help="Gradient accumulation steps.")]
-MaxStepsOpt = Annotated[int | None, typer.Option(help="Optimizer steps; overrides --epochs.")]
-WarmupStepsOpt = Annotated[int | None, typer.Option(help="Warm-up steps; overrides --warmup-ratio.")]
-EvalStepsOpt = Annotated[int | None, typer.Option(help="Evaluate every N steps (default: each epoch).")]
-SaveStepsOpt = Annotated[int | None, typer.Option(help="Checkpoint every N steps (default: at each eval).")]
-GroupByLengthOpt = Annotated[bool | None, typer.Option("--group-by-length/--no-group-by-length")]
+# the data and optimisation options of tune-teacher and distill, declared once for both
+TRAINING_OPTIONS = (
+    Opt("data.task", str, "GLUE task (sst2, qnli, ...).", ("--task",)),
+    Opt("data.data_dir", Path, "Directory in the GLUE TSV layout (DIR/SST-2/train.tsv). Default: the hub.", ("--data-dir",)),
+    Opt("data.train_file", str, "Generic CSV/JSONL train file."),
+    Opt("data.dev_file", str, "Generic CSV/JSONL dev file."),
+    Opt("data.text_fields", str, "Comma-separated text columns of CSV/JSONL files."),
+    Opt("data.label_field", str, "Label column of CSV/JSONL files."),
+    Opt("data.max_seq_len", int, "Max tokens per example (default {default})."),
+    Opt("data.train_limit", int, "Seeded random subset of train."),
+    Opt("data.dev_limit", int, "First N dev examples."),
+    Opt("optim.lr", float, "Peak learning rate (default {default:g})."),
+    Opt("optim.batch_size", int, "Per-device batch size (default {default})."),
+    Opt("optim.grad_accum", int, "Gradient accumulation steps."),
+    Opt("optim.epochs", float, "Epochs (default {default:g})."),
+    Opt("optim.max_steps", int, "Optimizer steps; overrides --epochs."),
+    Opt("optim.warmup_ratio", float, "Warm-up fraction of steps (default {default:g})."),
+    Opt("optim.warmup_steps", int, "Warm-up steps; overrides --warmup-ratio."),
+    Opt("optim.eval_steps", int, "Evaluate every N steps (default: each epoch)."),
+    Opt("optim.save_steps", int, "Checkpoint every N steps (default: at each eval)."),
+    Opt("optim.seed", int, "Random seed (default {default})."),
+    Opt("optim.mixed_precision", str, "no | bf16 (CPU AVX-512 BF16/AMX or GPU) | fp16 (GPU) | auto (bf16 where native, "
+        "else no).", ("--mixed-precision",)),
+    Opt("optim.group_by_length", bool, "Batch examples of similar length.", ("--group-by-length/--no-group-by-length",)),
+)  # fmt: skip
+
+# distill's loss weights; their defaults are ladc.config.LossWeights'
+LOSS_OPTIONS = (
+    Opt("hard_weight", float, "Weight of the label loss (default {default:g})."),
+    Opt("soft_weight", float, "Weight of the soft-label KL (default {default:g})."),
+    Opt("temperature", float, "Soft-label temperature tau (default {default:g})."),
+    Opt("mu", float, "LAD hidden-MSE weight (default {default:g})."),
+    Opt("beta", float, "PKD patient-loss weight (default {default:g})."),
+    Opt("gate_lr", float, "Learning rate of the highway gates (default {default:g})."),
+)
 
 
-def _optim_overrides(**values) -> dict:
-    return {f"optim.{k}": v for k, v in values.items()}
+def with_options(cfg_cls: type, options: tuple[Opt, ...]) -> Callable:
+    """Add `options` to a command's signature; the command receives their values as `overrides` (dotted keys)."""
+    from ladc.config import dotted_get
 
+    defaults = cfg_cls()
 
-def _data_overrides(
-    task, data_dir, train_file, dev_file, text_fields, label_field, max_seq_len, train_limit, dev_limit
-):
-    return {
-        "data.task": task, "data.data_dir": str(data_dir) if data_dir else None, "data.train_file": train_file,
-        "data.dev_file": dev_file, "data.text_fields": text_fields, "data.label_field": label_field,
-        "data.max_seq_len": max_seq_len, "data.train_limit": train_limit, "data.dev_limit": dev_limit,
-    }  # fmt: skip
+    def decorate(command: Callable) -> Callable:
+        def parameter(opt: Opt) -> inspect.Parameter:
+            text = opt.help.format(default=dotted_get(defaults, opt.key))
+            annotation = Annotated[opt.kind | None, typer.Option(*opt.decls, help=text)]
+            return inspect.Parameter(opt.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+
+        @functools.wraps(command)
+        def wrapper(**kwargs):
+            return command(**kwargs, overrides={opt.key: kwargs.pop(opt.name) for opt in options})
+
+        own = [p for name, p in inspect.signature(command, eval_str=True).parameters.items() if name != "overrides"]
+        wrapper.__signature__ = inspect.Signature([*own, *map(parameter, options)])
+        return wrapper
+
+    return decorate
 
 
 @app.command("tune-teacher")
 @user_errors
+@with_options(TuneTeacherConfig, TRAINING_OPTIONS)
 def tune_teacher_cmd(
-    task: Annotated[str | None, typer.Option("--task", help="GLUE task (sst2, qnli, ...).")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Hub name, HF model dir, or `minilm` (offline).")] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Run dir (HF model dir + metrics.json).")] = None,
-    data_dir: DataDirOpt = None,
-    train_file: TrainFileOpt = None,
-    dev_file: DevFileOpt = None,
-    text_fields: TextFieldsOpt = None,
-    label_field: LabelFieldOpt = None,
-    max_seq_len: MaxSeqLenOpt = None,
-    train_limit: TrainLimitOpt = None,
-    dev_limit: DevLimitOpt = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate (default 2e-5).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Per-device batch size (default 32).")] = None,
-    grad_accum: GradAccumOpt = None,
-    epochs: Annotated[float | None, typer.Option(help="Epochs (default 3).")] = None,
-    max_steps: MaxStepsOpt = None,
-    warmup_ratio: Annotated[float | None, typer.Option(help="Warm-up fraction of steps (default 0.1).")] = None,
-    warmup_steps: WarmupStepsOpt = None,
-    eval_steps: EvalStepsOpt = None,
-    save_steps: SaveStepsOpt = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed (default 42).")] = None,
-    mixed_precision: MixedPrecisionOpt = None,
-    group_by_length: GroupByLengthOpt = None,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
     resume: ResumeOpt = False,
+    *,
+    overrides: dict,
 ) -> None:
     """Fine-tune a BERT teacher on a GLUE task.
 
     Example: ladc tune-teacher --task sst2 --model minilm --data-dir ../shared/glue --train-limit 8000 --epochs 2
     --output runs/teacher-sst2
     """
-    from ladc.config import TuneTeacherConfig, build_config
+    from ladc.runs import build_run_config
     from ladc.teacher import tune_teacher
 
-    overrides = {
-        "model": model, "output": output, "overwrite": overwrite or None, "resume": resume or None,
-        **_data_overrides(
-            task, data_dir, train_file, dev_file, text_fields, label_field, max_seq_len, train_limit, dev_limit
-        ),
-        **_optim_overrides(
-            lr=lr, batch_size=batch_size, grad_accum=grad_accum, epochs=epochs, max_steps=max_steps,
-            warmup_ratio=warmup_ratio, warmup_steps=warmup_steps, eval_steps=eval_steps, save_steps=save_steps,
-            seed=seed, mixed_precision=mixed_precision, group_by_length=group_by_length,
-        ),
-    }  # fmt: skip
-    cfg = build_config(TuneTeacherConfig, config, overrides)
+    given = {"model": model, "output": output, "overwrite": overwrite or None, "resume": resume or None}
+    cfg = build_run_config(TuneTeacherConfig, config, {**given, **overrides})
     metrics = tune_teacher(cfg)
     typer.echo(f"teacher written to {cfg.output}: dev {metrics['dev']} (best step {metrics['best_step']})")
 
@@ -149,23 +157,25 @@ def evaluate_cmd(
     model_dir: Annotated[str, typer.Argument(help="HF sequence-classifier dir (teacher or student).")],
     task: Annotated[str | None, typer.Option("--task", help="Default: the task in MODEL_DIR/ladc.json.")] = None,
     data_dir: DataDirOpt = None,
-    split: Annotated[str, typer.Option(help="dev, or a dev split name such as validation_mismatched.")] = "dev",
+    split: Annotated[str | None, typer.Option(help="dev, or a dev split name such as validation_mismatched.")] = None,
     predict: Annotated[str | None, typer.Option(help="`test`: write GLUE-submission TSVs.")] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Metrics JSON path.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Evaluation batch size.")] = 64,
-    dev_limit: DevLimitOpt = None,
+    batch_size: Annotated[int | None, typer.Option(help="Evaluation batch size (default 64).")] = None,
+    dev_limit: Annotated[int | None, typer.Option(help="First N dev examples.")] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Print a model's task metrics on dev and write them as JSON.
 
     Example: ladc evaluate runs/teacher-sst2 --task sst2 --data-dir ../shared/glue
     """
     from ladc.evaluate import EvaluateConfig, run_evaluate
+    from ladc.runs import build_run_config
 
-    cfg = EvaluateConfig(
-        model_dir=model_dir, task=task, data_dir=str(data_dir) if data_dir else None, split=split,
-        predict=predict, output=output, batch_size=batch_size, dev_limit=dev_limit,
-    )  # fmt: skip
-    result = run_evaluate(cfg)
+    overrides = {
+        "model_dir": model_dir, "task": task, "data_dir": data_dir, "split": split, "predict": predict,
+        "output": output, "batch_size": batch_size, "dev_limit": dev_limit,
+    }  # fmt: skip
+    result = run_evaluate(build_run_config(EvaluateConfig, config, overrides))
     metrics = ", ".join(f"{k}={v:.4f}" for k, v in result["metrics"].items())
     typer.echo(f"{result['task']} {result['split']} ({result['examples']} examples): {metrics}")
     for path in result.get("predictions", []):
@@ -175,8 +185,8 @@ def evaluate_cmd(
 
 @app.command("distill")
 @user_errors
+@with_options(DistillConfig, LOSS_OPTIONS + TRAINING_OPTIONS)
 def distill_cmd(
-    task: Annotated[str | None, typer.Option("--task", help="GLUE task (sst2, qnli, ...).")] = None,
     teacher: Annotated[str | None, typer.Option("--teacher", help="Fine-tuned teacher run dir.")] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Student run dir.")] = None,
     method: Annotated[str | None, typer.Option("--method", help="lad (default) | pkd | kd | none.")] = None,
@@ -184,37 +194,13 @@ def distill_cmd(
     student_init: Annotated[str | None, typer.Option(help="even (default) | first | teacher | random.")] = None,
     init_from: Annotated[str | None, typer.Option(help="Pretrained checkpoint for even/first init.")] = None,
     preset: Annotated[str | None, typer.Option(help="`paper`: the LAD paper's per-task hyperparameters.")] = None,
-    data_dir: DataDirOpt = None,
-    train_file: TrainFileOpt = None,
-    dev_file: DevFileOpt = None,
-    text_fields: TextFieldsOpt = None,
-    label_field: LabelFieldOpt = None,
-    max_seq_len: MaxSeqLenOpt = None,
-    train_limit: TrainLimitOpt = None,
-    dev_limit: DevLimitOpt = None,
-    hard_weight: Annotated[float | None, typer.Option(help="Weight of the label loss (0.5).")] = None,
-    soft_weight: Annotated[float | None, typer.Option(help="Weight of the soft-label KL (0.5).")] = None,
-    temperature: Annotated[float | None, typer.Option(help="Soft-label temperature tau (10).")] = None,
-    mu: Annotated[float | None, typer.Option(help="LAD hidden-MSE weight (1000).")] = None,
-    beta: Annotated[float | None, typer.Option(help="PKD patient-loss weight (100).")] = None,
-    gate_lr: Annotated[float | None, typer.Option(help="Learning rate of the highway gates (1e-6).")] = None,
     reverse_gates: Annotated[bool | None, typer.Option("--reverse-gates/--forward-gates")] = None,
     teacher_device: Annotated[str | None, typer.Option(help="Device for the frozen teacher, e.g. cuda:1.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Student learning rate (1e-4).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Per-device batch size (32).")] = None,
-    grad_accum: GradAccumOpt = None,
-    epochs: Annotated[float | None, typer.Option(help="Epochs (4).")] = None,
-    max_steps: MaxStepsOpt = None,
-    warmup_ratio: Annotated[float | None, typer.Option(help="Warm-up fraction of steps (0.1).")] = None,
-    warmup_steps: WarmupStepsOpt = None,
-    eval_steps: EvalStepsOpt = None,
-    save_steps: SaveStepsOpt = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed (42).")] = None,
-    mixed_precision: MixedPrecisionOpt = None,
-    group_by_length: GroupByLengthOpt = None,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
     resume: ResumeOpt = False,
+    *,
+    overrides: dict,
 ) -> None:
     """Distil a fine-tuned teacher into a smaller student with LAD (or the pkd / kd / none baselines).
 
@@ -223,41 +209,27 @@ def distill_cmd(
 
     Multi-GPU: accelerate launch -m ladc distill --task qnli --teacher runs/teacher-qnli --preset paper
     """
-    from ladc.distill import build_distill_config, distill
+    from ladc.distill import distill
+    from ladc.runs import build_run_config
 
-    overrides = {
+    given = {
         "teacher": teacher, "output": output, "method": method, "student_layers": student_layers,
-        "student_init": student_init, "init_from": init_from, "preset": preset, "hard_weight": hard_weight,
-        "soft_weight": soft_weight, "temperature": temperature, "mu": mu, "beta": beta, "gate_lr": gate_lr,
-        "reverse_gates": reverse_gates, "teacher_device": teacher_device,
+        "student_init": student_init, "init_from": init_from, "preset": preset, "reverse_gates": reverse_gates,
+        "teacher_device": teacher_device,
         "overwrite": overwrite or None, "resume": resume or None,
-        **_data_overrides(
-            task, data_dir, train_file, dev_file, text_fields, label_field, max_seq_len, train_limit, dev_limit
-        ),
-        **_optim_overrides(
-            lr=lr, batch_size=batch_size, grad_accum=grad_accum, epochs=epochs, max_steps=max_steps,
-            warmup_ratio=warmup_ratio, warmup_steps=warmup_steps, eval_steps=eval_steps, save_steps=save_steps,
-            seed=seed, mixed_precision=mixed_precision, group_by_length=group_by_length,
-        ),
     }  # fmt: skip
-    cfg = build_distill_config(config, overrides)
+    cfg = build_run_config(DistillConfig, config, {**given, **overrides})
     metrics = distill(cfg)
     retention = f", retention {metrics['retention']:.1%} of the teacher" if metrics.get("retention") else ""
     typer.echo(f"student written to {cfg.output}: dev {metrics['dev']}{retention}")
 
 
-# <<< tune-teacher / evaluate / distill
-
-
-# >>> export (owned by export engineer)
 @app.command("export")
 @user_errors
 def export_cmd(
     model_dir: Annotated[str, typer.Argument(help="Fine-tuned HF sequence-classifier dir (teacher or student).")],
     onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX (always done; kept for compatibility).")] = False,
-    output: Annotated[
-        str | None, typer.Option("--output", "-o", help="Output dir (default: onnx-NAME beside MODEL_DIR).")
-    ] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Default: onnx-NAME beside MODEL_DIR.")] = None,
     task: Annotated[str | None, typer.Option("--task", help="Default: the task in MODEL_DIR/ladc.json.")] = None,
     data_dir: DataDirOpt = None,
     opset: Annotated[int | None, typer.Option(help="ONNX opset, 14..20 (default 17).")] = None,
@@ -268,28 +240,19 @@ def export_cmd(
     ] = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="Add model_fp16.onnx (fused fp16; needs CUDA).")] = False,
     per_channel: Annotated[
-        bool | None,
-        typer.Option("--per-channel/--per-tensor", help="INT8 scale per output channel (default) or per tensor."),
+        bool | None, typer.Option("--per-channel/--per-tensor", help="INT8 scale granularity.")
     ] = None,
     exclude_nodes: Annotated[
         list[str] | None, typer.Option("--exclude-nodes", help="Node-name glob kept fp32 (repeatable, or a,b).")
     ] = None,
-    keep_head_fp32: Annotated[
-        bool, typer.Option("--keep-head-fp32", help="Keep pooler + classifier in fp32 when quantizing.")
-    ] = False,
+    keep_head_fp32: Annotated[bool, typer.Option("--keep-head-fp32", help="Keep pooler + classifier fp32.")] = False,
     parity_samples: Annotated[int | None, typer.Option(help="Cap on dev examples (default: all).")] = None,
     allow_drop: Annotated[
         float | None, typer.Option(help="Accept artifacts whose headline metric drops <= this many points.")
     ] = None,
-    backend: Annotated[
-        str | None,
-        typer.Option(
-            help="Engines, comma-separated: onnxruntime (default), openvino (the openvino extra), torch (bf16)."
-        ),
-    ] = None,
+    backend: Annotated[str | None, typer.Option(help="Engines, a,b: onnxruntime (default), openvino, torch.")] = None,
     select: Annotated[
-        str | None,
-        typer.Option(help="`fastest`: build every backend x precision, drop parity failures, time and rank the rest."),
+        str | None, typer.Option(help="`fastest`: build all, drop parity failures, rank by speed.")
     ] = None,
     calibration_samples: Annotated[
         int | None, typer.Option(help="Train examples for OpenVINO/NNCF INT8 calibration (default 300).")
@@ -303,31 +266,22 @@ def export_cmd(
 
     Example: ladc export runs/student-sst2 --select fastest --output runs/onnx-sst2
     """
-    from ladc.config import ExportConfig, build_config
     from ladc.export import export_onnx
+    from ladc.runs import build_run_config
 
-    patterns = [p.strip() for value in exclude_nodes or [] for p in value.split(",") if p.strip()]
     overrides = {
-        "model": model_dir, "output": output, "task": task, "data_dir": str(data_dir) if data_dir else None,
+        "model": model_dir, "output": output, "task": task, "data_dir": data_dir,
         "opset": opset, "device": device, "optimize": optimize or None, "quantize": quantize, "fp16": fp16 or None,
-        "per_channel": per_channel, "exclude_nodes": patterns or None, "keep_head_fp32": keep_head_fp32 or None,
+        "per_channel": per_channel, "exclude_nodes": ",".join(exclude_nodes or []) or None, "keep_head_fp32": keep_head_fp32 or None,
         "parity_samples": parity_samples, "allow_drop": allow_drop, "overwrite": overwrite or None,
         "backends": backend, "select": select, "calibration_samples": calibration_samples, "threads": threads,
     }  # fmt: skip
-    if output is None and config is None:
-        # default: a sibling of the model dir, runs/student-sst2 -> runs/onnx-student-sst2
-        source = Path(model_dir.rstrip("/"))
-        overrides["output"] = str(source.parent / f"onnx-{source.name}")
-    cfg = build_config(ExportConfig, config, overrides)
+    cfg = build_run_config(ExportConfig, config, overrides)
     manifest = export_onnx(cfg)
     chosen = f"; fastest here: {manifest['selection']['chosen']}" if "selection" in manifest else ""
     typer.echo(f"{len(manifest['artifacts'])} artifacts and export.json written to {cfg.output}{chosen}")
 
 
-# <<< export
-
-
-# >>> bench (owned by bench engineer)
 @app.command("bench")
 @user_errors
 def bench_cmd(
@@ -376,11 +330,10 @@ def bench_cmd(
     --data-dir ../shared/glue --torch-bf16 --output runs/bench-sst2
     """
     from ladc.bench import run_bench
-    from ladc.config import BenchConfig, build_config
-    from ladc.targets import infer_task
+    from ladc.runs import build_run_config
 
     overrides = {
-        "targets": targets or None, "data.task": task or (infer_task(targets) if targets and config is None else None), "data.data_dir": str(data_dir) if data_dir else None,
+        "targets": targets or None, "data.task": task, "data.data_dir": data_dir,
         "data.dev_limit": dev_limit, "output": output, "batch_sizes": batch_sizes, "seq_lens": seq_lens,
         "real": real or None, "warmup": warmup, "iterations": iterations, "min_duration_s": min_duration,
         "threads": threads, "provider": provider, "tensorrt": tensorrt or None, "torch_bf16": torch_bf16 or None,
@@ -388,14 +341,10 @@ def bench_cmd(
         "peak_gflops": peak_gflops, "ort_graph_optimization": ort_opt_level, "overwrite": overwrite or None,
         "isolation": isolation, "roofline": roofline or None, "profile": profile or None,
     }  # fmt: skip
-    report = run_bench(build_config(BenchConfig, config, overrides))
+    report = run_bench(build_run_config(BenchConfig, config, overrides))
     typer.echo(f"report written to {report['output']} (bench.json, bench.md, bench.png)")
 
 
-# <<< bench
-
-
-# >>> pipeline / demo (owned by lead)
 @app.command("pipeline")
 @user_errors
 def pipeline_cmd(
@@ -411,10 +360,7 @@ def pipeline_cmd(
     """
     from ladc.pipeline import load_pipeline_config, run_pipeline
 
-    report = run_pipeline(load_pipeline_config(config), start=start, overwrite=overwrite, echo=typer.echo)
-    typer.echo("")
-    typer.echo(report.read_text())
-    typer.echo(f"report written to {report} and {report.with_suffix('.png')}")
+    _echo_report(run_pipeline(load_pipeline_config(config), start=start, overwrite=overwrite, echo=typer.echo))
 
 
 @app.command("demo")
@@ -429,10 +375,7 @@ def demo_cmd(
     """
     from ladc.pipeline import run_demo
 
-    report = run_demo(output, overwrite=overwrite, echo=typer.echo)
-    typer.echo("")
-    typer.echo(report.read_text())
-    typer.echo(f"report written to {report} and {report.with_suffix('.png')}")
+    _echo_report(run_demo(output, overwrite=overwrite, echo=typer.echo))
     typer.echo(
         "That was a toy dataset. The real thing (GPU + internet): ladc pipeline --config configs/qnli-bert-base-6L.yaml"
         "\n  (bert-base-uncased teacher on QNLI, 6-layer LAD student with the paper's preset), or step by step:"
@@ -441,13 +384,12 @@ def demo_cmd(
     )
 
 
-# <<< pipeline / demo
+def _echo_report(report: Path) -> None:
+    typer.echo("")
+    typer.echo(report.read_text())
+    typer.echo(f"report written to {report} and {report.with_suffix('.png')}")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (`ladc`)."""
     app(args=argv)
-
-
-if __name__ == "__main__":
-    main()
