@@ -277,7 +277,7 @@ def machine_info() -> dict:
 
 def write_report(args: argparse.Namespace, timings: dict, started: str) -> dict:
     from ladc.io import atomic_write_json
-    from ladc.teacher import versions
+    from ladc.runs import versions
 
     result = aggregate(args, timings)
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "teacher_sst2", "teacher_rte")}

@@ -167,7 +167,7 @@ def run_ladc(args: argparse.Namespace, mixed_precision: str) -> dict:
     (right after that step's optimizer step).
     """
     import ladc.distill
-    import ladc.teacher
+    import ladc.training_data
     from ladc.config import DataConfig, DistillConfig, OptimConfig
 
     clock = StepClock()
@@ -186,7 +186,7 @@ def run_ladc(args: argparse.Namespace, mixed_precision: str) -> dict:
         )  # fmt: skip
         with (
             hooked(ladc.distill, "_make_loss_fn", lambda modules, batch: clock.start(batch["attention_mask"])),
-            hooked(ladc.teacher, "make_evaluator", lambda model, accelerator: clock.stop()),
+            hooked(ladc.training_data, "make_evaluator", lambda model, accelerator: clock.stop()),
         ):
             metrics = ladc.distill.distill(cfg)
     result = clock.summary(args.warmup_steps)
@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> None:
         run_worker(args)
         return
     from ladc.io import atomic_write_json
-    from ladc.teacher import versions
+    from ladc.runs import versions
 
     if not Path(args.teacher).is_dir():
         raise SystemExit(f"teacher dir {args.teacher} does not exist; create it with `ladc tune-teacher`")

@@ -20,6 +20,7 @@ __all__ = [
     "DataConfig",
     "OptimConfig",
     "LossWeights",
+    "check_optim",
     "TuneTeacherConfig",
     "ExportConfig",
     "DistillConfig",
@@ -220,6 +221,29 @@ class BenchConfig:
 
 
 # ----------------------------------------------------------------------------- generic (de)serialisation
+
+# optimisation settings that must be > 0 when set (None = unset), and those that must be >= 0
+_POSITIVE = ("lr", "batch_size", "grad_accum", "eval_batch_size", "log_steps", "max_steps", "eval_steps", "save_steps")
+_NON_NEGATIVE = ("weight_decay", "max_grad_norm", "num_workers", "warmup_steps")
+
+
+def check_optim(optim: OptimConfig) -> None:
+    """Raise LadcError for an optimisation setting out of range (before any model loads)."""
+    for name in _POSITIVE:
+        value = getattr(optim, name)
+        if value is not None and value <= 0:
+            raise LadcError(f"{name} must be positive, got {value}")
+    for name in _NON_NEGATIVE:
+        value = getattr(optim, name)
+        if value is not None and value < 0:
+            raise LadcError(f"{name} must be >= 0, got {value}")
+    if optim.max_steps is None and optim.epochs <= 0:
+        raise LadcError(f"epochs must be positive, got {optim.epochs}")
+    if not 0 <= optim.warmup_ratio < 1:
+        raise LadcError(f"warmup_ratio must be in [0, 1), got {optim.warmup_ratio}")
+    if optim.mixed_precision not in ("no", "bf16", "fp16", "auto"):
+        raise LadcError(f"mixed_precision '{optim.mixed_precision}' is not one of: no, bf16, fp16, auto")
+
 
 # ----------------------------------------------------------------------------- YAML
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ladc.config import DistillConfig, to_dict
+from ladc.config import DistillConfig, check_optim, to_dict
 from ladc.errors import LadcError
 from ladc.methods import METHODS, distill_terms, get_method
 from ladc.models import STUDENT_INITS
@@ -137,7 +137,6 @@ def distill(cfg: DistillConfig) -> dict:
     """
     from ladc.lad import layer_map
     from ladc.tasks import get_task
-    from ladc.teacher import check_optim, prepare_data
 
     cfg = resolve_run_config(cfg)  # read-only; on --resume the saved config wins
     _check_config(cfg)
@@ -150,6 +149,7 @@ def distill(cfg: DistillConfig) -> dict:
 
     from ladc.models import build_student, check_inputs_fit, load_classifier, load_tokenizer
     from ladc.train import OptimizerSpec, TrainPlan, fit, result_metrics
+    from ladc.training_data import prepare_data
 
     teacher = load_classifier(cfg.teacher, task)
     teacher_layers = teacher.config.num_hidden_layers

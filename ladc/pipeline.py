@@ -26,11 +26,12 @@ from ladc.config import (
 )
 from ladc.errors import LadcError
 from ladc.runlock import locked_run
+from ladc.runs import EXPORT_MANIFEST, METRICS
 
 __all__ = ["PipelineConfig", "STAGES", "load_pipeline_config", "run_pipeline", "run_demo", "demo_config_path"]
 
 STAGES = ("teacher", "student", "onnx", "bench", "report")
-MARKERS = {"teacher": "metrics.json", "student": "metrics.json", "onnx": "export.json", "bench": "bench.json"}
+MARKERS = {"teacher": METRICS, "student": METRICS, "onnx": EXPORT_MANIFEST, "bench": "bench.json"}
 
 
 @dataclass(frozen=True)
