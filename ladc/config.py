@@ -354,7 +354,13 @@ def resolve_config(cls: type, raw: dict, overrides: dict, yaml_path: str | Path 
     preset = overrides.get("preset") or getattr(cfg, "preset", None)
     if preset:
         task = overrides.get("data.task") or cfg.data.task
-        cfg = from_yaml_dict(cls, with_preset({**raw, "preset": preset}, task), yaml_path)
+        try:
+            values = with_preset({**raw, "preset": preset}, task)
+        except LadcError as exc:
+            if yaml_path is None or overrides.get("preset"):
+                raise
+            raise LadcError(f"config file {yaml_path}{_yaml_line(Path(yaml_path), 'preset')}: {exc}") from None
+        cfg = from_yaml_dict(cls, values, yaml_path)
     return replace(cfg, overrides)
 
 

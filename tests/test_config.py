@@ -67,6 +67,12 @@ def test_preset_values_and_unknown_presets():
         resolve_config(DistillConfig, {"preset": "papr"}, {})
 
 
+def test_an_unknown_preset_in_a_file_names_the_file_and_line(tmp_path):
+    path = _yaml(tmp_path, "teacher: t\npreset: fast\n")
+    with pytest.raises(LadcError, match=r"c.yaml line 2: unknown preset 'fast'; expected one of paper"):
+        build_config(DistillConfig, path, {})
+
+
 def test_loss_defaults_are_written_once():
     weights, cfg = LossWeights(), DistillConfig()
     assert cfg.loss_weights == weights
