@@ -116,7 +116,8 @@ def with_options(cfg_cls: type, options: tuple[Opt, ...]) -> Callable:
 
         @functools.wraps(command)
         def wrapper(**kwargs):
-            return command(**kwargs, overrides={opt.key: kwargs.pop(opt.name) for opt in options})
+            overrides = {opt.key: kwargs.pop(opt.name) for opt in options}
+            return command(**kwargs, overrides=overrides)
 
         own = [p for name, p in inspect.signature(command, eval_str=True).parameters.items() if name != "overrides"]
         wrapper.__signature__ = inspect.Signature([*own, *map(parameter, options)])
