@@ -236,6 +236,7 @@ def open_session(
     graph_level: str = "all",
     spinning: bool = True,
     expected_inputs: list[str] | None = None,
+    profile_prefix: str | None = None,
 ):
     """An InferenceSession with explicit threading and optimisation settings, and one-line load errors.
 
@@ -243,7 +244,7 @@ def open_session(
     sequential execution: BERT has no parallel branches worth a second pool, and a fixed pool keeps runs comparable.
     `spinning=False` stops the pool's threads from spinning after a run (slower alone, but they then steal no cores
     from other sessions timed in between). `expected_inputs`: the input names the caller will feed; the graph must
-    need no other.
+    need no other. `profile_prefix`: record onnxruntime's profile there (`session.end_profiling()` names the file).
 
     Raises:
         LadcError: missing, corrupted or unreadable file, a requested GPU provider that onnxruntime silently dropped,
@@ -262,6 +263,8 @@ def open_session(
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_GRAPH_LEVELS[graph_level])
     options.log_severity_level = 3  # warnings about unused initializers are noise here
+    if profile_prefix:
+        options.enable_profiling, options.profile_file_prefix = True, profile_prefix
     providers = provider.ort_providers()
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
