@@ -113,28 +113,27 @@ def export_optimum(model_dir: str, work: Path, per_channel: bool) -> tuple[dict[
 def measure_torch(model, parity_set, inputs: dict[int, dict], task, args, bf16: bool) -> dict:
     import torch
 
-    from ladc.metrics import compute_metrics, predictions_from_logits
+    from ladc.metrics import metrics_from_logits
 
     def forward(feed):
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             return model(**{k: torch.from_numpy(v) for k, v in feed.items()}).logits.float().numpy()
 
     logits = np.concatenate([forward(batch) for batch in parity_set.batches])
-    metrics = compute_metrics(task, predictions_from_logits(logits, task), parity_set.labels)
-    result = {"metrics": metrics, "logits": logits}
+    result = {"metrics": metrics_from_logits(task, logits, parity_set.labels), "logits": logits}
     for batch, feed in inputs.items():
         result[f"p50_ms_b{batch}"] = p50_ms(lambda feed=feed: forward(feed), args.iters, args.warmup)
     return result
 
 
 def measure_onnx(path: Path, parity_set, inputs: dict[int, dict], task, args) -> dict:
-    from ladc.metrics import compute_metrics, predictions_from_logits
-    from ladc.parity import load_onnx_session, session_logits
+    from ladc.metrics import metrics_from_logits
+    from ladc.runners import OrtRunner, open_session, predict_logits
 
-    session = load_onnx_session(path, threads=args.threads)
-    logits = session_logits(session, parity_set)
+    session = open_session(path, threads=args.threads)
+    logits, _ = predict_logits(OrtRunner(session), parity_set.batches)
     names = [i.name for i in session.get_inputs()]
-    result = {"metrics": compute_metrics(task, predictions_from_logits(logits, task), parity_set.labels)}
+    result = {"metrics": metrics_from_logits(task, logits, parity_set.labels)}
     result["logits"] = logits
     for batch, feed in inputs.items():
         sub = {n: feed[n] for n in names}

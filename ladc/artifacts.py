@@ -1,6 +1,6 @@
-"""The deployable variants `ladc export` can build, as one table: export builds the rows, parity checks them, bench
-and `--select fastest` time them, the compression report shows them. A new precision or backend is one row plus one
-builder function.
+"""The deployable variants `ladc export` can build, as one table: export builds the rows, parity checks them against
+each row's tolerance, bench and `--select fastest` time them, the compression report shows them. A new precision is
+one row plus one builder function; a new engine is also one `ENGINES` entry here and one runner in ladc/runners.py.
 
 Backends (`--backend`, comma-separated): onnxruntime (fp32, fused, int8, fused_int8, fp16), openvino (the plugin's
 default precision, explicit f32, NNCF INT8) and torch (the HF model under bf16 autocast).
@@ -13,10 +13,67 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ladc.config import ExportConfig
+from ladc.errors import LadcError
 
-__all__ = ["BACKENDS", "Artifact", "BuildContext", "ARTIFACTS", "artifact", "wanted_artifacts"]
+__all__ = [
+    "BACKENDS",
+    "Engine",
+    "ENGINES",
+    "Tolerance",
+    "TOLERANCES",
+    "Artifact",
+    "BuildContext",
+    "ARTIFACTS",
+    "artifact",
+    "tolerance_of",
+    "wanted_artifacts",
+]
 
 BACKENDS = ("onnxruntime", "openvino", "torch")
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What runs an artifact file.
+
+    Attributes:
+        label: its name in reports.
+        target_kind: the `BenchTarget.kind` bench loads it as.
+    """
+
+    label: str
+    target_kind: str
+
+
+ENGINES: dict[str, Engine] = {
+    "onnxruntime": Engine("ONNX Runtime", "onnx"),
+    "openvino": Engine("OpenVINO", "openvino"),
+    "torch": Engine("PyTorch", "torch"),
+}
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Bounds an artifact must meet against PyTorch fp32 on dev data; None = not checked.
+
+    Attributes:
+        max_abs_diff: max |Δlogit| over the parity set.
+        min_agreement_pct: % of examples with the same predicted label.
+        max_metric_drop_points: PyTorch's headline metric minus the artifact's, x100.
+    """
+
+    max_abs_diff: float | None = None
+    min_agreement_pct: float | None = None
+    max_metric_drop_points: float | None = None
+
+
+# per precision an engine ran in (see ladc/parity.py for why these bounds); a row may carry its own instead
+TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(max_abs_diff=1e-4),
+    "fp16": Tolerance(min_agreement_pct=97.0, max_metric_drop_points=1.0),
+    "bf16": Tolerance(min_agreement_pct=97.0, max_metric_drop_points=1.0),
+    "int8": Tolerance(min_agreement_pct=97.0, max_metric_drop_points=1.0),
+}
 
 
 @dataclass
@@ -52,6 +109,7 @@ class Artifact:
         quantized: weights int8.
         runtime: engine options (e.g. OpenVINO's inference precision), recorded in export.json.
         cuda: runs on CUDA (fp16) rather than the CPU.
+        tolerance: what parity demands; None = `TOLERANCES` of the precision the engine ran.
     """
 
     name: str
@@ -65,6 +123,7 @@ class Artifact:
     quantized: bool = False
     runtime: dict = field(default_factory=dict)
     cuda: bool = False
+    tolerance: Tolerance | None = None
 
 
 # ----------------------------------------------------------------------------- builders
@@ -157,6 +216,23 @@ ARTIFACTS: tuple[Artifact, ...] = (
 def artifact(name: str) -> Artifact:
     """The table row called `name` (KeyError if none)."""
     return {row.name: row for row in ARTIFACTS}[name]  # module global read at call time: tests may extend the table
+
+
+def tolerance_of(entry: dict) -> Tolerance:
+    """The parity bounds of an export.json artifact entry: its row's own, else those of the precision it ran in
+    (`inference_precision` when the engine chose, e.g. OpenVINO's default).
+
+    Raises:
+        LadcError: neither its row nor its precision has a tolerance.
+    """
+    row = {row.name: row for row in ARTIFACTS}.get(entry.get("name"))
+    if row is not None and row.tolerance is not None:
+        return row.tolerance
+    precision = entry.get("inference_precision", entry["precision"])
+    if precision not in TOLERANCES:
+        raise LadcError(f"artifact {entry.get('name')!r} ran in {precision!r}, which has no parity tolerance; "
+                        f"expected one of {', '.join(TOLERANCES)} or a table row with its own")  # fmt: skip
+    return TOLERANCES[precision]
 
 
 def wanted_artifacts(cfg: ExportConfig, table: tuple[Artifact, ...] | None = None) -> list[Artifact]:

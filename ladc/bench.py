@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import gc
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,9 +21,9 @@ from ladc.memory import MEMORY_METHOD, PeakRss, gpu_used_mb
 from ladc.runners import (
     ORT_GRAPH_LEVELS,
     BenchTarget,
-    TorchRunner,
     check_provider,
     load_runner,
+    predict_logits,
     resolve_baseline,
     resolve_targets,
 )
@@ -34,7 +32,6 @@ from ladc.timing import ISOLATION_MODES, PAUSE_S, time_interleaved, time_targets
 
 __all__ = [
     "DEFAULT_ITERATIONS",
-    "predict_logits",
     "synthetic_batch",
     "flops_per_token",
     "time_interleaved",
@@ -43,21 +40,6 @@ __all__ = [
 ]
 
 DEFAULT_ITERATIONS = 30  # timed runs per target and shape when neither --iterations nor --min-duration is given
-
-
-def predict_logits(runner: Callable | torch.nn.Module, dataloader) -> np.ndarray:
-    """Run a runner (TorchRunner, OrtRunner, or a bare HF classifier) over a dataloader.
-
-    Args:
-        runner: callable mapping a batch dict (input_ids/attention_mask/token_type_ids (B, S)) to logits (B, C).
-        dataloader: collated batches in dataset order (shuffle=False); extra keys (labels, idx) are ignored.
-
-    Returns:
-        logits (N, C) float32 in dataset order.
-    """
-    if isinstance(runner, torch.nn.Module):
-        runner = TorchRunner(runner, device=str(next(runner.parameters()).device))
-    return np.concatenate([runner(batch) for batch in dataloader]).astype(np.float32)
 
 
 def synthetic_batch(tokenizer, batch_size: int, seq_len: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -139,24 +121,11 @@ def _load_measured(target: BenchTarget, task: TaskSpec, cfg: BenchConfig, thread
     return _Loaded(target, runner, tokenizer, config, settings, rss.delta_mb, gpu_mb)
 
 
-def _dev_dataset(cache: dict, item: _Loaded, cfg: BenchConfig, task: TaskSpec):
-    """The tokenized dev split for this target's tokenizer (one per model dir)."""
-    from ladc.data import load_tokenized
-
-    key = str(Path(item.target.model_dir).resolve())
-    if key not in cache:
-        cache[key] = load_tokenized(cfg.data, item.tokenizer, task.dev_split())
-        if len(cache[key]) == 0:
-            raise LadcError(f"the {task.name} dev split is empty; bench needs labelled dev examples")
-    return cache[key]
-
-
-def _dev_batches(cache: dict, item: _Loaded, cfg: BenchConfig, task: TaskSpec, batch_size: int) -> list[dict]:
+def _dev_batches(item: _Loaded, cfg: BenchConfig, task: TaskSpec, batch_size: int) -> list[dict]:
     """Dev batches with dynamic padding, in a seeded shuffled order (so the first N timed are a random sample)."""
-    from ladc.data import make_collator, make_dataloader
+    from ladc.data import dev_loader
 
-    dataset = _dev_dataset(cache, item, cfg, task)
-    batches = list(make_dataloader(dataset, make_collator(item.tokenizer, task), batch_size, shuffle=False))
+    batches = list(dev_loader(cfg.data, item.tokenizer, task, batch_size))
     order = np.random.default_rng(cfg.seed).permutation(len(batches))
     return [{k: v.numpy() for k, v in batches[i].items() if k != "labels"} for i in order]
 
@@ -186,7 +155,7 @@ def _timing_rows(loaded: list[_Loaded], inputs: list[list[dict]], label: dict, c
     return rows
 
 
-def _time_all(loaded: list[_Loaded], cfg: BenchConfig, task: TaskSpec, dev_cache: dict, console) -> list[dict]:
+def _time_all(loaded: list[_Loaded], cfg: BenchConfig, task: TaskSpec, console) -> list[dict]:
     rows = []
     for batch_size in cfg.batch_sizes:
         for seq_len in cfg.seq_lens:
@@ -198,20 +167,18 @@ def _time_all(loaded: list[_Loaded], cfg: BenchConfig, task: TaskSpec, dev_cache
             rows += _timing_rows(loaded, inputs, label, cfg)
         if cfg.real:
             console.print(f"timing batch {batch_size} on dev sentences (dynamic padding)")
-            inputs = [_dev_batches(dev_cache, item, cfg, task, batch_size) for item in loaded]
+            inputs = [_dev_batches(item, cfg, task, batch_size) for item in loaded]
             rows += _timing_rows(loaded, inputs, {"mode": "dev", "batch_size": batch_size, "seq_len": None}, cfg)
     return rows
 
 
-def _accuracy(item: _Loaded, cfg: BenchConfig, task: TaskSpec, dev_cache: dict) -> tuple[dict, int]:
-    """Task metrics on the full dev set, with the collator and metrics `ladc evaluate` uses."""
-    from ladc.data import make_collator, make_dataloader
-    from ladc.metrics import compute_metrics, predictions_from_logits
+def _accuracy(item: _Loaded, cfg: BenchConfig, task: TaskSpec) -> tuple[dict, int]:
+    """Task metrics on the full dev set, with the loader and metrics `ladc evaluate` uses."""
+    from ladc.data import dev_loader
+    from ladc.metrics import metrics_from_logits
 
-    dataset = _dev_dataset(dev_cache, item, cfg, task)
-    loader = make_dataloader(dataset, make_collator(item.tokenizer, task), cfg.eval_batch_size, shuffle=False)
-    logits = predict_logits(item.runner, loader)
-    return compute_metrics(task, predictions_from_logits(logits, task), np.asarray(dataset["labels"])), len(dataset)
+    logits, labels = predict_logits(item.runner, dev_loader(cfg.data, item.tokenizer, task, cfg.eval_batch_size))
+    return metrics_from_logits(task, logits, labels), len(labels)
 
 
 def _target_entry(item: _Loaded, cfg: BenchConfig) -> dict:
@@ -329,8 +296,7 @@ def run_bench(cfg: BenchConfig) -> dict:
         for target in targets:
             console.print(f"loading {target.name} ({target.kind}, {target.precision})")
             loaded.append(_load_measured(target, task, cfg, threads))
-        dev_cache: dict = {}
-        timings = _time_all(loaded, cfg, task, dev_cache, console)
+        timings = _time_all(loaded, cfg, task, console)
         warnings += busy_warning(machine, threads)
         entries = [_target_entry(item, cfg) for item in loaded]
         roofs = None
@@ -350,7 +316,7 @@ def run_bench(cfg: BenchConfig) -> dict:
         if not cfg.skip_accuracy:
             for item, entry in zip(loaded, entries):
                 console.print(f"accuracy of {item.target.name} on the full {task.name} dev set")
-                entry["metrics"], entry["dev_examples"] = _accuracy(item, cfg, task, dev_cache)
+                entry["metrics"], entry["dev_examples"] = _accuracy(item, cfg, task)
     finally:
         torch.set_num_threads(previous_threads)
     for warning in warnings:

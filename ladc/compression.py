@@ -6,6 +6,7 @@ import json
 import struct
 from pathlib import Path
 
+from ladc.artifacts import ENGINES
 from ladc.errors import LadcError
 from ladc.io import atomic_write_json, atomic_write_text
 
@@ -13,7 +14,6 @@ __all__ = ["count_parameters", "compression_rows", "render_compression_markdown"
 
 # the PyTorch models; every artifact the export dir's export.json lists follows them
 MODEL_ROWS = (("teacher (PyTorch fp32)", "teacher"), ("student (PyTorch fp32)", "student"))
-ENGINE_LABELS = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO", "torch": "PyTorch"}
 
 
 def count_parameters(model_dir: Path) -> int:
@@ -52,7 +52,8 @@ def _stage_targets(run_dir: Path) -> list[tuple[str, str, str, dict]]:
     manifest_path = run_dir / "onnx" / "export.json"
     if manifest_path.is_file():
         for artifact in json.loads(manifest_path.read_text())["artifacts"]:
-            engine = ENGINE_LABELS.get(artifact.get("engine", "onnxruntime"), artifact.get("engine"))
+            engine = artifact.get("engine", "onnxruntime")
+            engine = ENGINES[engine].label if engine in ENGINES else engine
             precision = artifact.get("inference_precision", artifact["precision"])
             label = f"student {engine} {artifact['name']} ({precision})"
             rows.append((label, f"onnx/{artifact['name']}", "onnx", artifact))

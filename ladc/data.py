@@ -44,6 +44,7 @@ __all__ = [
     "make_collator",
     "SeededSampler",
     "make_dataloader",
+    "dev_loader",
 ]
 
 # train_limit draws its subset with this fixed seed, so every run with the same limit sees the same examples
@@ -342,3 +343,27 @@ def make_dataloader(
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, collate_fn=collator, num_workers=num_workers
     )
+
+
+def dev_loader(
+    data: DataConfig, tokenizer, task: TaskSpec, batch_size: int, split: str = "dev"
+) -> torch.utils.data.DataLoader:
+    """The one evaluation loader (evaluate, training eval, parity, bench): `split` tokenized once (cached), padded
+    per batch, in file order, so logits line up with the split's rows.
+
+    Args:
+        data: where the examples come from; `dev_limit` keeps the first N dev rows.
+        tokenizer: the model's tokenizer.
+        task: the TaskSpec (label dtype of the collator).
+        batch_size: rows per batch; the last may be smaller.
+        split: `dev` (the task's first dev split), another dev split name, or a test split.
+
+    Raises:
+        LadcError: the split has no rows.
+    """
+    dataset = load_tokenized(data, tokenizer, split)
+    if len(dataset) == 0:
+        raise LadcError(
+            f"the {task.name} {task.dev_split(split)} split is empty; evaluation needs at least one example"
+        )
+    return make_dataloader(dataset, make_collator(tokenizer, task), batch_size, shuffle=False)

@@ -61,11 +61,11 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
 
     import dataclasses
 
-    from ladc.data import load_tokenized, make_collator, make_dataloader
-    from ladc.metrics import predictions_from_logits
+    from ladc.data import dev_loader
+    from ladc.metrics import metrics_from_logits, predictions_from_logits
     from ladc.models import check_inputs_fit, load_classifier, load_tokenizer
+    from ladc.runners import TorchRunner, predict_logits
     from ladc.tasks import get_task
-    from ladc.train import evaluate_logits, predict_logits
 
     data = data_config_from_run(cfg.model_dir, cfg.task, cfg.data_dir)
     if cfg.dev_limit is not None or cfg.max_seq_len is not None:
@@ -74,19 +74,25 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     model = load_classifier(cfg.model_dir, task)
     tokenizer = load_tokenizer(cfg.model_dir)
     check_inputs_fit(tokenizer, model.config, data.max_seq_len, cfg.model_dir)
-    collator = make_collator(tokenizer, task)
+    runner = TorchRunner(model)
     split = task.dev_split(cfg.split)
-    dev = load_tokenized(data, tokenizer, split)
-    logits, labels = predict_logits(model, make_dataloader(dev, collator, cfg.batch_size, shuffle=False))
-    metrics = evaluate_logits(task, logits, labels)
-    result = {"model_dir": cfg.model_dir, "task": task.name, "split": split, "examples": len(dev), "metrics": metrics}
+    logits, labels = predict_logits(runner, dev_loader(data, tokenizer, task, cfg.batch_size, split))
+    metrics = metrics_from_logits(task, logits, labels)
+    result = {
+        "model_dir": cfg.model_dir,
+        "task": task.name,
+        "split": split,
+        "examples": len(labels),
+        "metrics": metrics,
+    }
     if cfg.predict:
         files = []
         for test_split, name in zip(task.test_splits, task.submission_files, strict=True):
-            test = load_tokenized(data, tokenizer, test_split)
-            test_logits, _ = predict_logits(model, make_dataloader(test, collator, cfg.batch_size, shuffle=False))
+            loader = dev_loader(data, tokenizer, task, cfg.batch_size, test_split)
+            test_logits, _ = predict_logits(runner, loader)
             path = Path(cfg.model_dir) / "predictions" / name
-            write_submission(path, task, predictions_from_logits(test_logits, task), np.asarray(test["idx"]))
+            idx = np.asarray(loader.dataset["idx"])  # the loader keeps dataset order
+            write_submission(path, task, predictions_from_logits(test_logits, task), idx)
             files.append(str(path))
         result["predictions"] = files
     output = _output_path(cfg, split)

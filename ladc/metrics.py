@@ -14,6 +14,7 @@ __all__ = [
     "spearmanr",
     "compute_metrics",
     "predictions_from_logits",
+    "metrics_from_logits",
 ]
 
 
@@ -76,3 +77,9 @@ def compute_metrics(task: TaskSpec, predictions: np.ndarray, labels: np.ndarray)
     if predictions.shape[0] != labels.shape[0]:
         raise ValueError(f"{predictions.shape[0]} predictions for {labels.shape[0]} labels")
     return {name: METRIC_FUNCTIONS[name](predictions, labels) for name in task.metrics}
+
+
+def metrics_from_logits(task: TaskSpec, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """(N, C) logits and (N,) gold labels -> every official metric of `task`: the one path evaluate, training eval,
+    parity and bench share, so their figures agree."""
+    return compute_metrics(task, predictions_from_logits(logits, task), labels)

@@ -13,6 +13,8 @@ from pathlib import Path
 from ladc.errors import LadcError
 
 __all__ = [
+    "FUSION_OPS",
+    "INT8_OPS",
     "FUSED_OPS",
     "INT8_OPS_UNFUSED",
     "INT8_OPS_FUSED",
@@ -23,10 +25,14 @@ __all__ = [
     "check_attention_fused",
 ]
 
-# contrib ops produced by onnxruntime's fusion and quantization: what "optimized"/"quantized" means in a graph
+# ops only onnxruntime's transformer fusion makes: a graph holding any of them is "optimized"
+FUSION_OPS = ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "EmbedLayerNormalization", "BiasGelu",
+              "FastGelu")  # fmt: skip
+# ops only dynamic or static INT8 quantization makes: a graph holding any of them is int8
+INT8_OPS = ("MatMulInteger", "DynamicQuantizeLinear", "QLinearMatMul", "DynamicQuantizeMatMul", "QAttention")
+# every contrib op fusion and quantization produce: export.json counts these per graph (`fused_op_counts`)
 FUSED_OPS = (
-    "Attention", "MultiHeadAttention", "SkipLayerNormalization", "EmbedLayerNormalization", "BiasGelu", "FastGelu",
-    "Gelu", "QAttention", "QEmbedLayerNormalization", "MatMulInteger", "DynamicQuantizeLinear",
+    *FUSION_OPS, "Gelu", "QAttention", "QEmbedLayerNormalization", "MatMulInteger", "DynamicQuantizeLinear",
     "DynamicQuantizeMatMul", "DequantizeLinear",
 )  # fmt: skip
 # the embedding tables are ~half of a small BERT's weights: int8 embeddings (Gather / QEmbedLayerNormalization) cut

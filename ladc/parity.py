@@ -1,7 +1,7 @@
 """Parity of every export artifact (onnxruntime, OpenVINO, PyTorch bf16) with the PyTorch fp32 source model on real
 dev data: |Δlogit|, label agreement, metric.
 
-Each artifact is judged by a per-precision `Tolerance`:
+Each artifact is judged by its table row's `Tolerance` (ladc/artifacts.py), by default the one of its precision:
 
 - fp32 graphs (model.onnx, model_fused.onnx) must reproduce PyTorch's logits: max |Δlogit| <= 1e-4 (the DESIGN
   identity case). Fusion replaces sub-graphs by kernels with another summation order, which we measured at a few
@@ -21,39 +21,20 @@ from pathlib import Path
 
 import numpy as np
 
+from ladc.artifacts import TOLERANCES, Tolerance, tolerance_of
 from ladc.errors import LadcError
 
 __all__ = [
     "Tolerance",
     "TOLERANCES",
     "ParitySet",
-    "load_onnx_session",
     "load_parity_set",
-    "torch_logits",
-    "session_logits",
     "parity_figures",
     "judge",
     "run_parity",
     "raise_on_failure",
     "print_parity_table",
 ]
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """Bounds an artifact must meet; None = not checked for this precision."""
-
-    max_abs_diff: float | None = None  # max |Δlogit| over the parity set
-    min_agreement_pct: float | None = None  # % of examples with the same predicted label
-    max_metric_drop_points: float | None = None  # PyTorch headline metric minus the artifact's, x100
-
-
-TOLERANCES: dict[str, Tolerance] = {
-    "fp32": Tolerance(max_abs_diff=1e-4),
-    "fp16": Tolerance(min_agreement_pct=97.0, max_metric_drop_points=1.0),
-    "bf16": Tolerance(min_agreement_pct=97.0, max_metric_drop_points=1.0),
-    "int8": Tolerance(min_agreement_pct=97.0, max_metric_drop_points=1.0),
-}
 
 
 @dataclass
@@ -83,99 +64,26 @@ class ParitySet:
         }
 
 
-def load_onnx_session(
-    path: str | Path, device: str = "cpu", expected_inputs: list[str] | None = None, threads: int | None = None
-):
-    """An onnxruntime InferenceSession with one-line errors (used by export and bench).
-
-    Args:
-        path: the .onnx file.
-        device: 'cpu', or 'cuda' to ask for CUDAExecutionProvider (checked, since onnxruntime silently falls back).
-        expected_inputs: input names the caller will feed; the graph must not need any other.
-        threads: intra-op threads (None: onnxruntime's default, one per physical core).
-
-    Raises:
-        LadcError: missing or corrupted file, CUDA provider unavailable, or graph inputs the caller cannot feed.
-    """
-    import onnxruntime as ort
-
-    path = Path(path)
-    if not path.is_file():
-        raise LadcError(f"{path} does not exist")
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # onnxruntime's warnings about unused initializers are noise here
-    if threads:
-        options.intra_op_num_threads = threads
-    try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
-    except Exception as exc:  # onnxruntime raises InvalidProtobuf / Fail / InvalidGraph, all RuntimeError subclasses
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LadcError(f"{path} is not a valid ONNX model: {first}") from None
-    if device == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
-        raise LadcError(
-            f"{path}: onnxruntime fell back to {session.get_providers()} (CUDA/cuDNN libraries missing?); "
-            "install onnxruntime-gpu with a matching CUDA or use --device cpu"
-        )
-    if expected_inputs is not None:
-        needed = [i.name for i in session.get_inputs()]
-        missing = [name for name in needed if name not in expected_inputs]
-        if missing:
-            raise LadcError(
-                f"{path} expects inputs {needed} but the tokenizer gives {list(expected_inputs)} "
-                f"(missing: {missing}); was it exported from another model?"
-            )
-    return session
-
-
 def load_parity_set(data, tokenizer, task, batch_size: int = 32) -> ParitySet:
-    """Tokenize the task's first dev split (capped by `data.dev_limit`) and pad it batch by batch.
+    """The task's first dev split (capped by `data.dev_limit`) from the dev loader, as numpy batches.
 
     Args:
         data: a DataConfig (task, data_dir, dev_limit, max_seq_len).
         tokenizer: the model dir's tokenizer.
         task: its TaskSpec.
         batch_size: rows per padded batch.
-    """
-    from ladc.data import load_tokenized, make_collator
 
-    split = task.dev_split("dev")
-    dev = load_tokenized(data, tokenizer, split)
-    if len(dev) == 0:
-        raise LadcError(f"the {task.name} {split} split is empty; parity needs labelled dev examples")
-    collate = make_collator(tokenizer, task)
+    Raises:
+        LadcError: the dev split is empty.
+    """
+    from ladc.data import dev_loader
+
     batches, labels, lengths = [], [], []
-    for start in range(0, len(dev), batch_size):
-        batch = collate([dev[i] for i in range(start, min(start + batch_size, len(dev)))])
+    for batch in dev_loader(data, tokenizer, task, batch_size):
         labels.append(batch.pop("labels").numpy())
         lengths.append(batch["attention_mask"].sum(dim=1).numpy())
         batches.append({name: tensor.numpy().astype(np.int64) for name, tensor in batch.items()})
-    return ParitySet(batches, np.concatenate(labels), np.concatenate(lengths), split)
-
-
-def torch_logits(model, parity: ParitySet) -> np.ndarray:
-    """PyTorch fp32 reference logits (N, C) on CPU, in parity-set order."""
-    import torch
-
-    model = model.float().to("cpu").eval()
-    outputs = []
-    with torch.inference_mode():
-        for batch in parity.batches:
-            outputs.append(model(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits.float().numpy())
-    return np.concatenate(outputs)
-
-
-def session_logits(session, parity: ParitySet) -> np.ndarray:
-    """onnxruntime logits (N, C) as float32 (fp16 graphs keep fp32 I/O, but cast anyway), in parity-set order."""
-    names = [i.name for i in session.get_inputs()]
-    outputs = [session.run(["logits"], {n: batch[n] for n in names})[0].astype(np.float32) for batch in parity.batches]
-    return np.concatenate(outputs)
-
-
-def _metrics(task, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    from ladc.metrics import compute_metrics, predictions_from_logits
-
-    return compute_metrics(task, predictions_from_logits(logits, task), labels)
+    return ParitySet(batches, np.concatenate(labels), np.concatenate(lengths), task.dev_split("dev"))
 
 
 def parity_figures(task, reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray) -> dict:
@@ -194,14 +102,16 @@ def parity_figures(task, reference: np.ndarray, candidate: np.ndarray, labels: n
     Raises:
         LadcError: the artifact's logits have another shape than PyTorch's.
     """
+    from ladc.metrics import metrics_from_logits
+
     if candidate.shape != reference.shape:
         raise LadcError(f"ONNX logits have shape {candidate.shape}, PyTorch's {reference.shape}; inputs do not match")
     diff = np.abs(candidate.astype(np.float64) - reference.astype(np.float64))
     agreement = None
     if not task.is_regression:
         agreement = float((candidate.argmax(-1) == reference.argmax(-1)).mean() * 100)
-    metrics = _metrics(task, candidate, labels)
-    reference_metric = _metrics(task, reference, labels)[task.headline_metric]
+    metrics = metrics_from_logits(task, candidate, labels)
+    reference_metric = metrics_from_logits(task, reference, labels)[task.headline_metric]
     return {
         "examples": int(len(labels)),
         "max_abs_diff": float(diff.max()),
@@ -252,24 +162,20 @@ def run_parity(manifest: dict, root: Path, model, parity_set, task, allow_drop: 
         task: TaskSpec.
         allow_drop: see `judge`.
     """
-    from ladc.runners import open_artifact
+    from ladc.runners import TorchRunner, open_artifact, predict_logits
 
-    reference = torch_logits(model, parity_set)
+    reference, _ = predict_logits(TorchRunner(model.float(), device="cpu"), parity_set.batches)
     reference_metrics = parity_figures(task, reference, reference, parity_set.labels)["metrics"]
     manifest["pytorch"] = {"precision": "fp32", "metrics": reference_metrics, "headline_metric": task.headline_metric}
     manifest["parity_set"] = {**manifest.get("parity_set", {}), **parity_set.describe()}
     feeds = list(parity_set.batches[0])
     for entry in manifest["artifacts"]:
-        if entry.get("engine", "onnxruntime") == "onnxruntime":  # one-line error for graphs the tokenizer can't feed
-            device = "cuda" if entry["provider"] == "CUDAExecutionProvider" else "cpu"
-            load_onnx_session(root / entry["path"], device=device, expected_inputs=feeds)
-        runner = open_artifact(root, entry)
-        logits = np.concatenate([runner(batch) for batch in parity_set.batches])
+        runner = open_artifact(root, entry, expected_inputs=feeds)  # one-line error for graphs the tokenizer can't feed
+        logits, _ = predict_logits(runner, parity_set.batches)
         figures = parity_figures(task, reference, logits, parity_set.labels)
-        precision = entry["precision"]
-        if precision == "auto":  # the engine chose (OpenVINO: bf16 on AMX CPUs, f32 elsewhere): judge what it ran
-            precision = entry["inference_precision"] = runner.inference_precision
-        entry["parity"] = judge(figures, TOLERANCES[precision], allow_drop)
+        if entry["precision"] == "auto":  # the engine chose (OpenVINO: bf16 on AMX CPUs, f32 elsewhere): judge that
+            entry["inference_precision"] = runner.inference_precision
+        entry["parity"] = judge(figures, tolerance_of(entry), allow_drop)
     manifest["passed"] = all(entry["parity"]["accepted"] for entry in manifest["artifacts"])
 
 

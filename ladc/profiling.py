@@ -47,19 +47,10 @@ def summarise_ops(durations_us: list[tuple[str, float]], runs: int, top: int = T
 
 def profile_onnxruntime(path: str, feed: dict, threads: int, graph_level: str, runs: int) -> list[dict]:
     """Per-op-type time of an .onnx file under onnxruntime's profiler (kernel events, op_name)."""
-    import onnxruntime as ort
-
-    from ladc.runners import ORT_GRAPH_LEVELS
+    from ladc.runners import open_session
 
     with tempfile.TemporaryDirectory() as tmp:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_GRAPH_LEVELS[graph_level])
-        options.log_severity_level = 3
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(tmp) / "ort")
-        session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+        session = open_session(path, threads=threads, graph_level=graph_level, profile_prefix=str(Path(tmp) / "ort"))
         names = {i.name for i in session.get_inputs()}
         inputs = {k: v for k, v in feed.items() if k in names}
         session.run(None, inputs)  # warm-up, excluded below by counting only the last `runs` model runs

@@ -1,61 +1,148 @@
-"""The only place that runs a model on a batch: one runner per engine (PyTorch, onnxruntime, OpenVINO), one opener
-per engine, and `load_runner` for bench targets. Export parity, `--select fastest` and bench all go through here.
+"""The only place that runs a model on a batch: one runner protocol for every engine (PyTorch, onnxruntime,
+OpenVINO), one session opener per engine, `predict_logits` over a loader, and `load_runner` for bench targets.
+Export parity, `--select fastest`, bench, `ladc evaluate` and training eval all go through here.
 
-A runner maps a batch of model inputs (numpy or torch, (B, S)) to logits (B, C) float32 numpy. It splits each call
-into `prepare` (host->device copies, kept out of timings), `run` (the timed part, device-synchronised) and `to_numpy`.
+A runner maps a batch of model inputs (numpy or torch, (B, S); extra keys such as labels are ignored) to logits
+(B, C) float32 numpy. It splits each call into `prepare` (host->device copies, kept out of timings), `run` (the timed
+part, device-synchronised) and `to_numpy`; a runner whose outputs are sharded across processes also has `gather`.
+A new engine is one runner class and one opener in `OPENERS`.
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ladc.errors import LadcError
-from ladc.targets import BenchTarget, resolve_baseline, resolve_targets
+from ladc.targets import (
+    MODEL_INPUTS,
+    ORT_INT_TYPES,
+    BenchTarget,
+    check_onnx_io,
+    check_openvino_io,
+    check_provider,
+    check_tokenizer,
+    resolve_baseline,
+    resolve_targets,
+)
 from ladc.tasks import TaskSpec
 
 __all__ = [
     "MODEL_INPUTS",
     "ORT_GRAPH_LEVELS",
     "BenchTarget",
+    "Provider",
     "TorchRunner",
     "OrtRunner",
     "OvRunner",
     "resolve_targets",
     "resolve_baseline",
+    "predict_logits",
     "open_session",
     "open_openvino",
+    "open_artifact",
     "check_provider",
     "load_runner",
 ]
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-ORT_INT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 ORT_GRAPH_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
                     "all": "ORT_ENABLE_ALL"}  # fmt: skip
 
 
-class TorchRunner:
-    """A PyTorch sequence classifier as a runner (optionally under bf16 autocast)."""
+@dataclass(frozen=True)
+class Provider:
+    """Where onnxruntime runs a graph, as export, parity and bench all name it.
 
-    def __init__(self, model: torch.nn.Module, device: str = "cpu", bf16: bool = False):
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+    Attributes:
+        device: cpu | cuda.
+        tensorrt: put TensorRT before CUDA (cuda only).
+        fp16: let TensorRT build fp16 kernels.
+    """
+
+    device: str = "cpu"
+    tensorrt: bool = False
+    fp16: bool = False
+
+    @classmethod
+    def of_entry(cls, entry: dict) -> Provider:
+        """The provider an export.json artifact entry records (`provider`: CPUExecutionProvider | CUDA...)."""
+        return cls("cuda" if entry.get("provider") == "CUDAExecutionProvider" else "cpu")
+
+    def ort_providers(self) -> list:
+        """The `providers` argument of `onnxruntime.InferenceSession`, preferred first."""
+        if self.device == "cpu":
+            return ["CPUExecutionProvider"]
+        cuda = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        return [("TensorrtExecutionProvider", {"trt_fp16_enable": self.fp16}), *cuda] if self.tensorrt else cuda
+
+
+def predict_logits(runner, loader) -> tuple[np.ndarray, np.ndarray | None]:
+    """Run a runner over every batch of a loader, in loader order.
+
+    Args:
+        runner: any runner of this module.
+        loader: an iterable of batches {input_ids, attention_mask[, token_type_ids]: (B, S)[, labels: (B,)]}
+            (a DataLoader with shuffle=False, or a list of numpy batches).
+
+    Returns:
+        (logits (N, C) float32, labels (N,) as the loader gave them, or None when its batches carry none).
+    """
+    gather = getattr(runner, "gather", None)
+    all_logits, all_labels = [], []
+    for batch in loader:
+        output, labels = runner.run(runner.prepare(batch)), batch.get("labels")
+        if gather is not None:
+            output, labels = gather(output, labels)
+        all_logits.append(runner.to_numpy(output))
+        if labels is not None:
+            all_labels.append(labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels))
+    labels = np.concatenate(all_labels) if all_labels else None
+    return np.concatenate(all_logits).astype(np.float32), labels
+
+
+class TorchRunner:
+    """A PyTorch sequence classifier as a runner (optionally under bf16 autocast, or under an accelerate
+    Accelerator during training, whose mixed precision and cross-process gathering it then uses)."""
+
+    def __init__(self, model: torch.nn.Module, device: str | None = None, bf16: bool = False, accelerator=None):
+        self.accelerator = accelerator
+        if accelerator is not None:
+            self.device = accelerator.device  # the model is already prepared (and maybe DDP-wrapped): leave it there
+            self.model = model.eval()
+        else:
+            self.device = torch.device(device) if device else next(model.parameters()).device
+            self.model = model.to(self.device).eval()
         self.bf16 = bf16
 
     def prepare(self, batch: dict) -> dict[str, torch.Tensor]:
-        return {k: torch.as_tensor(np.asarray(batch[k])).to(self.device) for k in MODEL_INPUTS if k in batch}
+        tensors = {k: v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v))
+                   for k, v in batch.items() if k in MODEL_INPUTS}  # fmt: skip
+        return {k: v.to(self.device) for k, v in tensors.items()}
+
+    def _contexts(self):
+        if self.accelerator is not None:
+            # no_grad, not inference_mode: DDP syncs buffers in forward, and inference tensors would leak into training
+            return torch.no_grad(), self.accelerator.autocast()
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+        return torch.inference_mode(), autocast
 
     def run(self, prepared: dict[str, torch.Tensor]) -> torch.Tensor:
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
-        with torch.inference_mode(), autocast:
+        grad_mode, autocast = self._contexts()
+        with grad_mode, autocast:
             logits = self.model(**prepared).logits
         if self.device.type == "cuda":
             torch.cuda.synchronize()  # kernels are asynchronous; without this we would time the launch only
         return logits
+
+    def gather(self, output: torch.Tensor, labels):
+        """Logits and labels of every process, the sampler's padding rows dropped (identity without accelerate)."""
+        if self.accelerator is None:
+            return output, labels
+        return self.accelerator.gather_for_metrics((output, labels))
 
     def to_numpy(self, output: torch.Tensor) -> np.ndarray:
         return output.float().cpu().numpy()
@@ -142,51 +229,31 @@ def open_openvino(path: str | Path, threads: int | None, inference_precision: st
     return OvRunner(compile_ir(Path(path), "CPU", threads, inference_precision))
 
 
-def _providers(provider: str, tensorrt: bool, precision: str) -> list:
-    if provider == "cpu":
-        return ["CPUExecutionProvider"]
-    cuda = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return [("TensorrtExecutionProvider", {"trt_fp16_enable": precision == "fp16"}), *cuda] if tensorrt else cuda
-
-
-def check_provider(provider: str, kinds: set[str], tensorrt: bool = False) -> None:
-    """Fail before loading anything when --provider cuda cannot work on this machine (kinds: torch and/or onnx).
-
-    Raises:
-        LadcError: PyTorch sees no CUDA device, or onnxruntime lacks the CUDA (or TensorRT) provider.
-    """
-    if provider != "cuda":
-        return
-    import onnxruntime as ort
-
-    problems = []
-    if "torch" in kinds and not torch.cuda.is_available():
-        problems.append("PyTorch sees no CUDA device")
-    available = ort.get_available_providers()
-    for needed in ["CUDAExecutionProvider"] + (["TensorrtExecutionProvider"] if tensorrt else []):
-        if "onnx" in kinds and needed not in available:
-            problems.append(f"onnxruntime has no {needed} (available: {', '.join(available)})")
-    if problems:
-        raise LadcError(
-            f"--provider cuda: {'; '.join(problems)}; run on a CUDA machine with onnxruntime-gpu "
-            "(pip install 'ladc[gpu]') or use --provider cpu"
-        )
-
-
 def open_session(
-    path: str | Path, providers: list, threads: int | None, graph_level: str = "all", spinning: bool = True
+    path: str | Path,
+    provider: Provider = Provider(),
+    threads: int | None = None,
+    graph_level: str = "all",
+    spinning: bool = True,
+    expected_inputs: list[str] | None = None,
+    profile_prefix: str | None = None,
 ):
     """An InferenceSession with explicit threading and optimisation settings, and one-line load errors.
 
-    `intra_op_num_threads=threads`, one inter-op thread, sequential execution: BERT has no parallel branches worth
-    a second pool, and a fixed pool keeps runs comparable. `spinning=False` stops the pool's threads from spinning
-    after a run (slower alone, but they then steal no cores from other sessions timed in between).
+    `intra_op_num_threads=threads` (None: onnxruntime's default, one per physical core), one inter-op thread,
+    sequential execution: BERT has no parallel branches worth a second pool, and a fixed pool keeps runs comparable.
+    `spinning=False` stops the pool's threads from spinning after a run (slower alone, but they then steal no cores
+    from other sessions timed in between). `expected_inputs`: the input names the caller will feed; the graph must
+    need no other. `profile_prefix`: record onnxruntime's profile there (`session.end_profiling()` names the file).
 
     Raises:
-        LadcError: corrupted/unreadable file, or a requested GPU provider that onnxruntime silently dropped.
+        LadcError: missing, corrupted or unreadable file, a requested GPU provider that onnxruntime silently dropped,
+            or graph inputs the caller cannot feed.
     """
     import onnxruntime as ort
 
+    if not Path(path).is_file():
+        raise LadcError(f"{path} does not exist")
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
@@ -196,6 +263,9 @@ def open_session(
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_GRAPH_LEVELS[graph_level])
     options.log_severity_level = 3  # warnings about unused initializers are noise here
+    if profile_prefix:
+        options.enable_profiling, options.profile_file_prefix = True, profile_prefix
+    providers = provider.ort_providers()
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as exc:  # ORT's InvalidProtobuf / Fail / InvalidGraph derive from Exception directly
@@ -205,36 +275,22 @@ def open_session(
     if wanted[0] not in session.get_providers():
         raise LadcError(
             f"{path}: onnxruntime fell back from {wanted[0]} to {session.get_providers()} (CUDA/cuDNN/TensorRT "
-            "libraries missing?); install onnxruntime-gpu matching your CUDA or use --provider cpu"
+            "libraries missing?); install onnxruntime-gpu matching your CUDA or run on the CPU"
         )
+    _check_feeds(session, path, expected_inputs)
     return session
 
 
-def _check_tokenizer(tokenizer, config, target: BenchTarget) -> None:
-    if len(tokenizer) > config.vocab_size:
+def _check_feeds(session, path, expected_inputs: list[str] | None) -> None:
+    if expected_inputs is None:
+        return
+    needed = [i.name for i in session.get_inputs()]
+    missing = [name for name in needed if name not in expected_inputs]
+    if missing:
         raise LadcError(
-            f"target {target.name}: the tokenizer in {target.model_dir} has {len(tokenizer)} tokens but the model's "
-            f"vocab_size is {config.vocab_size} (tokenizer from another model?)"
+            f"{path} expects inputs {needed} but the tokenizer gives {list(expected_inputs)} "
+            f"(missing: {missing}); was it exported from another model?"
         )
-
-
-def _check_session_io(session, tokenizer, target: BenchTarget, task: TaskSpec) -> None:
-    """Raise LadcError unless the graph takes (B, S) integer token inputs the tokenizer makes and emits C logits."""
-    provided = [name for name in MODEL_INPUTS if name in tokenizer.model_input_names]
-    inputs = session.get_inputs()
-    names = [i.name for i in inputs]
-    fits = "input_ids" in names and all(
-        i.name in provided and i.type in ORT_INT_TYPES and len(i.shape) == 2 for i in inputs
-    )
-    if not fits:
-        described = ", ".join(f"{i.name}: {i.type} {i.shape}" for i in inputs)
-        raise LadcError(
-            f"ONNX target {target.path} expects inputs [{described}] but its tokenizer gives {provided} as "
-            "(batch, seq) integer tensors; expected a sequence classifier exported with `ladc export`"
-        )
-    width = session.get_outputs()[0].shape[-1]
-    if isinstance(width, int) and width != task.num_labels:
-        raise LadcError(f"ONNX target {target.path} outputs {width} labels but task {task.name} has {task.num_labels}")
 
 
 def load_runner(
@@ -260,12 +316,12 @@ def load_runner(
     tokenizer = load_tokenizer(target.model_dir)
     if target.kind == "torch":
         model = load_classifier(target.model_dir, task)
-        _check_tokenizer(tokenizer, model.config, target)
+        check_tokenizer(tokenizer, model.config, target)
         runner = TorchRunner(model, device=provider, bf16=target.precision == "bf16-autocast")
         settings = {"engine": f"torch {torch.__version__}", "device": provider, "threads": torch.get_num_threads()}
         return runner, tokenizer, model.config, settings
     config = load_config(target.model_dir)
-    _check_tokenizer(tokenizer, config, target)
+    check_tokenizer(tokenizer, config, target)
     if config.num_labels != task.num_labels:
         raise LadcError(
             f"ONNX target {target.path}: {target.model_dir}/config.json has {config.num_labels} labels "
@@ -273,16 +329,16 @@ def load_runner(
         )
     if target.kind == "openvino":
         runner = open_openvino(target.path, threads, target.runtime.get("inference_precision"))
-        _check_ov_io(runner, tokenizer, target, task)
+        check_openvino_io(runner, tokenizer, target, task)
         settings = {"engine": f"openvino {_ov_version()}", "device": "CPU", "inference_num_threads": threads,
                     "inference_precision": runner.inference_precision, "performance_hint": "LATENCY",
                     "num_streams": 1}  # fmt: skip
         return runner, tokenizer, config, settings
     import onnxruntime as ort
 
-    providers = _providers(provider, tensorrt, target.precision)
-    session = open_session(target.path, providers, threads, graph_level, spinning)
-    _check_session_io(session, tokenizer, target, task)
+    session = open_session(target.path, Provider(provider, tensorrt, target.precision == "fp16"), threads, graph_level,
+                           spinning)  # fmt: skip
+    check_onnx_io(session, tokenizer, target, task)
     settings = {
         "engine": f"onnxruntime {ort.__version__}",
         "providers": session.get_providers(),
@@ -302,38 +358,41 @@ def _ov_version() -> str:
     return version("openvino")
 
 
-def _check_ov_io(runner: OvRunner, tokenizer, target: BenchTarget, task: TaskSpec) -> None:
-    provided = [name for name in MODEL_INPUTS if name in tokenizer.model_input_names]
-    if "input_ids" not in runner.input_names or not set(runner.input_names) <= set(provided):
-        raise LadcError(
-            f"OpenVINO target {target.path} expects inputs {runner.input_names} but its tokenizer gives {provided}; "
-            "expected a sequence classifier exported with `ladc export --backend openvino`"
-        )
-    width = runner.output.get_partial_shape()[-1]
-    if width.is_static and width.get_length() != task.num_labels:
-        raise LadcError(
-            f"OpenVINO target {target.path} outputs {width} labels but task {task.name} has {task.num_labels}"
-        )
+def _open_ort_artifact(path: Path, entry: dict, threads, spinning, expected_inputs) -> OrtRunner:
+    return OrtRunner(open_session(path, Provider.of_entry(entry), threads, "all", spinning, expected_inputs))
 
 
-def open_artifact(root: Path, entry: dict, threads: int | None = None, spinning: bool = True):
+def _open_ov_artifact(path: Path, entry: dict, threads, spinning, expected_inputs) -> OvRunner:
+    return open_openvino(path, threads, (entry.get("runtime") or {}).get("inference_precision"))
+
+
+def _open_torch_artifact(path: Path, entry: dict, threads, spinning, expected_inputs) -> TorchRunner:
+    from transformers import AutoModelForSequenceClassification
+
+    from ladc.models import load_config
+
+    model = AutoModelForSequenceClassification.from_pretrained(path.parent, config=load_config(str(path.parent)))
+    return TorchRunner(model, device="cpu", bf16=entry.get("precision") == "bf16")
+
+
+# export.json `engine` -> opener(path, entry, threads, spinning, expected_inputs): a new engine adds one line here
+OPENERS = {"onnxruntime": _open_ort_artifact, "openvino": _open_ov_artifact, "torch": _open_torch_artifact}
+
+
+def open_artifact(
+    root: Path, entry: dict, threads: int | None = None, spinning: bool = True, expected_inputs: list[str] | None = None
+):
     """A runner for one export.json artifact entry (engine, path, provider, precision, runtime).
 
+    `expected_inputs` (onnxruntime graphs): the input names the caller feeds; see `open_session`.
+
     Raises:
-        LadcError: the file is missing or unreadable, or its engine is not installed.
+        LadcError: the file is missing or unreadable, or its engine is unknown or not installed.
     """
     path = Path(root) / entry["path"]
     if not path.is_file():
         raise LadcError(f"{path} does not exist")
     engine = entry.get("engine", "onnxruntime")
-    if engine == "openvino":
-        return open_openvino(path, threads, (entry.get("runtime") or {}).get("inference_precision"))
-    if engine == "torch":
-        from transformers import AutoModelForSequenceClassification
-
-        from ladc.models import load_config
-
-        model = AutoModelForSequenceClassification.from_pretrained(path.parent, config=load_config(str(path.parent)))
-        return TorchRunner(model, bf16=entry.get("precision") == "bf16")
-    providers = _providers("cuda" if entry.get("provider") == "CUDAExecutionProvider" else "cpu", False, "")
-    return OrtRunner(open_session(path, providers, threads, "all", spinning))
+    if engine not in OPENERS:
+        raise LadcError(f"{path}: unknown engine {engine!r}; expected one of {', '.join(OPENERS)}")
+    return OPENERS[engine](path, entry, threads, spinning, expected_inputs)

@@ -8,19 +8,29 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+
+from ladc.artifacts import ENGINES
 from ladc.errors import LadcError, did_you_mean
 from ladc.io import read_json
+from ladc.onnx_graphs import FUSION_OPS, INT8_OPS
 from ladc.runs import infer_task
 
-__all__ = ["KINDS", "BenchTarget", "resolve_targets", "resolve_baseline", "describe_onnx", "infer_task"]
+__all__ = [
+    "BenchTarget",
+    "resolve_targets",
+    "resolve_baseline",
+    "describe_onnx",
+    "infer_task",
+    "check_provider",
+    "check_tokenizer",
+    "check_onnx_io",
+    "check_openvino_io",
+]
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-# ops that only appear in quantized / fused graphs; they describe a bare .onnx file that has no manifest
-INT8_OPS = {"MatMulInteger", "DynamicQuantizeLinear", "QLinearMatMul", "DynamicQuantizeMatMul", "QAttention"}
-FUSED_OPS = {"Attention", "MultiHeadAttention", "SkipLayerNormalization", "EmbedLayerNormalization", "FastGelu",
-             "BiasGelu"}  # fmt: skip
-# BenchTarget.kind per export.json engine
-KINDS = {"onnxruntime": "onnx", "openvino": "openvino", "torch": "torch"}
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+ORT_INT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 
 
 @dataclass(frozen=True)
@@ -61,12 +71,12 @@ def describe_onnx(path: Path) -> tuple[str, bool, float]:
     except Exception as exc:  # protobuf's DecodeError and onnx's own errors share no base class but Exception
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise LadcError(f"{path} is not a valid ONNX model: {first}") from None
-    ops = {node.op_type for node in proto.graph.node}
+    ops = {node.op_type for node in proto.graph.node}  # fused/int8 ops describe a bare .onnx file with no manifest
     initializers = proto.graph.initializer
     external = {e.value for init in initializers for e in init.external_data if e.key == "location"}
     fp16_count = sum(init.data_type == onnx.TensorProto.FLOAT16 for init in initializers)
-    precision = "int8" if ops & INT8_OPS else "fp16" if fp16_count > len(initializers) // 2 else "fp32"
-    return precision, bool(ops & FUSED_OPS), _size_mb([path, *(path.parent / name for name in external)])
+    precision = "int8" if ops & set(INT8_OPS) else "fp16" if fp16_count > len(initializers) // 2 else "fp32"
+    return precision, bool(ops & set(FUSION_OPS)), _size_mb([path, *(path.parent / name for name in external)])
 
 
 def _export_target(export_dir: Path, artifact: dict, manifest_path: Path) -> BenchTarget:
@@ -74,20 +84,21 @@ def _export_target(export_dir: Path, artifact: dict, manifest_path: Path) -> Ben
     if not path.is_file():
         raise LadcError(f"{manifest_path} lists artifact path {artifact.get('path')!r} but {path} does not exist")
     engine = str(artifact.get("engine", "onnxruntime"))
-    if engine not in KINDS:
+    if engine not in ENGINES:
         raise LadcError(f"{manifest_path}: artifact {artifact.get('name')!r} has unknown engine {engine!r}")
     name = f"{export_dir.name}/{artifact.get('name', path.stem)}"
     precision = str(artifact.get("precision", "fp32"))
-    if engine == "onnxruntime":
+    kind = ENGINES[engine].target_kind
+    if kind == "onnx":
         described, optimized, size_mb = describe_onnx(path)
-        return BenchTarget(name, "onnx", str(path), str(export_dir), str(artifact.get("precision", described)), size_mb,
+        return BenchTarget(name, kind, str(path), str(export_dir), str(artifact.get("precision", described)), size_mb,
                            bool(artifact.get("optimized", optimized)))  # fmt: skip
-    if engine == "openvino":
+    if kind == "openvino":
         size_mb = _size_mb([path, path.with_suffix(".bin")])
-        return BenchTarget(name, "openvino", str(path), str(export_dir), precision, size_mb,
+        return BenchTarget(name, kind, str(path), str(export_dir), precision, size_mb,
                            runtime=dict(artifact.get("runtime") or {}))  # fmt: skip
     precision = "bf16-autocast" if precision == "bf16" else precision
-    return BenchTarget(name, "torch", str(export_dir), str(export_dir), precision, _size_mb([path]))
+    return BenchTarget(name, kind, str(export_dir), str(export_dir), precision, _size_mb([path]))
 
 
 def _export_targets(export_dir: Path) -> list[BenchTarget]:
@@ -175,3 +186,72 @@ def resolve_baseline(baseline: str | None, names: list[str]) -> int:
         f"--baseline '{baseline}' is neither a target name nor an index 0..{len(names) - 1}"
         f"{did_you_mean(baseline, names)}; targets: {', '.join(names)}"
     )
+
+
+# ----------------------------------------------------------------------------- does a loaded target fit the task
+
+
+def check_provider(provider: str, kinds: set[str], tensorrt: bool = False) -> None:
+    """Fail before loading anything when --provider cuda cannot work on this machine (kinds: torch and/or onnx).
+
+    Raises:
+        LadcError: PyTorch sees no CUDA device, or onnxruntime lacks the CUDA (or TensorRT) provider.
+    """
+    if provider != "cuda":
+        return
+    import onnxruntime as ort
+    import torch
+
+    problems = []
+    if "torch" in kinds and not torch.cuda.is_available():
+        problems.append("PyTorch sees no CUDA device")
+    available = ort.get_available_providers()
+    for needed in ["CUDAExecutionProvider"] + (["TensorrtExecutionProvider"] if tensorrt else []):
+        if "onnx" in kinds and needed not in available:
+            problems.append(f"onnxruntime has no {needed} (available: {', '.join(available)})")
+    if problems:
+        raise LadcError(
+            f"--provider cuda: {'; '.join(problems)}; run on a CUDA machine with onnxruntime-gpu "
+            "(pip install 'ladc[gpu]') or use --provider cpu"
+        )
+
+
+def check_tokenizer(tokenizer, config, target: BenchTarget) -> None:
+    if len(tokenizer) > config.vocab_size:
+        raise LadcError(
+            f"target {target.name}: the tokenizer in {target.model_dir} has {len(tokenizer)} tokens but the model's "
+            f"vocab_size is {config.vocab_size} (tokenizer from another model?)"
+        )
+
+
+def check_onnx_io(session, tokenizer, target: BenchTarget, task) -> None:
+    """Raise LadcError unless the graph takes (B, S) integer token inputs the tokenizer makes and emits C logits."""
+    provided = [name for name in MODEL_INPUTS if name in tokenizer.model_input_names]
+    inputs = session.get_inputs()
+    names = [i.name for i in inputs]
+    fits = "input_ids" in names and all(
+        i.name in provided and i.type in ORT_INT_TYPES and len(i.shape) == 2 for i in inputs
+    )
+    if not fits:
+        described = ", ".join(f"{i.name}: {i.type} {i.shape}" for i in inputs)
+        raise LadcError(
+            f"ONNX target {target.path} expects inputs [{described}] but its tokenizer gives {provided} as "
+            "(batch, seq) integer tensors; expected a sequence classifier exported with `ladc export`"
+        )
+    width = session.get_outputs()[0].shape[-1]
+    if isinstance(width, int) and width != task.num_labels:
+        raise LadcError(f"ONNX target {target.path} outputs {width} labels but task {task.name} has {task.num_labels}")
+
+
+def check_openvino_io(runner, tokenizer, target: BenchTarget, task) -> None:
+    provided = [name for name in MODEL_INPUTS if name in tokenizer.model_input_names]
+    if "input_ids" not in runner.input_names or not set(runner.input_names) <= set(provided):
+        raise LadcError(
+            f"OpenVINO target {target.path} expects inputs {runner.input_names} but its tokenizer gives {provided}; "
+            "expected a sequence classifier exported with `ladc export --backend openvino`"
+        )
+    width = runner.output.get_partial_shape()[-1]
+    if width.is_static and width.get_length() != task.num_labels:
+        raise LadcError(
+            f"OpenVINO target {target.path} outputs {width} labels but task {task.name} has {task.num_labels}"
+        )

@@ -24,7 +24,6 @@ from torch import nn
 from ladc.config import OptimConfig
 from ladc.errors import LadcError
 from ladc.io import atomic_dir, atomic_write_json
-from ladc.metrics import compute_metrics, predictions_from_logits
 from ladc.tasks import TaskSpec
 
 __all__ = [
@@ -32,8 +31,6 @@ __all__ = [
     "TrainPlan",
     "TrainResult",
     "fit",
-    "predict_logits",
-    "evaluate_logits",
     "make_accelerator",
     "model_inputs",
     "latest_checkpoint",
@@ -131,30 +128,6 @@ def _param_groups(modules: list[nn.Module], weight_decay: float) -> list[dict]:
                 continue
             (no_decay if param.ndim < 2 or "LayerNorm" in name or "norm" in name.lower() else decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-@torch.no_grad()
-def predict_logits(model: nn.Module, dataloader, accelerator=None) -> tuple[np.ndarray, np.ndarray]:
-    """Run `model` over `dataloader`; returns (logits (N, C) float32, labels (N,)) in dataset order."""
-    model.eval()
-    all_logits, all_labels = [], []
-    for batch in dataloader:
-        if accelerator is None:
-            device = next(model.parameters()).device
-            batch = {k: v.to(device) for k, v in batch.items()}
-            logits = model(**model_inputs(batch)).logits
-        else:
-            with accelerator.autocast():
-                logits = model(**model_inputs(batch)).logits
-            logits, labels = accelerator.gather_for_metrics((logits, batch["labels"]))
-            batch = {"labels": labels}
-        all_logits.append(logits.float().cpu().numpy())
-        all_labels.append(batch["labels"].cpu().numpy())
-    return np.concatenate(all_logits), np.concatenate(all_labels)
-
-
-def evaluate_logits(task: TaskSpec, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    return compute_metrics(task, predictions_from_logits(logits, task), labels)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

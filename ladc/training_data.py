@@ -10,18 +10,16 @@ __all__ = ["make_evaluator", "prepare_data"]
 
 def make_evaluator(data: DataConfig, tokenizer, task, batch_size: int):
     """(model, accelerator) -> dev metrics on the task's first dev split, tokenized once."""
-    from ladc.data import load_tokenized, make_collator, make_dataloader
-    from ladc.train import evaluate_logits, predict_logits
+    from ladc.data import dev_loader
+    from ladc.metrics import metrics_from_logits
+    from ladc.runners import TorchRunner, predict_logits
 
-    dev = load_tokenized(data, tokenizer, "dev")
-    collator = make_collator(tokenizer, task)
+    loader = dev_loader(data, tokenizer, task, batch_size)
 
     def evaluate(model, accelerator) -> dict[str, float]:
-        loader = make_dataloader(dev, collator, batch_size, shuffle=False)
-        if accelerator is not None:
-            loader = accelerator.prepare(loader)
-        logits, labels = predict_logits(model, loader, accelerator)
-        return evaluate_logits(task, logits, labels)
+        prepared = accelerator.prepare(loader) if accelerator is not None else loader
+        logits, labels = predict_logits(TorchRunner(model, accelerator=accelerator), prepared)
+        return metrics_from_logits(task, logits, labels)
 
     return evaluate
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from ladc.bench import PeakRss, flops_per_token, predict_logits, run_bench, synthetic_batch, time_interleaved
+from ladc.bench import PeakRss, flops_per_token, run_bench, synthetic_batch, time_interleaved
 from ladc.config import BenchConfig, DataConfig
 from ladc.errors import LadcError
-from ladc.runners import load_runner, resolve_baseline, resolve_targets
+from ladc.runners import TorchRunner, load_runner, predict_logits, resolve_baseline, resolve_targets
 from ladc.tasks import get_task
 from tests.helpers import write_tiny_sst2
 
@@ -169,10 +169,10 @@ def test_runners_agree_and_predict_logits_is_provider_agnostic(dirs):
         DataConfig(task="sst2", data_dir=str(dirs.glue), cache_dir=str(dirs.root / "cache")), tokenizer, "validation"
     )
     loader = make_dataloader(dev, make_collator(tokenizer, task), 8, shuffle=False)
-    onnx_logits, torch_logits = predict_logits(onnx_runner, loader), predict_logits(torch_runner, loader)
+    (onnx_logits, _), (torch_logits, _) = predict_logits(onnx_runner, loader), predict_logits(torch_runner, loader)
     assert onnx_logits.shape == (len(dev), 2)
     np.testing.assert_allclose(onnx_logits, torch_logits, atol=1e-4)
-    np.testing.assert_allclose(predict_logits(torch_runner.model, loader), torch_logits, atol=1e-6)
+    np.testing.assert_allclose(predict_logits(TorchRunner(torch_runner.model), loader)[0], torch_logits, atol=1e-6)
 
 
 def test_bf16_runner_is_close_to_fp32(dirs):

@@ -100,9 +100,9 @@ def _torch_logits(model_dir: Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _session_logits(path: Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
-    from ladc.parity import load_onnx_session
+    from ladc.runners import open_session
 
-    session = load_onnx_session(path)
+    session = open_session(path)
     return session.run(["logits"], {i.name: inputs[i.name].astype(np.int64) for i in session.get_inputs()})[0]
 
 
@@ -144,8 +144,8 @@ def test_fused_int8_is_fused_and_quantized_and_reports_agreement(full_export, ti
     from ladc.config import DataConfig
     from ladc.export import op_counts
     from ladc.models import load_classifier, load_tokenizer
-    from ladc.parity import load_parity_set, torch_logits
-    from ladc.runners import open_artifact
+    from ladc.parity import load_parity_set
+    from ladc.runners import TorchRunner, open_artifact, predict_logits
     from ladc.tasks import get_task
 
     out, manifest = full_export
@@ -161,7 +161,7 @@ def test_fused_int8_is_fused_and_quantized_and_reports_agreement(full_export, ti
     task = get_task("sst2")
     data = DataConfig(task="sst2", data_dir=str(tiny_data), cache_dir=str(tiny_data / "cache"))
     dev = load_parity_set(data, load_tokenizer(str(tiny_model)), task, 32)
-    reference = torch_logits(load_classifier(str(tiny_model), task), dev)
+    reference, _ = predict_logits(TorchRunner(load_classifier(str(tiny_model), task)), dev.batches)
     assert manifest["parity_set"]["examples"] == len(dev.labels)
     for name in ("int8", "fused_int8"):
         parity = by_name[name]["parity"]
@@ -287,7 +287,8 @@ def test_fp16_graph_is_fused_and_keeps_labels_on_cpu(tmp_path, full_export, tiny
     from transformers import AutoConfig
 
     from ladc.export import convert_fp16, op_counts
-    from ladc.parity import TOLERANCES, judge, load_onnx_session, parity_figures, session_logits
+    from ladc.parity import TOLERANCES, judge, parity_figures
+    from ladc.runners import OrtRunner, open_session, predict_logits
 
     out, manifest = full_export
     target = tmp_path / "model_fp16.onnx"
@@ -304,8 +305,9 @@ def test_fp16_graph_is_fused_and_keeps_labels_on_cpu(tmp_path, full_export, tiny
     task = get_task("sst2")
     data = DataConfig(task="sst2", data_dir=str(tiny_data), cache_dir=str(tiny_data / "cache"))
     parity_set = load_parity_set(data, _tokenizer(tiny_model / "vocab.txt"), task)
-    reference = session_logits(load_onnx_session(out / "model.onnx"), parity_set)
-    figures = parity_figures(task, reference, session_logits(load_onnx_session(target), parity_set), parity_set.labels)
+    reference, _ = predict_logits(OrtRunner(open_session(out / "model.onnx")), parity_set.batches)
+    candidate, _ = predict_logits(OrtRunner(open_session(target)), parity_set.batches)
+    figures = parity_figures(task, reference, candidate, parity_set.labels)
     verdict = judge(figures, TOLERANCES["fp16"])
     assert 0 < figures["max_abs_diff"] < 0.05 and verdict["within_tolerance"]
 
@@ -329,28 +331,28 @@ def test_task_and_data_dir_default_from_ladc_json(tmp_path, tiny_model, tiny_dat
 
 
 def test_corrupted_onnx_is_a_one_line_error(tmp_path, full_export):
-    from ladc.parity import load_onnx_session
+    from ladc.runners import open_session
 
     out, _ = full_export
     garbage = tmp_path / "model.onnx"
     garbage.write_bytes(b"this is not a protobuf" * 10)
     with pytest.raises(LadcError, match=r"model\.onnx is not a valid ONNX model: ") as caught:
-        load_onnx_session(garbage)
+        open_session(garbage)
     assert "\n" not in str(caught.value)
     truncated = tmp_path / "truncated.onnx"
     truncated.write_bytes((out / "model.onnx").read_bytes()[:5000])
     with pytest.raises(LadcError, match="not a valid ONNX model"):
-        load_onnx_session(truncated)
+        open_session(truncated)
     with pytest.raises(LadcError, match="does not exist"):
-        load_onnx_session(tmp_path / "missing.onnx")
+        open_session(tmp_path / "missing.onnx")
 
 
 def test_inputs_that_do_not_match_the_graph_are_rejected(full_export):
-    from ladc.parity import load_onnx_session
+    from ladc.runners import open_session
 
     out, _ = full_export
     with pytest.raises(LadcError, match=r"expects inputs .*token_type_ids.*missing: \['token_type_ids'\]"):
-        load_onnx_session(out / "model.onnx", expected_inputs=["input_ids", "attention_mask"])
+        open_session(out / "model.onnx", expected_inputs=["input_ids", "attention_mask"])
 
 
 def test_existing_output_needs_overwrite(tmp_path, tiny_model, tiny_data):

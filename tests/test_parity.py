@@ -1,0 +1,181 @@
+"""Tests of ladc/parity.py (figures, verdicts, the parity set, run_parity) and of the artifact table's promise: a new
+row with its own builder and precision is built by export, checked by parity and listed by the compression report
+with no edit of export, runners, parity or compression."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tests.test_export as export_tests
+from ladc.artifacts import TOLERANCES, Artifact, Tolerance, tolerance_of
+from ladc.config import BenchConfig, DataConfig, ExportConfig
+from ladc.errors import LadcError
+from ladc.parity import judge, load_parity_set, parity_figures, raise_on_failure, run_parity
+from ladc.tasks import get_task
+
+# module-scoped: a tiny SST-2 dir (48 dev rows) and a tiny BERT trained on it
+tiny_data, tiny_model = export_tests.tiny_data, export_tests.tiny_model
+
+# hand-computed case: 4 examples, 2 classes
+REFERENCE = np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 3.0], [0.5, 0.0]], dtype=np.float32)
+CANDIDATE = np.array([[2.0, 0.5], [0.0, 1.0], [1.0, 2.0], [0.0, 0.5]], dtype=np.float32)  # last one flips
+LABELS = np.array([0, 1, 1, 1])
+
+
+def test_parity_figures_by_hand():
+    figures = parity_figures(get_task("sst2"), REFERENCE, CANDIDATE, LABELS)
+    # |Δ| = [0, .5], [0, 0], [0, 1], [.5, .5] -> max 1, mean 2.5 / 8
+    assert figures["max_abs_diff"] == pytest.approx(1.0) and figures["mean_abs_diff"] == pytest.approx(2.5 / 8)
+    assert figures["label_agreement_pct"] == pytest.approx(75.0)
+    # PyTorch predicts 0,1,1,0 (accuracy 0.75); the candidate 0,1,1,1 (accuracy 1.0): a drop of -25 points
+    assert figures["metrics"] == {"accuracy": 1.0} and figures["metric_drop_points"] == pytest.approx(-25.0)
+    assert figures["examples"] == 4 and figures["headline_metric"] == "accuracy"
+
+
+def test_parity_figures_for_regression_have_no_agreement():
+    reference = np.array([[1.0], [2.0], [3.0]])
+    figures = parity_figures(get_task("stsb"), reference, reference + 0.25, np.array([1.0, 2.0, 3.0]))
+    assert figures["label_agreement_pct"] is None and figures["max_abs_diff"] == pytest.approx(0.25)
+    assert figures["metric_drop_points"] == pytest.approx(0.0)  # a constant shift keeps both correlations
+
+
+def test_parity_figures_refuse_other_shapes():
+    with pytest.raises(LadcError, match=r"shape \(4, 1\), PyTorch's \(4, 2\)"):
+        parity_figures(get_task("sst2"), REFERENCE, REFERENCE[:, :1], LABELS)
+
+
+def test_judge_applies_each_bound_and_allow_drop():
+    figures = {"max_abs_diff": 2e-4, "label_agreement_pct": 96.0, "metric_drop_points": 1.5,
+               "headline_metric": "accuracy"}  # fmt: skip
+    fp32 = judge(figures, TOLERANCES["fp32"])
+    assert not fp32["within_tolerance"] and not fp32["accepted"] and fp32["reason"] == "max|Δlogit| 0.0002 > 0.0001"
+    int8 = judge(figures, TOLERANCES["int8"])
+    assert int8["reason"] == "label agreement 96.00% < 97%; accuracy drop 1.50 points > 1"
+    accepted = judge(figures, TOLERANCES["int8"], allow_drop=2.0)
+    assert (
+        accepted["accepted"]
+        and not accepted["within_tolerance"]
+        and "--allow-drop 2: drop 1.50 <= 2" in accepted["reason"]
+    )
+    assert not judge(figures, TOLERANCES["int8"], allow_drop=1.0)["accepted"]
+    assert judge(figures, Tolerance())["within_tolerance"]  # nothing checked: nothing fails
+    assert judge(figures, TOLERANCES["int8"])["tolerance"] == dataclasses.asdict(TOLERANCES["int8"])
+
+
+def test_tolerance_comes_from_the_row_else_the_precision_run(monkeypatch):
+    import ladc.artifacts
+
+    own = Tolerance(min_agreement_pct=50.0)
+    row = Artifact("w4", "onnxruntime", "model_w4.onnx", "w4", "onnxruntime", None, tolerance=own)
+    monkeypatch.setattr(ladc.artifacts, "ARTIFACTS", (*ladc.artifacts.ARTIFACTS, row))
+    assert tolerance_of({"name": "w4", "precision": "w4"}) is own
+    assert tolerance_of({"name": "int8", "precision": "int8"}) == TOLERANCES["int8"]
+    # the engine chose: judged as what it ran, not as "auto"
+    assert tolerance_of({"name": "openvino", "precision": "auto", "inference_precision": "bf16"}) == TOLERANCES["bf16"]
+    with pytest.raises(LadcError, match=r"artifact 'x' ran in 'w2', which has no parity tolerance"):
+        tolerance_of({"name": "x", "precision": "w2"})
+
+
+def test_raise_on_failure_names_every_failed_artifact(tmp_path):
+    parity = {"accepted": False, "reason": "label agreement 90.00% < 97%", "metrics": {"accuracy": 0.8},
+              "max_abs_diff": 0.3}  # fmt: skip
+    manifest = {"pytorch": {"headline_metric": "accuracy", "metrics": {"accuracy": 0.9}},
+                "parity_set": {"examples": 48},
+                "artifacts": [{"path": "model.onnx", "parity": {**parity, "accepted": True}},
+                              {"path": "model_int8.onnx", "parity": parity}]}  # fmt: skip
+    with pytest.raises(LadcError) as caught:
+        raise_on_failure(manifest, tmp_path)
+    message = str(caught.value)
+    assert (
+        "on 48 dev examples: model_int8.onnx: label agreement 90.00% < 97% (accuracy 80.00 vs PyTorch 90.00" in message
+    )
+    assert "model.onnx:" not in message.replace("model_int8.onnx", "") and "\n" not in message
+    manifest["artifacts"][1]["parity"]["accepted"] = True
+    raise_on_failure(manifest, tmp_path)  # nothing failed: no error
+
+
+# ----------------------------------------------------------------------------- the parity set and run_parity
+
+
+def _data(tiny_data: Path, **overrides) -> DataConfig:
+    return DataConfig(task="sst2", data_dir=str(tiny_data), cache_dir=str(tiny_data / "cache"), **overrides)
+
+
+def test_parity_set_is_the_dev_split_in_file_order(tiny_data, tiny_tokenizer):
+    parity_set = load_parity_set(_data(tiny_data, dev_limit=20), tiny_tokenizer, get_task("sst2"), batch_size=8)
+    rows = (tiny_data / "SST-2" / "dev.tsv").read_text().splitlines()[1:21]
+    assert parity_set.labels.tolist() == [int(row.split("\t")[1]) for row in rows]
+    assert [len(b["input_ids"]) for b in parity_set.batches] == [8, 8, 4] and parity_set.split == "validation"
+    assert all(b["input_ids"].dtype == np.int64 and "labels" not in b for b in parity_set.batches)
+    first = tiny_tokenizer(rows[0].split("\t")[0])["input_ids"]
+    assert parity_set.lengths[0] == len(first) and parity_set.batches[0]["input_ids"][0, : len(first)].tolist() == first
+    described = parity_set.describe()
+    assert described["examples"] == 20 and described["batches"] == 3
+    assert (
+        described["tokens_max"] == max(parity_set.lengths) == max(b["input_ids"].shape[1] for b in parity_set.batches)
+    )
+
+
+def test_run_parity_judges_each_entry_against_pytorch(tmp_path, tiny_model, tiny_data, tiny_tokenizer):
+    from ladc.models import load_classifier
+
+    task = get_task("sst2")
+    model = load_classifier(str(tiny_model), task)
+    parity_set = load_parity_set(_data(tiny_data), tiny_tokenizer, task)
+    model.save_pretrained(tmp_path)  # the torch engine reads model.safetensors + config.json
+    manifest = {
+        "artifacts": [{"name": "torch_bf16", "path": "model.safetensors", "engine": "torch", "precision": "bf16"}]
+    }
+    run_parity(manifest, tmp_path, model, parity_set, task, allow_drop=None)
+    assert manifest["pytorch"]["metrics"]["accuracy"] > 0.5 and manifest["parity_set"]["examples"] == 48
+    bf16 = manifest["artifacts"][0]["parity"]
+    assert 0 < bf16["max_abs_diff"] < 0.1 and bf16["label_agreement_pct"] >= 97 and bf16["accepted"]
+    assert bf16["tolerance"] == dataclasses.asdict(TOLERANCES["bf16"]) and manifest["passed"]
+
+
+# ----------------------------------------------------------------------------- one row, no other edit
+
+
+def test_a_new_precision_row_is_built_checked_and_reported(tmp_path, tiny_model, tiny_data, monkeypatch):
+    """A dummy builder and a precision no table knows ("w8", with its own tolerance) go through export, parity,
+    bench and the compression report, with no edit of export, runners, parity or compression."""
+    import ladc.artifacts
+    from ladc.bench import run_bench
+    from ladc.compression import write_compression_report
+    from ladc.export import export_onnx
+
+    def build_copy(ctx) -> dict:
+        shutil.copy(ctx.build / "model.onnx", ctx.build / "model_w8.onnx")
+        return {"note": "built by a test"}
+
+    own = Tolerance(max_abs_diff=1e-4, min_agreement_pct=100.0)
+    row = Artifact("dummy_w8", "onnxruntime", "model_w8.onnx", "w8", "onnxruntime", build_copy, tolerance=own)
+    monkeypatch.setattr(ladc.artifacts, "ARTIFACTS", (*ladc.artifacts.ARTIFACTS, row))
+
+    run = tmp_path / "run"
+    for stage in ("teacher", "student"):
+        shutil.copytree(tiny_model, run / stage)
+    cfg = ExportConfig(model=str(run / "student"), output=str(run / "onnx"), task="sst2", data_dir=str(tiny_data),
+                       cache_dir=str(tiny_data / "cache"))  # fmt: skip
+    manifest = export_onnx(cfg)
+    entry = next(a for a in manifest["artifacts"] if a["name"] == "dummy_w8")
+    assert (run / "onnx" / "model_w8.onnx").is_file() and entry["note"] == "built by a test"
+    assert entry["precision"] == "w8" and entry["engine"] == "onnxruntime"
+    assert entry["parity"]["tolerance"] == dataclasses.asdict(own) and entry["parity"]["within_tolerance"]
+    assert entry["parity"]["label_agreement_pct"] == 100.0 and entry["parity"]["max_abs_diff"] <= 1e-4
+
+    data = DataConfig(task="sst2", data_dir=str(tiny_data), cache_dir=str(tiny_data / "cache"))
+    targets = tuple(str(run / stage) for stage in ("teacher", "student", "onnx"))
+    run_bench(BenchConfig(targets=targets, data=data, output=str(run / "bench"), batch_sizes=(1, 32), seq_lens=(16,),
+                          warmup=1, iterations=2, threads=1))  # fmt: skip
+    markdown = write_compression_report(run)
+    assert "| student ONNX Runtime dummy_w8 (w8) |" in markdown
+    rows = {r["artifact"]: r for r in json.loads((run / "report.json").read_text())["rows"]}
+    dummy = rows["student ONNX Runtime dummy_w8 (w8)"]
+    assert dummy["path"] == "onnx/model_w8.onnx" and dummy["metric"] == rows["student (PyTorch fp32)"]["metric"]

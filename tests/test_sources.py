@@ -1,0 +1,193 @@
+"""Tests of ladc/sources.py on small hand-written files: each reader's documented result, column by column.
+
+tests/test_sources_fuzz.py throws random bytes at the readers; these pin what they return on valid input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ladc.config import DataConfig
+from ladc.errors import LadcError
+from ladc.sources import parse_label, raw_features, read_glue_tsv, read_table_file, resolve_split, source_of
+from ladc.tasks import get_task
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ----------------------------------------------------------------------------- splits and sources
+
+
+def test_resolve_split_accepts_aliases_hub_names_and_tsv_stems():
+    mnli = get_task("mnli")
+    assert resolve_split(mnli, "dev") == resolve_split(mnli, "validation") == resolve_split(mnli, "dev_matched")
+    mismatched = resolve_split(mnli, "dev_mismatched")
+    assert (mismatched.kind, mismatched.name, mismatched.tsv_stem, mismatched.is_primary) == (
+        "dev", "validation_mismatched", "dev_mismatched", False,
+    )  # fmt: skip
+    test = resolve_split(mnli, "test")
+    assert (test.kind, test.name, test.tsv_stem, test.is_primary) == ("test", "test_matched", "test_matched", True)
+    assert resolve_split(mnli, "train").kind == "train"
+
+
+def test_unknown_split_suggests_a_name():
+    with pytest.raises(
+        LadcError, match=r"unknown split 'validation_matchd' for mnli \(did you mean 'validation_matched'"
+    ):
+        resolve_split(get_task("mnli"), "validation_matchd")
+
+
+def test_source_of_picks_file_then_tsv_dir_then_hub(tmp_path):
+    sst2 = get_task("sst2")
+    dev = resolve_split(sst2, "dev")
+    (tmp_path / "SST-2").mkdir()
+    tsv = _write(tmp_path / "SST-2" / "dev.tsv", "sentence\tlabel\nok\t1\n")
+    generic = _write(tmp_path / "mine.jsonl", '{"sentence": "ok", "label": 1}\n')
+    assert source_of(DataConfig(task="sst2"), sst2, dev) == ("hub", None)
+    assert source_of(DataConfig(task="sst2", data_dir=str(tmp_path)), sst2, dev) == ("tsv", tsv)
+    both = DataConfig(task="sst2", data_dir=str(tmp_path), dev_file=str(generic))
+    assert source_of(both, sst2, dev) == ("file", generic)
+    # a generic --dev-file stands for the first dev split only; MNLI's mismatched split still comes from the dir
+    mnli = get_task("mnli")
+    (tmp_path / "MNLI").mkdir()
+    mismatched = _write(tmp_path / "MNLI" / "dev_mismatched.tsv", "x\n")
+    cfg = DataConfig(task="mnli", data_dir=str(tmp_path), dev_file=str(generic))
+    assert source_of(cfg, mnli, resolve_split(mnli, "dev_mismatched")) == ("tsv", mismatched)
+
+
+def test_source_of_names_the_missing_tsv_and_the_layout(tmp_path):
+    with pytest.raises(LadcError, match=r"has no SST-2/dev\.tsv \(expected GLUE TSV layout: <dir>/SST-2/dev\.tsv\)"):
+        source_of(
+            DataConfig(task="sst2", data_dir=str(tmp_path)), get_task("sst2"), resolve_split(get_task("sst2"), "dev")
+        )
+    with pytest.raises(LadcError, match=r"expected a \.csv, \.tsv, \.jsonl or \.json file"):
+        txt = _write(tmp_path / "dev.txt", "x")
+        source_of(DataConfig(task="sst2", dev_file=str(txt)), get_task("sst2"), resolve_split(get_task("sst2"), "dev"))
+
+
+# ----------------------------------------------------------------------------- labels
+
+
+def test_parse_label_maps_names_by_hub_order_and_accepts_ids():
+    mnli = get_task("mnli")
+    assert [parse_label(v, mnli, "x") for v in ("entailment", "neutral", "contradiction", "2", "1.0", " 0 ")] == [
+        0, 1, 2, 2, 1, 0,
+    ]  # fmt: skip
+    with pytest.raises(LadcError, match=r"x: unknown label '3' for mnli; expected one of entailment, neutral"):
+        parse_label("3", mnli, "x")
+
+
+def test_parse_label_scores_for_regression_and_rejects_overflow():
+    stsb = get_task("stsb")
+    assert parse_label("3.25", stsb, "x") == 3.25
+    for bad in ("nan", "inf", "1e39", "high"):
+        with pytest.raises(LadcError, match="is not a number"):
+            parse_label(bad, stsb, "x")
+
+
+def test_raw_features_match_the_hub_schema():
+    assert {k: v.dtype for k, v in raw_features(get_task("mrpc")).items()} == {
+        "sentence1": "string", "sentence2": "string", "label": "int64", "idx": "int64",
+    }  # fmt: skip
+    assert raw_features(get_task("stsb"))["label"].dtype == "float32"
+
+
+# ----------------------------------------------------------------------------- GLUE TSV
+
+
+def test_sst2_tsv_keeps_stray_quotes_and_skips_blank_lines(tmp_path):
+    path = _write(tmp_path / "dev.tsv", "sentence\tlabel\nit 's \"great\t1\n\n   \nbad .\t0\n")
+    columns = read_glue_tsv(path, get_task("sst2"), resolve_split(get_task("sst2"), "dev"))
+    assert columns == {"sentence": ["it 's \"great", "bad ."], "label": [1, 0], "idx": [0, 1]}
+
+
+def test_cola_tsv_without_header_reads_columns_by_index(tmp_path):
+    path = _write(tmp_path / "dev.tsv", "gj04\t1\t\tThe dog barked .\ngj04\t0\t*\tDog the barked .\n")
+    columns = read_glue_tsv(path, get_task("cola"), resolve_split(get_task("cola"), "dev"))
+    assert columns == {"sentence": ["The dog barked .", "Dog the barked ."], "label": [1, 0], "idx": [0, 1]}
+
+
+def test_mnli_tsv_maps_label_names_by_name(tmp_path):
+    header = "index\tsentence1\tsentence2\tgold_label\n"
+    rows = "0\tA man sleeps .\tSomeone sleeps .\tentailment\n1\tA cat .\tA dog .\tcontradiction\n"
+    path = _write(tmp_path / "dev_matched.tsv", header + rows)
+    columns = read_glue_tsv(path, get_task("mnli"), resolve_split(get_task("mnli"), "dev"))
+    assert columns["premise"] == ["A man sleeps .", "A cat ."] and columns["hypothesis"] == [
+        "Someone sleeps .",
+        "A dog .",
+    ]
+    assert columns["label"] == [0, 2]  # hub order: entailment, neutral, contradiction
+
+
+def test_mrpc_tsv_uses_its_own_column_names_and_a_bom(tmp_path):
+    text = "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\tHe said .\tHe says .\n"
+    path = _write(tmp_path / "dev.tsv", text)
+    columns = read_glue_tsv(path, get_task("mrpc"), resolve_split(get_task("mrpc"), "dev"))
+    assert columns == {"sentence1": ["He said ."], "sentence2": ["He says ."], "label": [1], "idx": [0]}
+
+
+def test_test_tsv_without_labels_gets_minus_one(tmp_path):
+    path = _write(tmp_path / "test.tsv", "index\tsentence\n0\tfine .\n1\tawful .\n")
+    columns = read_glue_tsv(path, get_task("sst2"), resolve_split(get_task("sst2"), "test"))
+    assert columns["label"] == [-1, -1] and columns["idx"] == [0, 1]
+
+
+def test_tsv_errors_name_file_and_line(tmp_path):
+    sst2, dev = get_task("sst2"), resolve_split(get_task("sst2"), "dev")
+    wide = _write(tmp_path / "wide.tsv", "sentence\tlabel\nok\t1\nbad\t0\textra\n")
+    with pytest.raises(LadcError, match=r"wide\.tsv line 3: expected 2 tab-separated columns, got 3"):
+        read_glue_tsv(wide, sst2, dev)
+    header_only = _write(tmp_path / "header.tsv", "sentence\tlabel\n")
+    with pytest.raises(LadcError, match=r"has no data rows after the header"):
+        read_glue_tsv(header_only, sst2, dev)
+    renamed = _write(tmp_path / "renamed.tsv", "sentense\tlabel\nok\t1\n")
+    with pytest.raises(
+        LadcError, match=r"missing column 'sentence' \(did you mean 'sentense'\?\); columns: sentense, label"
+    ):
+        read_glue_tsv(renamed, sst2, dev)
+
+
+# ----------------------------------------------------------------------------- generic CSV / JSONL
+
+
+def test_csv_with_renamed_columns_and_label_names(tmp_path):
+    path = _write(tmp_path / "dev.csv", 'q,p,y\n"Is it, really?",Yes it is.,entailment\nWho?,Nobody.,not_entailment\n')
+    data = DataConfig(task="qnli", dev_file=str(path), text_fields=("q", "p"), label_field="y")
+    columns = read_table_file(path, data, get_task("qnli"), resolve_split(get_task("qnli"), "dev"))
+    assert columns == {
+        "question": ["Is it, really?", "Who?"], "sentence": ["Yes it is.", "Nobody."], "label": [0, 1], "idx": [0, 1],
+    }  # fmt: skip
+
+
+def test_jsonl_numbers_as_text_null_as_empty_and_blank_lines_skipped(tmp_path):
+    path = _write(tmp_path / "dev.jsonl", '{"sentence": "good", "label": 1}\n\n{"sentence": 42, "label": "0"}\n'
+                  '{"sentence": null, "label": "positive"}\n')  # fmt: skip
+    columns = read_table_file(path, DataConfig(task="sst2"), get_task("sst2"), resolve_split(get_task("sst2"), "dev"))
+    assert columns == {"sentence": ["good", "42", ""], "label": [1, 0, 1], "idx": [0, 1, 2]}
+
+
+def test_json_array_file_and_unlabelled_test_rows(tmp_path):
+    path = _write(tmp_path / "test.json", '[{"sentence": "a"}, {"sentence": "b", "label": -1}]')
+    columns = read_table_file(path, DataConfig(task="sst2"), get_task("sst2"), resolve_split(get_task("sst2"), "test"))
+    assert columns == {"sentence": ["a", "b"], "label": [-1, -1], "idx": [0, 1]}
+
+
+def test_table_errors_name_file_and_record(tmp_path):
+    sst2, dev = get_task("sst2"), resolve_split(get_task("sst2"), "dev")
+    no_label = _write(tmp_path / "a.jsonl", '{"sentence": "x"}\n')
+    with pytest.raises(LadcError, match=r"a\.jsonl: missing label column 'label'"):
+        read_table_file(no_label, DataConfig(task="sst2"), sst2, dev)
+    not_object = _write(tmp_path / "b.jsonl", '{"sentence": "x", "label": 1}\n[1, 2]\n')
+    with pytest.raises(LadcError, match=r"b\.jsonl line 2: expected a JSON object, got list"):
+        read_table_file(not_object, DataConfig(task="sst2"), sst2, dev)
+    nested = _write(tmp_path / "c.jsonl", '{"sentence": ["x"], "label": 1}\n')
+    with pytest.raises(LadcError, match=r"c\.jsonl line 1: text field 'sentence' is list; expected a string"):
+        read_table_file(nested, DataConfig(task="sst2"), sst2, dev)
+    pair = DataConfig(task="rte", text_fields=("only_one",))
+    with pytest.raises(LadcError, match=r"rte needs 2 text column\(s\)"):
+        read_table_file(no_label, pair, get_task("rte"), resolve_split(get_task("rte"), "dev"))
