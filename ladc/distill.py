@@ -144,6 +144,19 @@ def _check_vocab(teacher_tokenizer, init_from: str) -> None:
         )
 
 
+def _freeze_unused_gates(gates, mapping: tuple[int, ...], cfg: DistillConfig):
+    """Freeze the gates the loss never reaches (gates[0] always; in reverse also those below the lowest mapped layer).
+
+    DDP (accelerate, several processes) expects a gradient for every trainable parameter and raises on the
+    second step otherwise; a gate without a gradient is never updated anyway, so freezing it changes nothing else.
+    """
+    # aggregate() uses gates[1..n] in processing order; n is set by the last aggregate the layer map reads
+    used = len(gates.gates) - min(mapping) if cfg.reverse_gates else max(mapping) - 1
+    for index, gate in enumerate(gates.gates):
+        gate.requires_grad_(1 <= index <= used)
+    return gates
+
+
 def _make_loss_fn(cfg: DistillConfig, task, teacher, mapping, weights):
     """loss_fn(modules, batch) -> named terms. The teacher runs under inference_mode, once per batch."""
     from ladc.lad import distill_terms
@@ -219,7 +232,7 @@ def distill(cfg: DistillConfig) -> dict:
     trainable = {"model": student}
     optimizers = [OptimizerSpec("student", ("model",), optim.lr, optim.weight_decay, optim.max_grad_norm)]
     if cfg.method == "lad":
-        trainable["gates"] = GateChain(teacher_layers, teacher.config.hidden_size)
+        trainable["gates"] = _freeze_unused_gates(GateChain(teacher_layers, teacher.config.hidden_size), mapping, cfg)
         optimizers.append(OptimizerSpec("gates", ("gates",), cfg.gate_lr, 0.0, optim.max_grad_norm))
 
     train, make_loader, evaluate = prepare_data(cfg.data, optim, tokenizer, task)

@@ -10,7 +10,7 @@ from pathlib import Path
 from ladc.config import DataConfig, OptimConfig, TuneTeacherConfig, save_yaml, to_dict
 from ladc.errors import LadcError
 from ladc.io import atomic_write_json, check_output_path, prepare_run_dir
-from ladc.runlock import locked_run
+from ladc.runlock import launcher_rank, locked_run
 
 __all__ = [
     "tune_teacher",
@@ -118,7 +118,8 @@ def resolve_run_config(cfg, cfg_cls):
         raise LadcError("--resume continues a run and --overwrite deletes it; pass one of them")
     if cfg.resume and (run_dir / "metrics.json").is_file():
         raise LadcError(f"run {run_dir} already finished (metrics.json exists); use --overwrite to start again")
-    if not (cfg.resume or cfg.overwrite) and run_dir.is_dir() and any(run_dir.iterdir()):
+    # other launcher ranks: rank 0 checks and creates the run dir, and may have made it already
+    if not (cfg.resume or cfg.overwrite) and run_dir.is_dir() and any(run_dir.iterdir()) and launcher_rank() == 0:
         raise LadcError(
             f"output dir {run_dir} already exists; pass --overwrite to replace it or --resume to continue it"
         )
@@ -171,29 +172,53 @@ def create_run_dir(cfg) -> Path:
 
     Called only after the model and data loaded, so bad input never leaves an empty run dir behind.
     """
+    if launcher_rank() != 0:  # only the main process creates and finalizes run dirs
+        return Path(cfg.output)
     run_dir = prepare_run_dir(cfg.output, overwrite=cfg.overwrite, resume=cfg.resume)
     saved = run_dir / "config.yaml"
     save_yaml(cfg, saved, header=f"resolved config of {run_dir}; rerun with: ladc <command> --config {saved}")
     return run_dir
 
 
-def finalize_run(run_dir: Path, manifest: dict, metrics: dict) -> None:
-    """Move the best checkpoint's files into the run dir root, then write ladc.json and metrics.json last.
+def _link_or_copy(source, target) -> None:
+    """A hard link (no copy of the weights, the source stays intact); a copy where the file system has no links."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
-    metrics.json is written last on purpose: its presence marks a finished run (pipeline skips on it).
+
+def finalize_run(run_dir: Path, manifest: dict, metrics: dict) -> None:
+    """Link the best checkpoint's files into the run dir root, write ladc.json and metrics.json, then clean up.
+
+    metrics.json is written last on purpose: its presence marks a finished run (pipeline skips on it). best/ and
+    checkpoints/ stay until then, so a run killed while finalizing is still resumable.
     """
+    from ladc.faults import kill_point
+
+    if launcher_rank() != 0:  # the main process writes the files; the other ranks wrote nothing
+        return
     best = run_dir / "best"
     if not best.is_dir():
         raise RuntimeError(f"no best checkpoint in {best}: training ended without an evaluation")
     for item in best.iterdir():
-        target = run_dir / item.name
+        target, staged = run_dir / item.name, run_dir / f".{item.name}.tmp"
+        if item.is_dir():
+            shutil.copytree(item, staged, copy_function=_link_or_copy, dirs_exist_ok=True)
+        else:
+            staged.unlink(missing_ok=True)
+            _link_or_copy(item, staged)
         if target.is_dir():
             shutil.rmtree(target)
-        os.replace(item, target)  # same filesystem: atomic per file
+        os.replace(staged, target)
+        if staged.exists():  # rename(2) does nothing when both names link one file (left by a killed finalize)
+            staged.unlink()
+        kill_point("finalize")
+    atomic_write_json(run_dir / RUN_MANIFEST, manifest)
+    kill_point("finalize-manifest")
+    atomic_write_json(run_dir / "metrics.json", metrics)
     shutil.rmtree(best, ignore_errors=True)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-    atomic_write_json(run_dir / RUN_MANIFEST, manifest)
-    atomic_write_json(run_dir / "metrics.json", metrics)
 
 
 @locked_run("ladc tune-teacher")  # one process per run dir: a second one is refused, naming this one
