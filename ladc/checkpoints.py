@@ -40,10 +40,11 @@ def complete_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(done, key=lambda p: int(p.name[5:]), reverse=True) if root.is_dir() else []
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
+def latest_checkpoint(run_dir: Path, warn: bool = True) -> Path | None:
     """The newest checkpoint under run_dir/checkpoints whose files are intact; None when there is none at all.
 
-    A damaged newest checkpoint (truncated or overwritten file) is skipped with a warning for the one before it.
+    A damaged newest checkpoint (truncated or overwritten file) is skipped for the one before it, with a warning
+    unless `warn` is False (a check before the run, which warns once it resumes).
 
     Raises:
         LadcError: checkpoints exist but every one is damaged (each is named with its first bad file).
@@ -57,7 +58,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
         except LadcError as exc:
             damaged.append(str(exc).split("; pass --overwrite")[0])
             continue
-        for reason in damaged:
+        for reason in damaged if warn else ():
             _log.warning("ladc: %s; resuming from %s instead", reason, checkpoint.name)
         return checkpoint
     if damaged:

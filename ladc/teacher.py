@@ -126,7 +126,7 @@ def resolve_run_config(cfg, cfg_cls):
     if cfg.resume and run_dir.is_dir():
         from ladc.train import latest_checkpoint
 
-        checkpoint = latest_checkpoint(run_dir)
+        checkpoint = latest_checkpoint(run_dir, warn=False)  # fit() warns when it resumes past a damaged one
         if checkpoint is not None:
             check_checkpoint(checkpoint)
     loaded = load_saved_config(cfg_cls, run_dir) if cfg.resume else None
