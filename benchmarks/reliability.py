@@ -9,7 +9,12 @@ script answers "does anything other than a LadcError escape", also for an older 
     mkdir /tmp/old && git archive c421172 ladc | tar -x -C /tmp/old
     PYTHONPATH=/tmp/old python benchmarks/reliability.py --label c421172   # the code before issue 11
 
-Writes benchmarks/results/reliability-<label>.json.
+With --faults it instead runs the fault-injection and multi-process tests (tests/test_faults.py,
+tests/test_distributed.py) and records, per command, the kill points tried and whether every one survived:
+
+    PYTHONPATH=. python benchmarks/reliability.py --faults
+
+Writes benchmarks/results/reliability-<label>.json (reliability-faults-<label>.json with --faults).
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import platform
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -107,13 +114,67 @@ def count(strategy, run, examples: int) -> collections.Counter:
     return outcomes
 
 
+def _machine() -> str:
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    except OSError:
+        return platform.processor()
+    model = re.search(r"Model name:\s*(.+)", lscpu)
+    return f"{model.group(1).strip() if model else platform.processor()}, {len(os.sched_getaffinity(0))} CPUs"
+
+
+def faults(label: str, output: Path) -> None:
+    """Run the fault and distributed tests as pytest would in CI; one row per test with its kill points."""
+    from tests import test_faults
+
+    points = {
+        "tune-teacher": len(test_faults.TRAINING_CHAIN),
+        "distill": len(test_faults.TRAINING_CHAIN),
+        "export": len(test_faults.EXPORT_KILLS) + 1,  # + the kill into a fresh location
+        "pipeline": len(test_faults.PIPELINE_CHAIN),
+        "tune-teacher (damaged checkpoints)": 1,
+    }
+    xml = output / f"faults-{label}.xml"
+    output.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}",
+               "tests/test_faults.py", "tests/test_distributed.py"]  # fmt: skip
+    started = time.time()
+    proc = subprocess.run(command, capture_output=True, text=True)
+    import xml.etree.ElementTree as ElementTree
+
+    rows = []
+    for case in ElementTree.parse(xml).getroot().iter("testcase"):
+        failed = case.find("failure") is not None or case.find("error") is not None
+        rows.append({"test": case.get("name"), "seconds": float(case.get("time")), "passed": not failed,
+                     "failure": (case.find("failure").get("message") or "")[:300] if failed else None})  # fmt: skip
+    report = {
+        "command": " ".join(sys.argv),
+        "label": label,
+        "machine": _machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "kill_points": points,
+        "tests": rows,
+        "pytest_exit": proc.returncode,
+        "seconds": round(time.time() - started, 1),
+    }
+    for row in rows:
+        print(f"{'ok  ' if row['passed'] else 'FAIL'} {row['seconds']:7.1f} s  {row['test']}")
+    target = output / f"reliability-faults-{label}.json"
+    target.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"{report['machine']}; {report['seconds']} s; written to {target}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=300, help="generated inputs per reader")
     parser.add_argument("--label", default="current", help="name of the code under test (output file suffix)")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--readers", default=",".join(READERS), help=f"comma-separated subset of {', '.join(READERS)}")
+    parser.add_argument("--faults", action="store_true", help="run the kill-point and multi-process tests instead")
     args = parser.parse_args()
+    if args.faults:
+        faults(args.label, args.output)
+        return
     started = time.time()
     report = {
         "command": " ".join(sys.argv),

@@ -45,7 +45,9 @@ def user_errors(command: Callable) -> Callable:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            typer.echo("interrupted; rerun with --resume to continue from the last checkpoint", err=True)
+            typer.echo(
+                "interrupted; nothing half-written was kept: rerun the command (training: add --resume)", err=True
+            )
             raise typer.Exit(130) from None
 
     return wrapper

@@ -170,7 +170,7 @@ def distill(cfg: DistillConfig) -> dict:
     optimizers = [OptimizerSpec("student", ("model",), optim.lr, optim.weight_decay, optim.max_grad_norm)]
     method = get_method(cfg.method)
     for extra in method.modules:
-        trainable[extra.name] = extra.build(teacher.config)
+        trainable[extra.name] = extra.build(teacher.config, mapping, cfg.reverse_gates)
         optimizers.append(
             OptimizerSpec(extra.name, (extra.name,), getattr(cfg, extra.lr_field), 0.0, optim.max_grad_norm)
         )

@@ -48,6 +48,7 @@ from pathlib import Path
 from ladc.artifacts import BACKENDS, BuildContext, wanted_artifacts
 from ladc.config import DataConfig, ExportConfig, to_dict
 from ladc.errors import LadcError
+from ladc.faults import kill_point
 from ladc.onnx_graphs import (
     FUSED_OPS,
     HEAD_PATTERNS,
@@ -203,6 +204,7 @@ def _build_artifacts(cfg: ExportConfig, build: Path, model, calibration) -> list
     for row in rows:
         extra = row.build(context) if row.build else {}
         entries.append({"name": row.name, **extra})
+        kill_point("artifact-done")  # test-only (ladc/faults.py)
     patterns = tuple(cfg.exclude_nodes) + (HEAD_PATTERNS if cfg.keep_head_fp32 else ())
     if patterns and not any(entry.get("excluded_nodes") for entry in entries):
         raise LadcError(f"--exclude-nodes/--keep-head-fp32 patterns {list(patterns)} match no node of the graphs")
@@ -328,6 +330,7 @@ def export_onnx(cfg: ExportConfig, console=None) -> dict:
             )
         manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         atomic_write_json(build / MANIFEST, manifest)
+        kill_point("export-rename")  # test-only (ladc/faults.py)
     print_parity_table(manifest, console)
     if cfg.select:
         from ladc.select import print_selection

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ladc.errors import LadcError
+from ladc.faults import kill_point
 
 __all__ = [
     "atomic_write_text",
@@ -40,6 +41,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        kill_point("atomic-write")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -152,6 +154,32 @@ def check_output_path(path: str | Path) -> Path:
     return path
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _remove_orphans(final: Path) -> None:
+    """Clear what a killed process (its pid is gone) left beside `final`: temp dirs can be gigabytes.
+
+    A process killed between the two renames of a replacement left no `final` and the previous one aside as
+    `.old-PID`: that one is put back, so a failing rebuild still leaves the previous complete result in place.
+    """
+    for path in sorted(final.parent.glob(f".{final.name}.*-*")):
+        kind, _, pid = path.name[len(final.name) + 2 :].partition("-")
+        if kind not in ("tmp", "old") or not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
+            continue
+        if kind == "old" and not final.exists():
+            os.replace(path, final)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 class atomic_dir:
     """Context manager: build a directory under a temp name, rename it into place on success.
 
@@ -167,6 +195,7 @@ class atomic_dir:
     def __enter__(self) -> Path:
         check_output_path(self.final)
         self.final.parent.mkdir(parents=True, exist_ok=True)
+        _remove_orphans(self.final)
         if self.tmp.exists():
             shutil.rmtree(self.tmp)
         self.tmp.mkdir()
@@ -176,9 +205,11 @@ class atomic_dir:
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             return
+        kill_point("atomic-dir")
         if self.final.exists():
             old = self.final.parent / f".{self.final.name}.old-{os.getpid()}"
             os.replace(self.final, old)
+            kill_point("atomic-dir-swap")
             os.replace(self.tmp, self.final)
             shutil.rmtree(old, ignore_errors=True)
         else:

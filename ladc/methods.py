@@ -82,7 +82,7 @@ class ExtraModule:
     next to the student but not part of the deployed model."""
 
     name: str
-    build: Callable[[object], nn.Module]  # teacher HF config -> module
+    build: Callable[[object, Sequence[int], bool], nn.Module]  # (teacher HF config, layer map, reverse) -> module
     lr_field: str  # the DistillConfig field holding its learning rate
 
 
@@ -164,8 +164,19 @@ def pkd_patient_term(x: TermInputs) -> Tensor:
     return patient.to(x.student_out.logits.device)  # no pairs: a CPU zero
 
 
-def _gate_chain(teacher_config) -> nn.Module:
-    return GateChain(teacher_config.num_hidden_layers, teacher_config.hidden_size)
+def _gate_chain(teacher_config, mapping: Sequence[int], reverse: bool) -> nn.Module:
+    """LAD's gate chain, with the gates the loss never reaches frozen (gates[0] always; with reverse also those below
+    the lowest mapped layer).
+
+    DDP (accelerate, several processes) expects a gradient for every trainable parameter and raises on the second
+    step otherwise; a gate without a gradient is never updated anyway, so freezing it changes nothing else.
+    """
+    gates = GateChain(teacher_config.num_hidden_layers, teacher_config.hidden_size)
+    # aggregate() uses gates[1..n] in processing order; n is set by the last aggregate the layer map reads
+    used = len(gates.gates) - min(mapping) if reverse else max(mapping) - 1
+    for index, gate in enumerate(gates.gates):
+        gate.requires_grad_(1 <= index <= used)
+    return gates
 
 
 _HARD = LossTerm("hard", hard_term, "hard")

@@ -25,6 +25,7 @@ from ladc.config import (
     with_preset,
 )
 from ladc.errors import LadcError
+from ladc.faults import kill_point
 from ladc.runlock import locked_run
 from ladc.runs import EXPORT_MANIFEST, METRICS
 
@@ -172,6 +173,7 @@ def run_pipeline(cfg: PipelineConfig, *, start: str | None = None, overwrite: bo
         else:
             _run_stage(stage, stage_cfgs[stage], run_dir)
         echo(f"[{number}/{len(STAGES)}] {stage}: done in {time.perf_counter() - started:.0f} s")
+        kill_point("stage-done")  # test-only (ladc/faults.py)
     return run_dir / "report.md"
 
 

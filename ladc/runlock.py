@@ -24,7 +24,7 @@ from pathlib import Path
 from ladc.errors import LadcError
 from ladc.io import check_output_path
 
-__all__ = ["lock_path", "run_lock", "locked_run"]
+__all__ = ["launcher_rank", "lock_path", "run_lock", "locked_run"]
 
 _log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def lock_path(output: str | Path) -> Path:
     return output.parent / f".{output.name}.lock"
 
 
-def _launcher_rank() -> int:
+def launcher_rank() -> int:
     """The process rank torchrun / `accelerate launch` export as RANK (0 when launched alone).
 
     Read here because the lock is per run, not per rank, and must be taken before the Accelerator exists; ranks
@@ -150,7 +150,7 @@ def run_lock(output: str | Path | None, command: str) -> Iterator[Path | None]:
     Raises:
         LadcError: another live process holds the lock (its pid and command are named), or the lock cannot be made.
     """
-    if output is None or _launcher_rank() != 0:  # None: the command picks its output later (bench); nothing to lock
+    if output is None or launcher_rank() != 0:  # None: the command picks its output later (bench); nothing to lock
         yield None
         return
     check_output_path(output)  # a file on the way or a read-only location: refuse before creating anything

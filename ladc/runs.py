@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import shutil
 from collections.abc import Callable
@@ -13,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ladc.checkpoints import latest_checkpoint
 from ladc.config import (
     BenchConfig,
     DataConfig,
@@ -28,12 +28,13 @@ from ladc.config import (
     shown,
 )
 from ladc.errors import LadcError
+from ladc.faults import kill_point
 from ladc.io import atomic_write_json, check_output_path, read_json
-from ladc.runlock import run_lock
+from ladc.runlock import launcher_rank, run_lock
 
 __all__ = ["RUN_MANIFEST", "METRICS", "SAVED_CONFIG", "EXPORT_MANIFEST", "RunManifest", "read_manifest", "recorded_dev", "infer_task",
     "data_config_from_run", "versions", "DEFAULT_OUTPUTS", "default_output", "with_default_output", "check_output", "build_run_config",
-    "load_saved_config", "check_resume", "resolve_run_config", "check_checkpoint", "create_run_dir", "finalize_run",
+    "load_saved_config", "check_resume", "resolve_run_config", "create_run_dir", "finalize_run",
     "run_command"]  # fmt: skip
 
 RUN_MANIFEST = "ladc.json"  # what a run dir is: task, data source, method, versions; read by every later command
@@ -204,7 +205,8 @@ def check_output(output: str | Path, *, overwrite: bool, resume: bool | None = N
         raise LadcError("--resume continues a run and --overwrite deletes it; pass one of them")
     if resume and (path / METRICS).is_file():
         raise LadcError(f"run {path} already finished ({METRICS} exists); use --overwrite to start again")
-    if not (resume or overwrite) and path.is_dir() and any(path.iterdir()):
+    # other launcher ranks: rank 0 checks and creates the run dir, and may have made it already
+    if not (resume or overwrite) and path.is_dir() and any(path.iterdir()) and launcher_rank() == 0:
         hint = " or --resume to continue it" if resume is not None else ""
         raise LadcError(f"output dir {path} already exists; pass --overwrite to replace it{hint}")
     return path
@@ -301,47 +303,13 @@ def resolve_run_config(cfg: Any) -> Any:
     """
     run_dir = check_output(cfg.output, overwrite=cfg.overwrite, resume=cfg.resume)
     if cfg.resume and run_dir.is_dir():
-        from ladc.train import latest_checkpoint
-
-        checkpoint = latest_checkpoint(run_dir)
-        if checkpoint is not None:
-            check_checkpoint(checkpoint)
+        latest_checkpoint(run_dir, warn=False)  # raises when every checkpoint is damaged; fit() warns on a fallback
     loaded = load_saved_config(type(cfg), run_dir) if cfg.resume else None
     if loaded is not None:
         # the output as given now: a relative path saved from another working directory would point elsewhere
         loaded.update({"resume": True, "overwrite": False, "output": cfg.output})
         cfg = from_dict(type(cfg), loaded, "")
     return cfg
-
-
-def check_checkpoint(checkpoint: Path) -> None:
-    """Raise LadcError when a file --resume would load from `checkpoint` is damaged (truncated, overwritten).
-
-    Reads headers and checksums only (safetensors header, zip CRCs of torch.save files, JSON), so a bad file is named
-    before any model loads instead of failing inside accelerate's load_state.
-    """
-    import zipfile
-
-    from safetensors import SafetensorError, safe_open
-
-    for path in sorted(checkpoint.iterdir()):
-        try:
-            if path.suffix == ".safetensors":
-                with safe_open(str(path), "pt") as handle:
-                    handle.keys()
-            elif path.suffix in (".bin", ".pkl"):  # torch.save writes zip archives whatever the extension
-                with zipfile.ZipFile(path) as archive:
-                    broken = archive.testzip()
-                if broken:
-                    raise ValueError(f"{broken} fails its checksum")
-            elif path.suffix == ".json":
-                json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, SafetensorError) as exc:
-            reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-            raise LadcError(
-                f"checkpoint {checkpoint} is damaged ({path.name}: {reason}); pass --overwrite instead of --resume "
-                "to start the run again"
-            ) from None
 
 
 # ----------------------------------------------------------------------------- creating and finishing a run dir
@@ -352,6 +320,8 @@ def create_run_dir(cfg: Any) -> Path:
 
     Called only after the model and data loaded, so bad input never leaves an empty run dir behind.
     """
+    if launcher_rank() != 0:  # only the main process creates and finalizes run dirs
+        return Path(cfg.output)
     run_dir = check_output(cfg.output, overwrite=cfg.overwrite, resume=cfg.resume)
     if cfg.overwrite and run_dir.exists():
         shutil.rmtree(run_dir)
@@ -364,23 +334,43 @@ def create_run_dir(cfg: Any) -> Path:
     return run_dir
 
 
-def finalize_run(run_dir: Path, manifest: RunManifest, metrics: dict) -> None:
-    """Move the best checkpoint's files into the run dir root, then write ladc.json and metrics.json last.
+def _link_or_copy(source, target) -> None:
+    """A hard link (no copy of the weights, the source stays intact); a copy where the file system has no links."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
-    metrics.json is written last on purpose: its presence marks a finished run (pipeline skips on it).
+
+def finalize_run(run_dir: Path, manifest: RunManifest, metrics: dict) -> None:
+    """Link the best checkpoint's files into the run dir root, write ladc.json and metrics.json, then clean up.
+
+    metrics.json is written last on purpose: its presence marks a finished run (pipeline skips on it). best/ and
+    checkpoints/ stay until then, so a run killed while finalizing is still resumable.
     """
+    if launcher_rank() != 0:  # the main process writes the files; the other ranks wrote nothing
+        return
     best = run_dir / "best"
     if not best.is_dir():
         raise RuntimeError(f"no best checkpoint in {best}: training ended without an evaluation")
     for item in best.iterdir():
-        target = run_dir / item.name
+        target, staged = run_dir / item.name, run_dir / f".{item.name}.tmp"
+        if item.is_dir():
+            shutil.copytree(item, staged, copy_function=_link_or_copy, dirs_exist_ok=True)
+        else:
+            staged.unlink(missing_ok=True)
+            _link_or_copy(item, staged)
         if target.is_dir():
             shutil.rmtree(target)
-        os.replace(item, target)  # same filesystem: atomic per file
+        os.replace(staged, target)
+        if staged.exists():  # rename(2) does nothing when both names link one file (left by a killed finalize)
+            staged.unlink()
+        kill_point("finalize")
+    atomic_write_json(run_dir / RUN_MANIFEST, manifest.to_dict())
+    kill_point("finalize-manifest")
+    atomic_write_json(run_dir / METRICS, metrics)
     shutil.rmtree(best, ignore_errors=True)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-    atomic_write_json(run_dir / RUN_MANIFEST, manifest.to_dict())
-    atomic_write_json(run_dir / METRICS, metrics)
 
 
 def run_command(command: str) -> Callable:

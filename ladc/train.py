@@ -11,7 +11,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,8 +20,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from ladc.checkpoints import (
+    CHECKPOINT_DIR,
+    KEEP_CHECKPOINTS,
+    STATE_FILE,
+    complete_checkpoints,
+    graceful_sigint,
+    latest_checkpoint,
+    remove_stale_temps,
+)
 from ladc.config import OptimConfig
 from ladc.errors import LadcError
+from ladc.faults import kill_point
 from ladc.io import atomic_dir, atomic_write_json
 from ladc.tasks import TaskSpec
 
@@ -32,28 +41,18 @@ __all__ = [
     "TrainResult",
     "fit",
     "make_accelerator",
+    "build_optimizer",
+    "apply_gradients",
     "model_inputs",
     "latest_checkpoint",
+    "remove_stale_temps",
     "result_metrics",
 ]
-
-CHECKPOINT_DIR = "checkpoints"
-STATE_FILE = "trainer_state.json"
-# TEST-ONLY switch, read in this one place (`_test_kill_at_step`): tests/helpers.py sets it to N so that a real
-# `ladc` process dies exactly as a SIGKILL would, right after the checkpoint of step N is complete. Resume tests then
-# neither race the run (and skip when it finished first) nor hang. Never set it outside the test suite.
-TEST_KILL_AT_STEP_ENV = "LADC_TEST_KILL_AT_STEP"
-
-
-def _test_kill_at_step() -> int | None:
-    """The step after whose checkpoint a test wants this process SIGKILLed (see TEST_KILL_AT_STEP_ENV), else None."""
-    value = os.environ.get(TEST_KILL_AT_STEP_ENV)
-    return int(value) if value else None
 
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    """One AdamW optimizer (with its own linear warm-up schedule) over some of the trainable modules."""
+    """The lr, weight decay and clipping norm of some of the trainable modules (param groups of the one AdamW)."""
 
     name: str
     module_keys: tuple[str, ...]
@@ -68,7 +67,7 @@ class TrainPlan:
 
     Attributes:
         trainable: modules trained jointly, e.g. {'model': student, 'gates': gate_chain}.
-        optimizers: one spec per optimizer; every trainable key must appear in exactly one.
+        optimizers: one spec per parameter set (own lr, decay, clip norm); every trainable key in exactly one.
         loss_fn: (prepared trainable modules, batch) -> {'loss': total, other named terms...}.
         save_fn: (unwrapped trainable modules, directory) -> None; writes the HF model dir (+ extras).
         eval_key: which trainable module produces logits for dev evaluation.
@@ -111,7 +110,16 @@ def make_accelerator(optim: OptimConfig):
     # (PartialState) is kept.
     AcceleratorState._reset_state()
     GradientState._reset_state()
-    return Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=optim.grad_accum)
+    # without cpu=True accelerate forms no gloo group on a CUDA-less machine: every torchrun rank would train alone
+    launched = int(os.environ.get("WORLD_SIZE") or 1) > 1
+    return Accelerator(
+        mixed_precision=mixed_precision,
+        gradient_accumulation_steps=optim.grad_accum,
+        cpu=launched and not torch.cuda.is_available(),
+        # the schedule is counted in optimizer steps of the sharded loader; accelerate's default would step it
+        # num_processes times per optimizer step
+        step_scheduler_with_optimizer=False,
+    )
 
 
 def model_inputs(batch: dict) -> dict:
@@ -119,7 +127,7 @@ def model_inputs(batch: dict) -> dict:
     return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
 
-def _param_groups(modules: list[nn.Module], weight_decay: float) -> list[dict]:
+def _param_groups(modules: list[nn.Module], weight_decay: float, lr: float) -> list[dict]:
     """No weight decay on biases and LayerNorm weights (BERT recipe)."""
     decay, no_decay = [], []
     for module in modules:
@@ -127,14 +135,41 @@ def _param_groups(modules: list[nn.Module], weight_decay: float) -> list[dict]:
             if not param.requires_grad:
                 continue
             (no_decay if param.ndim < 2 or "LayerNorm" in name or "norm" in name.lower() else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay, "lr": lr},
+        {"params": no_decay, "weight_decay": 0.0, "lr": lr},
+    ]
+    return [group for group in groups if group["params"]]
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint (one with trainer_state.json) under run_dir/checkpoints."""
-    root = Path(run_dir) / CHECKPOINT_DIR
-    done = [p for p in root.glob("step-*") if (p / STATE_FILE).is_file()] if root.is_dir() else []
-    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+def build_optimizer(specs: list[OptimizerSpec], modules: dict[str, nn.Module]) -> torch.optim.AdamW:
+    """One AdamW over every spec's modules, with the spec's lr and weight decay per param group.
+
+    One optimizer, not one per spec: under fp16 each `optimizer.step()` of accelerate also updates the GradScaler,
+    so a second optimizer would be unscaled again after that update and the scale would move twice per step.
+    """
+    groups = [
+        g for spec in specs for g in _param_groups([modules[k] for k in spec.module_keys], spec.weight_decay, spec.lr)
+    ]
+    # fused AdamW: one kernel over all tensors instead of a Python loop (~7x faster step on CPU here)
+    devices = {p.device.type for group in groups for p in group["params"]}
+    return torch.optim.AdamW(groups, fused=devices <= {"cpu", "cuda"})
+
+
+def apply_gradients(accelerator, optimizer, clip_groups: list[tuple[list[nn.Parameter], float | None]]) -> bool:
+    """Unscale (fp16) once, clip each group to its own norm, step once; returns False when the scaler skipped it.
+
+    Args:
+        accelerator: the run's Accelerator (its GradScaler, if any, is the one the optimizer was prepared with).
+        optimizer: the prepared optimizer holding every group's parameters.
+        clip_groups: (parameters, max_grad_norm or None) per optimizer spec.
+    """
+    accelerator.unscale_gradients()  # no-op unless fp16; clipping must see true gradients, and only once
+    for params, max_norm in clip_groups:
+        if max_norm:
+            torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], max_norm)
+    optimizer.step()  # with fp16: scaler.step (skips on inf/nan) then scaler.update, once per optimizer step
+    return not optimizer.step_was_skipped
 
 
 def _schedule_lengths(optim: OptimConfig, batches_per_epoch: int) -> tuple[int, int, int]:
@@ -156,27 +191,25 @@ class _Loop:
         covered = [k for spec in plan.optimizers for k in spec.module_keys]
         if sorted(covered) != sorted(plan.trainable):
             raise ValueError(f"optimizer specs cover {covered}, trainable modules are {list(plan.trainable)}")
-        self.steps_per_epoch, self.total_steps, warmup = _schedule_lengths(optim, len(make_loader(0)))
+        # the loop runs over the loader as sharded across processes: count steps on that one, not the full loader
+        sharded_batches = len(self.accelerator.prepare(make_loader(0)))
+        self.steps_per_epoch, self.total_steps, warmup = _schedule_lengths(optim, sharded_batches)
         keys = list(plan.trainable)
         prepared = self.accelerator.prepare(*[plan.trainable[k] for k in keys])
         prepared = prepared if isinstance(prepared, tuple) else (prepared,)
         self.modules = dict(zip(keys, prepared, strict=True))
-        self.optimizers, self.schedulers = [], []
-        for spec in plan.optimizers:
-            groups = _param_groups([self.modules[k] for k in spec.module_keys], spec.weight_decay)
-            # fused AdamW: one kernel over all tensors instead of a Python loop (~7x faster step on CPU here)
-            devices = {p.device.type for group in groups for p in group["params"]}
-            optimizer = torch.optim.AdamW(groups, lr=spec.lr, fused=devices <= {"cpu", "cuda"})
-            scheduler = get_linear_schedule_with_warmup(optimizer, warmup, self.total_steps)
-            optimizer, scheduler = self.accelerator.prepare(optimizer, scheduler)
-            self.optimizers.append(optimizer)
-            self.schedulers.append(scheduler)
+        optimizer = build_optimizer(plan.optimizers, self.modules)
+        scheduler = get_linear_schedule_with_warmup(optimizer, warmup, self.total_steps)  # scales each group's lr
+        self.optimizer, self.scheduler = self.accelerator.prepare(optimizer, scheduler)
+        self.clip_groups = [
+            ([p for k in spec.module_keys for p in self.modules[k].parameters()], spec.max_grad_norm)
+            for spec in plan.optimizers
+        ]
         device = plan.frozen_device or self.accelerator.device
         for module in plan.frozen.values():
             module.to(device).eval().requires_grad_(False)
         self.step, self.best_step, self.best_metrics, self.history = 0, 0, {}, []
         self.resumed_from = None
-        self.kill_at_step = _test_kill_at_step()
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> None:
@@ -185,13 +218,15 @@ class _Loop:
         final = self.run_dir / CHECKPOINT_DIR / f"step-{self.step}"
         with atomic_dir(final) as tmp:
             self.accelerator.save_state(str(tmp))
+            kill_point("checkpoint-write")
             state = {"step": self.step, "best_step": self.best_step, "best_metrics": self.best_metrics}
             atomic_write_json(tmp / STATE_FILE, {**state, "history": self.history})
-        for old in (self.run_dir / CHECKPOINT_DIR).glob("step-*"):
-            if old != final:
-                shutil.rmtree(old, ignore_errors=True)  # keep only the newest: a BERT-base state is ~1.3 GB
-        if self.step == self.kill_at_step:
-            os.kill(os.getpid(), signal.SIGKILL)  # test-only (TEST_KILL_AT_STEP_ENV): die as an OOM kill would
+            kill_point("checkpoint-rename")
+        kill_point("checkpoint-done", step=self.step)
+        # a BERT-base state is ~1.3 GB: keep the newest two, so a damaged newest one still leaves one to resume from
+        for old in complete_checkpoints(self.run_dir)[KEEP_CHECKPOINTS:]:
+            (old / STATE_FILE).unlink()  # first: a prune cut short leaves an incomplete checkpoint, never a bad one
+            shutil.rmtree(old, ignore_errors=True)
 
     def load_checkpoint(self, checkpoint: Path) -> None:
         self.accelerator.load_state(str(checkpoint))
@@ -211,6 +246,7 @@ class _Loop:
                 unwrapped = {k: self.accelerator.unwrap_model(m) for k, m in self.modules.items()}
                 with atomic_dir(self.run_dir / "best") as tmp:
                     self.plan.save_fn(unwrapped, tmp)
+                    kill_point("best-write")
         for module in self.modules.values():
             module.train()
         return metrics
@@ -222,18 +258,16 @@ class _Loop:
                 terms = self.plan.loss_fn(self.modules, batch)
             self.accelerator.backward(terms["loss"])  # one backward over the summed loss
             if self.accelerator.sync_gradients:
-                for spec, optimizer in zip(self.plan.optimizers, self.optimizers, strict=True):
-                    if spec.max_grad_norm:
-                        params = [p for k in spec.module_keys for p in self.modules[k].parameters()]
-                        self.accelerator.clip_grad_norm_(params, spec.max_grad_norm)
-                    optimizer.step()
-            for scheduler in self.schedulers:
-                scheduler.step()
-            for optimizer in self.optimizers:
-                optimizer.zero_grad(set_to_none=True)
+                if apply_gradients(self.accelerator, self.optimizer, self.clip_groups):
+                    self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
         return {k: float(v.detach()) for k, v in terms.items()}
 
     def run(self) -> TrainResult:
+        with graceful_sigint(self.accelerator.num_processes == 1) as interrupted:
+            return self._run(interrupted)
+
+    def _run(self, interrupted: Callable[[], bool]) -> TrainResult:
         from tqdm.auto import tqdm
 
         optim, accelerator = self.optim, self.accelerator
@@ -264,10 +298,11 @@ class _Loop:
                     continue
                 self.step += 1
                 bar.update(1)
+                kill_point("train-step")
                 if self.step % optim.log_steps == 0 or self.step == self.total_steps:
                     rate = samples / max(time.perf_counter() - started - paused, 1e-9)
                     means = {k: float(np.mean(v)) for k, v in running.items()}
-                    lr = self.schedulers[0].get_last_lr()[0]
+                    lr = self.scheduler.get_last_lr()[0]
                     self.history.append({"step": self.step, **means, "lr": lr, "samples_per_s": rate})
                     bar.set_postfix(
                         {**{k: f"{v:.4g}" for k, v in means.items()}, "lr": f"{lr:.2e}", "samples/s": f"{rate:.1f}"}
@@ -278,8 +313,12 @@ class _Loop:
                     metrics = self.run_eval()
                     self.history.append({"step": self.step, "dev": metrics})
                     bar.write(f"step {self.step}: dev {json.dumps({k: round(v, 4) for k, v in metrics.items()})}")
-                if self.step % save_steps == 0 and self.step < self.total_steps:
+                saving = self.step < self.total_steps and (self.step % save_steps == 0 or interrupted())
+                if saving:
                     self.save_checkpoint()
+                if interrupted() and self.step < self.total_steps:
+                    bar.close()
+                    raise KeyboardInterrupt  # after the checkpoint of this step: --resume loses nothing
                 paused += time.perf_counter() - pause_started
                 if self.step >= self.total_steps:
                     break
@@ -339,6 +378,8 @@ def fit(
         TrainResult with the best step, its metrics, the history and the measured samples/s.
     """
     loop = _Loop(plan, train_dataset, make_loader, evaluate, optim, run_dir, task)
+    if loop.accelerator.is_main_process:
+        remove_stale_temps(run_dir)
     checkpoint = latest_checkpoint(run_dir) if resume else None
     if checkpoint is not None:
         loop.load_checkpoint(checkpoint)

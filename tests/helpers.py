@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -90,3 +91,87 @@ def train_tiny_classifier(config, tokenizer, steps: int = 60, seed: int = 0):
         loss.backward()
         optimizer.step()
     return model.eval()
+
+
+_FORK_SERVER = r"""
+import json, os, sys, time, traceback
+# the heavy imports once, before any torch op starts a thread pool: a fork after that would hang in OpenMP
+# (transformers loads its model classes lazily: ~20 s per process on a busy 2-core machine)
+import torch, transformers, accelerate, datasets, onnx, onnxruntime  # noqa: F401
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertModel  # noqa: F401
+from transformers import BertForSequenceClassification, BertTokenizerFast, get_linear_schedule_with_warmup  # noqa
+import onnxruntime.quantization, onnxruntime.transformers.optimizer, torch.onnx, safetensors.torch  # noqa: F401
+import ladc.cli, ladc.distill, ladc.teacher, ladc.train, ladc.export, ladc.pipeline, ladc.bench  # noqa: F401
+import ladc.data, ladc.models, ladc.runners, ladc.parity, ladc.compression, ladc.onnx_graphs  # noqa: F401
+
+for line in sys.stdin:
+    request = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            os.chdir(request["cwd"])
+            os.environ.update(request["env"])
+            ladc.cli.main(request["args"])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    deadline = time.monotonic() + request["timeout_s"]
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            status = None
+            break
+        time.sleep(0.02)
+    print(json.dumps({"code": None if status is None else os.waitstatus_to_exitcode(status)}), flush=True)
+"""
+
+
+class LadcForkServer:
+    """Runs `ladc ARGS` in processes forked from one warm interpreter: a real process per run (SIGKILL ends it
+    for real), without paying the ~10 s of importing torch and transformers each time.
+
+    Example:
+        with LadcForkServer() as server:
+            code, log = server.run(["distill", ...], env={"LADC_TEST_KILL_AT": "checkpoint-write:1"})
+    """
+
+    def __init__(self, log_dir: Path):
+        self.log_dir, self.count = Path(log_dir), 0
+
+    def __enter__(self) -> LadcForkServer:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LADC_TEST_")}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _FORK_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+            cwd=Path(__file__).resolve().parents[1],
+        )  # fmt: skip
+        return self
+
+    def run(self, args: list[str], env: dict | None = None, timeout_s: float = 120) -> tuple[int | None, str]:
+        """(exit code: negative for a signal, None for a timeout; the run's stdout and stderr)."""
+        self.count += 1
+        log = self.log_dir / f"run-{self.count}.log"
+        request = {"args": [str(a) for a in args], "env": env or {}, "log": str(log), "timeout_s": timeout_s}
+        self.proc.stdin.write(json.dumps({**request, "cwd": os.getcwd()}) + "\n")
+        self.proc.stdin.flush()
+        reply = self.proc.stdout.readline()
+        assert reply, "the fork server died"
+        return json.loads(reply)["code"], log.read_text(errors="replace")
+
+    def __exit__(self, *exc) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)

@@ -238,7 +238,7 @@ def test_bad_input_is_a_one_line_user_error(tiny_teacher, tiny_bert_config, tiny
 def test_distill_resume_restores_student_and_gates(tiny_teacher):
     """A real `ladc distill` dies right after its step-6 checkpoint; --resume reaches the uninterrupted result.
 
-    The checkpoint also shows the two optimizers: the student's at --lr with BERT's decay/no-decay groups, the
+    The checkpoint also shows the optimizer's groups: the student's at --lr with BERT's decay/no-decay groups, the
     gates' at --gate-lr without weight decay.
     """
     from safetensors.torch import load_file
@@ -252,8 +252,8 @@ def test_distill_resume_restores_student_and_gates(tiny_teacher):
     ]  # fmt: skip
     run_killed_at_step([sys.executable, "-m", "ladc", *cli], step=6)
     checkpoint = run_dir / "checkpoints" / "step-6"
-    student_groups = torch.load(checkpoint / "optimizer.bin", weights_only=False)["param_groups"]
-    gate_groups = torch.load(checkpoint / "optimizer_1.bin", weights_only=False)["param_groups"]
+    groups = torch.load(checkpoint / "optimizer.bin", weights_only=False)["param_groups"]
+    student_groups, gate_groups = groups[:2], groups[2:]  # one optimizer: the student's groups, then the gates'
     assert [g["initial_lr"] for g in student_groups] == [LR, LR]
     assert [g["initial_lr"] for g in gate_groups] == [GATE_LR, GATE_LR]
     assert [g["weight_decay"] for g in student_groups] == [0.01, 0.0]
