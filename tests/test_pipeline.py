@@ -13,6 +13,7 @@ import yaml
 
 from ladc.errors import LadcError
 from ladc.pipeline import load_pipeline_config, run_pipeline
+from tests.conftest import subprocess_env_with_default_threads
 from tests.helpers import run_killed_at_step, write_tiny_base_model, write_tiny_sst2
 
 REPO = Path(__file__).resolve().parents[1]
@@ -187,7 +188,10 @@ def test_dockerignore_keeps_runs_and_venvs_out():
 def test_demo_runs_offline_end_to_end(tmp_path, minilm_dir):
     """The README's first command: bundled MiniLM + bundled sentences, whole pipeline, report printed."""
     result = subprocess.run(
-        [sys.executable, "-m", "ladc", "demo", "--output", str(tmp_path / "demo")], capture_output=True, text=True
+        [sys.executable, "-m", "ladc", "demo", "--output", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        env=subprocess_env_with_default_threads(),  # MiniLM: the machine's thread count, not the tiny models' one
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "# Compression report: sst2" in result.stdout
