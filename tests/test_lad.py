@@ -284,6 +284,23 @@ def test_pkd_loss_on_normalized_cls():
     assert pkd_loss(student, rescaled).item() == pytest.approx(0.0, abs=1e-7)
 
 
+def test_pkd_loss_edge_cases_and_mismatches():
+    """No paired layer gives a 0-d zero; a count mismatch of layers or weights is an error naming both counts."""
+    empty = pkd_loss([], [])
+    assert empty.shape == () and empty.item() == 0.0
+    layers = [torch.randn(2, 3, 4) for _ in range(2)]
+    with pytest.raises(ValueError, match="^2 student layers paired with 1 teacher layers$"):
+        pkd_loss(layers, layers[:1])
+    with pytest.raises(ValueError):  # zip(strict=True): one weight for two layers must not silently drop a layer
+        pkd_loss(layers, layers, layer_weights=[1.0])
+
+
+def test_aggregate_needs_one_gate_per_layer():
+    gates = GateChain(3, 4).gates
+    with pytest.raises(ValueError, match="^need one gate per teacher layer: 3 gates for 2 layers$"):
+        aggregate([torch.randn(1, 2, 4)] * 2, gates)
+
+
 # ---------------------------------------------------------------- distill_terms
 
 
