@@ -295,6 +295,21 @@ def test_pkd_loss_edge_cases_and_mismatches():
         pkd_loss(layers, layers, layer_weights=[1.0])
 
 
+def test_hidden_mse_of_a_single_real_token_and_of_none():
+    student, target = torch.zeros(1, 3, 2), torch.zeros(1, 3, 2)
+    student[0, 1] = torch.tensor([3.0, 1.0])
+    one_token = torch.tensor([[0, 1, 0]])
+    assert hidden_mse(student, target, one_token).item() == pytest.approx((9.0 + 1.0) / 2)  # 1 token x H=2
+    assert hidden_mse(student, target, torch.zeros(1, 3, dtype=torch.long)).item() == 0.0  # no real token: no NaN
+
+
+def test_gate_chain_needs_two_layers_and_records_its_shape():
+    chain = GateChain(2, 4)  # the smallest teacher LAD accepts
+    assert (chain.num_layers, chain.hidden_size, len(chain.gates)) == (2, 4, 2)
+    with pytest.raises(LadcError, match="^LAD needs a teacher with at least 2 layers, got 1$"):
+        GateChain(1, 4)
+
+
 def test_aggregate_needs_one_gate_per_layer():
     gates = GateChain(3, 4).gates
     with pytest.raises(ValueError, match="^need one gate per teacher layer: 3 gates for 2 layers$"):
