@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 
 import numpy as np
 import pytest
@@ -397,7 +398,8 @@ def test_identical_student_gives_zero_hidden_and_patient_loss():
 def test_distill_terms_errors():
     teacher, student = tiny_bert(4, seed=0), tiny_bert(2, hidden_size=16, seed=1)
     student_out, teacher_out, labels, mask = run_models(teacher, student)
-    with pytest.raises(LadcError, match="hidden size 16 differs from the teacher's 32"):
+    message = "student hidden size 16 differs from the teacher's 32; layer distillation needs equal sizes (build"
+    with pytest.raises(LadcError, match=re.escape(message) + r" the student with `build_student`\)$"):
         distill_terms("lad", student_out, teacher_out, labels, mask, gates=GateChain(4, 32))
     with pytest.raises(LadcError, match="method 'tinybert' is unknown"):
         distill_terms("tinybert", student_out, teacher_out, labels, mask)
@@ -407,6 +409,8 @@ def test_distill_terms_errors():
         distill_terms("lad", student_out, teacher_out, labels, mask, gates=GateChain(4, 32), mapping=(2, 5))
     with pytest.raises(LadcError, match="does not fit"):
         distill_terms("pkd", student_out, teacher_out, labels, mask, mapping=(LayerMatch(1, 2),))
+    with pytest.raises(LadcError, match="^layer mapping is empty; expected one teacher layer per student layer$"):
+        distill_terms("lad", student_out, teacher_out, labels, mask, gates=GateChain(4, 32), mapping=())
 
 
 def test_one_backward_reaches_student_and_gates():
