@@ -132,6 +132,20 @@ def test_layer_matches_and_validation():
         LossWeights(temperature=0.0)
 
 
+def test_weights_accept_zero_and_reject_negative_or_infinite_values():
+    assert LayerMatch(1, 2, weight=0.0).weight == 0.0 and LayerMatch(1, 2, weight=0.5).weight == 0.5
+    with pytest.raises(LadcError, match="^layer match loss='cosine' is unknown; expected one of hidden_mse, pkd_cls$"):
+        LayerMatch(1, 2, loss="cosine")
+    for name in ("hard", "soft", "mu", "beta"):
+        assert getattr(LossWeights(**{name: 0.0}), name) == 0.0  # a zero weight switches a term off
+        for bad in (-1.0, math.inf, math.nan):
+            with pytest.raises(LadcError, match=f"^loss weight {name}={bad!r} must be a finite number >= 0$"):
+                LossWeights(**{name: bad})
+    for bad in (-1.0, math.inf):
+        with pytest.raises(LadcError, match=f"^loss weight temperature={bad!r} must be > 0$"):
+            LossWeights(temperature=bad)
+
+
 # ---------------------------------------------------------------- gates
 
 
