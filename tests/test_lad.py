@@ -144,6 +144,7 @@ def test_weights_accept_zero_and_reject_negative_or_infinite_values():
     for bad in (-1.0, math.inf):
         with pytest.raises(LadcError, match=f"^loss weight temperature={bad!r} must be > 0$"):
             LossWeights(temperature=bad)
+    assert LossWeights(temperature=0.5).temperature == 0.5  # tau below 1 sharpens the soft targets: allowed
 
 
 # ---------------------------------------------------------------- gates
@@ -415,7 +416,9 @@ def test_distill_terms_errors():
     message = "student hidden size 16 differs from the teacher's 32; layer distillation needs equal sizes (build"
     with pytest.raises(LadcError, match=re.escape(message) + r" the student with `build_student`\)$"):
         distill_terms("lad", student_out, teacher_out, labels, mask, gates=GateChain(4, 32))
-    with pytest.raises(LadcError, match="method 'tinybert' is unknown"):
+    with pytest.raises(
+        LadcError, match="^distillation method 'tinybert' is unknown; expected one of lad, pkd, kd, none$"
+    ):
         distill_terms("tinybert", student_out, teacher_out, labels, mask)
     student = tiny_bert(2, seed=1)
     student_out, teacher_out, labels, mask = run_models(teacher, student)
@@ -425,6 +428,21 @@ def test_distill_terms_errors():
         distill_terms("pkd", student_out, teacher_out, labels, mask, mapping=(LayerMatch(1, 2),))
     with pytest.raises(LadcError, match="^layer mapping is empty; expected one teacher layer per student layer$"):
         distill_terms("lad", student_out, teacher_out, labels, mask, gates=GateChain(4, 32), mapping=())
+
+
+def test_layer_methods_need_hidden_states_of_both_models():
+    teacher, student = tiny_bert(4, seed=0), tiny_bert(2, seed=1)
+    message = "^method '{}' needs hidden states: call both models with output_hidden_states=True$"
+    student_bare, teacher_out, labels, mask = run_models(teacher, student, output_hidden_states=False)
+    student_out, _, _, _ = run_models(teacher, student)
+    input_ids, attention_mask, _ = tiny_batch()
+    with torch.no_grad():
+        teacher_bare = teacher(input_ids=input_ids, attention_mask=attention_mask)
+    for method in ("lad", "pkd"):
+        gates = GateChain(4, 32) if method == "lad" else None
+        for s_out, t_out in ((student_bare, teacher_out), (student_out, teacher_bare)):
+            with pytest.raises(ValueError, match=message.format(method)):
+                distill_terms(method, s_out, t_out, labels, mask, gates=gates)
 
 
 def test_one_backward_reaches_student_and_gates():
