@@ -430,7 +430,7 @@ def test_distill_terms_errors():
         distill_terms("lad", student_out, teacher_out, labels, mask, gates=GateChain(4, 32), mapping=())
 
 
-def test_layer_methods_need_hidden_states_of_both_models():
+def test_layer_methods_need_hidden_states_of_both_models_and_lad_its_gates():
     teacher, student = tiny_bert(4, seed=0), tiny_bert(2, seed=1)
     message = "^method '{}' needs hidden states: call both models with output_hidden_states=True$"
     student_bare, teacher_out, labels, mask = run_models(teacher, student, output_hidden_states=False)
@@ -443,6 +443,8 @@ def test_layer_methods_need_hidden_states_of_both_models():
         for s_out, t_out in ((student_bare, teacher_out), (student_out, teacher_bare)):
             with pytest.raises(ValueError, match=message.format(method)):
                 distill_terms(method, s_out, t_out, labels, mask, gates=gates)
+    with pytest.raises(ValueError, match=r"^method 'lad' needs gates \(a GateChain with one gate per teacher layer\)$"):
+        distill_terms("lad", student_out, teacher_out, labels, mask)
 
 
 def test_one_backward_reaches_student_and_gates():
