@@ -386,6 +386,11 @@ def test_distill_terms_keys_and_weighted_sums():
     matches = (LayerMatch(2, 4, weight=3.0),)
     weighted = distill_terms("lad", student_out, teacher_out, mapping=matches, **common)
     assert torch.allclose(weighted["hidden"], 3.0 * hidden_mse(student_hidden[1], aggregated[3], mask))
+    # PKD reads each pair's weight too: student 1 <- teacher 3 at weight 4, and student 2 <- teacher 2 switched off
+    pkd_matches = (LayerMatch(1, 3, "pkd_cls", weight=4.0), LayerMatch(2, 2, "pkd_cls", weight=0.0))
+    weighted_pkd = distill_terms("pkd", student_out, teacher_out, mapping=pkd_matches, **common)
+    patients = [pkd_loss([student_hidden[j]], [teacher_out.hidden_states[t]]) for j, t in ((0, 3), (1, 2))]
+    assert torch.allclose(weighted_pkd["patient"], (4.0 * patients[0] + 0.0 * patients[1]) / 2)
 
 
 def test_distill_terms_regression_uses_mse():
