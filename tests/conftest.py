@@ -24,6 +24,14 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_GLUE_DIR = REPO_ROOT.parent / "shared" / "glue"
 
+# One intra-op thread for the tiny models (hidden 32), here and in the `python -m ladc` processes the tests start:
+# their matrices are too small to split, and a second OpenMP thread only spins. Measured on the shared 2-core machine
+# (30 training steps of the 2-layer tiny BERT, load ~12): 2.3-2.9 s wall / 0.55 s CPU with 1 thread, 13-42 s wall /
+# 5.6-11 s CPU with 2. The MiniLM integration tests get the machine's default back (`_default_threads_for_minilm`).
+# torch's own intra-op count and OMP_NUM_THREADS as found (kept in the environment: tests import this file again
+# as `tests.conftest`, a second module object)
+_DEFAULT_TORCH_THREADS, _ORIGINAL_OMP = "LADC_TESTS_DEFAULT_TORCH_THREADS", "LADC_TESTS_ORIGINAL_OMP_NUM_THREADS"
+
 # 5 specials + punctuation + common GLUE words + WordPiece suffixes: enough for short real-looking sentences
 TINY_VOCAB = [
     "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
@@ -37,6 +45,39 @@ TINY_VOCAB = [
     "one", "two", "very", "more", "most",
     "##s", "##ed", "##ing", "##ly", "##er", "##est",
 ]  # fmt: skip
+
+
+def pytest_configure(config):
+    import torch
+
+    os.environ.setdefault(_DEFAULT_TORCH_THREADS, str(torch.get_num_threads()))
+    if "OMP_NUM_THREADS" in os.environ:
+        os.environ.setdefault(_ORIGINAL_OMP, os.environ["OMP_NUM_THREADS"])
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"  # inherited by every `python -m ladc` process a test starts
+
+
+@pytest.fixture(autouse=True)
+def _default_threads_for_minilm(request):
+    """Integration tests (6-layer MiniLM, hidden 384) run with as many threads as the machine would give them."""
+    if not request.node.get_closest_marker("integration"):
+        yield
+        return
+    import torch
+
+    torch.set_num_threads(int(os.environ[_DEFAULT_TORCH_THREADS]))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(1)
+
+
+def subprocess_env_with_default_threads() -> dict[str, str]:
+    """os.environ for a `python -m ladc` process on a real model: torch picks its thread count itself."""
+    env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
+    if _ORIGINAL_OMP in os.environ:
+        env["OMP_NUM_THREADS"] = os.environ[_ORIGINAL_OMP]
+    return env
 
 
 @pytest.fixture(scope="session")

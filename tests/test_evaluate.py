@@ -14,14 +14,24 @@ from ladc.cli import app
 from tests.helpers import sst2_rows, train_tiny_classifier, write_tiny_sst2
 
 
-@pytest.fixture
-def tiny_classifier(tmp_path, tiny_bert_config, tiny_tokenizer):
+@pytest.fixture(scope="module")
+def tiny_classifier(tmp_path_factory, tiny_vocab_file):
     """A briefly trained tiny classifier (predicts both classes), its dir, and a GLUE dir with dev and test sets.
 
     Dev has a few labels flipped, so accuracy is neither 0.5 nor 1.0 and any misalignment of predictions and labels
-    shows; test.tsv holds 40 unlabelled sentences.
+    shows; test.tsv holds 40 unlabelled sentences. Trained once per module: the tests only read the model and data
+    (evaluate's outputs land in files each test reads right after writing them).
     """
-    config = tiny_bert_config(num_layers=2, id2label={0: "negative", 1: "positive"})
+    from transformers import BertConfig, BertTokenizerFast
+
+    from tests.conftest import TINY_VOCAB
+
+    tmp_path = tmp_path_factory.mktemp("evaluate")
+    tiny_tokenizer = BertTokenizerFast(vocab_file=str(tiny_vocab_file), do_lower_case=True, model_max_length=128)
+    config = BertConfig(
+        vocab_size=len(TINY_VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=128, pad_token_id=0, num_labels=2, id2label={0: "negative", 1: "positive"},
+    )  # fmt: skip
     model = train_tiny_classifier(config, tiny_tokenizer)
     model.save_pretrained(tmp_path / "model")
     tiny_tokenizer.save_pretrained(tmp_path / "model")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 
 import numpy as np
 import pytest
@@ -129,6 +130,21 @@ def test_layer_matches_and_validation():
         LayerMatch(1, 2, weight=-1.0)
     with pytest.raises(LadcError, match="temperature"):
         LossWeights(temperature=0.0)
+
+
+def test_weights_accept_zero_and_reject_negative_or_infinite_values():
+    assert LayerMatch(1, 2, weight=0.0).weight == 0.0 and LayerMatch(1, 2, weight=0.5).weight == 0.5
+    with pytest.raises(LadcError, match="^layer match loss='cosine' is unknown; expected one of hidden_mse, pkd_cls$"):
+        LayerMatch(1, 2, loss="cosine")
+    for name in ("hard", "soft", "mu", "beta"):
+        assert getattr(LossWeights(**{name: 0.0}), name) == 0.0  # a zero weight switches a term off
+        for bad in (-1.0, math.inf, math.nan):
+            with pytest.raises(LadcError, match=f"^loss weight {name}={bad!r} must be a finite number >= 0$"):
+                LossWeights(**{name: bad})
+    for bad in (-1.0, math.inf):
+        with pytest.raises(LadcError, match=f"^loss weight temperature={bad!r} must be > 0$"):
+            LossWeights(temperature=bad)
+    assert LossWeights(temperature=0.5).temperature == 0.5  # tau below 1 sharpens the soft targets: allowed
 
 
 # ---------------------------------------------------------------- gates
@@ -284,6 +300,38 @@ def test_pkd_loss_on_normalized_cls():
     assert pkd_loss(student, rescaled).item() == pytest.approx(0.0, abs=1e-7)
 
 
+def test_pkd_loss_edge_cases_and_mismatches():
+    """No paired layer gives a 0-d zero; a count mismatch of layers or weights is an error naming both counts."""
+    empty = pkd_loss([], [])
+    assert empty.shape == () and empty.item() == 0.0
+    layers = [torch.randn(2, 3, 4) for _ in range(2)]
+    with pytest.raises(ValueError, match="^2 student layers paired with 1 teacher layers$"):
+        pkd_loss(layers, layers[:1])
+    with pytest.raises(ValueError):  # zip(strict=True): one weight for two layers must not silently drop a layer
+        pkd_loss(layers, layers, layer_weights=[1.0])
+
+
+def test_hidden_mse_of_a_single_real_token_and_of_none():
+    student, target = torch.zeros(1, 3, 2), torch.zeros(1, 3, 2)
+    student[0, 1] = torch.tensor([3.0, 1.0])
+    one_token = torch.tensor([[0, 1, 0]])
+    assert hidden_mse(student, target, one_token).item() == pytest.approx((9.0 + 1.0) / 2)  # 1 token x H=2
+    assert hidden_mse(student, target, torch.zeros(1, 3, dtype=torch.long)).item() == 0.0  # no real token: no NaN
+
+
+def test_gate_chain_needs_two_layers_and_records_its_shape():
+    chain = GateChain(2, 4)  # the smallest teacher LAD accepts
+    assert (chain.num_layers, chain.hidden_size, len(chain.gates)) == (2, 4, 2)
+    with pytest.raises(LadcError, match="^LAD needs a teacher with at least 2 layers, got 1$"):
+        GateChain(1, 4)
+
+
+def test_aggregate_needs_one_gate_per_layer():
+    gates = GateChain(3, 4).gates
+    with pytest.raises(ValueError, match="^need one gate per teacher layer: 3 gates for 2 layers$"):
+        aggregate([torch.randn(1, 2, 4)] * 2, gates)
+
+
 # ---------------------------------------------------------------- distill_terms
 
 
@@ -338,6 +386,11 @@ def test_distill_terms_keys_and_weighted_sums():
     matches = (LayerMatch(2, 4, weight=3.0),)
     weighted = distill_terms("lad", student_out, teacher_out, mapping=matches, **common)
     assert torch.allclose(weighted["hidden"], 3.0 * hidden_mse(student_hidden[1], aggregated[3], mask))
+    # PKD reads each pair's weight too: student 1 <- teacher 3 at weight 4, and student 2 <- teacher 2 switched off
+    pkd_matches = (LayerMatch(1, 3, "pkd_cls", weight=4.0), LayerMatch(2, 2, "pkd_cls", weight=0.0))
+    weighted_pkd = distill_terms("pkd", student_out, teacher_out, mapping=pkd_matches, **common)
+    patients = [pkd_loss([student_hidden[j]], [teacher_out.hidden_states[t]]) for j, t in ((0, 3), (1, 2))]
+    assert torch.allclose(weighted_pkd["patient"], (4.0 * patients[0] + 0.0 * patients[1]) / 2)
 
 
 def test_distill_terms_regression_uses_mse():
@@ -365,9 +418,12 @@ def test_identical_student_gives_zero_hidden_and_patient_loss():
 def test_distill_terms_errors():
     teacher, student = tiny_bert(4, seed=0), tiny_bert(2, hidden_size=16, seed=1)
     student_out, teacher_out, labels, mask = run_models(teacher, student)
-    with pytest.raises(LadcError, match="hidden size 16 differs from the teacher's 32"):
+    message = "student hidden size 16 differs from the teacher's 32; layer distillation needs equal sizes (build"
+    with pytest.raises(LadcError, match=re.escape(message) + r" the student with `build_student`\)$"):
         distill_terms("lad", student_out, teacher_out, labels, mask, gates=GateChain(4, 32))
-    with pytest.raises(LadcError, match="method 'tinybert' is unknown"):
+    with pytest.raises(
+        LadcError, match="^distillation method 'tinybert' is unknown; expected one of lad, pkd, kd, none$"
+    ):
         distill_terms("tinybert", student_out, teacher_out, labels, mask)
     student = tiny_bert(2, seed=1)
     student_out, teacher_out, labels, mask = run_models(teacher, student)
@@ -375,6 +431,25 @@ def test_distill_terms_errors():
         distill_terms("lad", student_out, teacher_out, labels, mask, gates=GateChain(4, 32), mapping=(2, 5))
     with pytest.raises(LadcError, match="does not fit"):
         distill_terms("pkd", student_out, teacher_out, labels, mask, mapping=(LayerMatch(1, 2),))
+    with pytest.raises(LadcError, match="^layer mapping is empty; expected one teacher layer per student layer$"):
+        distill_terms("lad", student_out, teacher_out, labels, mask, gates=GateChain(4, 32), mapping=())
+
+
+def test_layer_methods_need_hidden_states_of_both_models_and_lad_its_gates():
+    teacher, student = tiny_bert(4, seed=0), tiny_bert(2, seed=1)
+    message = "^method '{}' needs hidden states: call both models with output_hidden_states=True$"
+    student_bare, teacher_out, labels, mask = run_models(teacher, student, output_hidden_states=False)
+    student_out, _, _, _ = run_models(teacher, student)
+    input_ids, attention_mask, _ = tiny_batch()
+    with torch.no_grad():
+        teacher_bare = teacher(input_ids=input_ids, attention_mask=attention_mask)
+    for method in ("lad", "pkd"):
+        gates = GateChain(4, 32) if method == "lad" else None
+        for s_out, t_out in ((student_bare, teacher_out), (student_out, teacher_bare)):
+            with pytest.raises(ValueError, match=message.format(method)):
+                distill_terms(method, s_out, t_out, labels, mask, gates=gates)
+    with pytest.raises(ValueError, match=r"^method 'lad' needs gates \(a GateChain with one gate per teacher layer\)$"):
+        distill_terms("lad", student_out, teacher_out, labels, mask)
 
 
 def test_one_backward_reaches_student_and_gates():

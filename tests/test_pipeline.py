@@ -7,12 +7,14 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
 from ladc.errors import LadcError
 from ladc.pipeline import load_pipeline_config, run_pipeline
+from tests.conftest import subprocess_env_with_default_threads
 from tests.helpers import run_killed_at_step, write_tiny_base_model, write_tiny_sst2
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,13 +106,50 @@ def _assert_rows_match_bench_and_training(run_dir: Path, rows: list[dict]) -> No
         assert row["metric"] == pytest.approx(reported), stage
 
 
-def test_tiny_pipeline_end_to_end_then_skips_and_restarts(tiny_pipeline):
-    base, glue, tmp = tiny_pipeline
+@pytest.fixture(scope="module")
+def killed_then_resumed(tmp_path_factory, tiny_vocab_file):
+    """One tiny pipeline run, shared by the two tests below: a real `ladc pipeline` process dies after the student's
+    step-10 checkpoint (the teacher stops at step 8), then `run_pipeline` resumes it and runs every later stage."""
+    from transformers import BertConfig, BertTokenizerFast
+
+    from tests.conftest import TINY_VOCAB
+
+    tmp = tmp_path_factory.mktemp("pipeline")
+    tokenizer = BertTokenizerFast(vocab_file=str(tiny_vocab_file), do_lower_case=True, model_max_length=128)
+    config = BertConfig(
+        vocab_size=len(TINY_VOCAB), hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=128, pad_token_id=0, num_labels=2,
+    )  # fmt: skip
+    base = write_tiny_base_model(tmp / "base", config, tokenizer)
+    glue = write_tiny_sst2(tmp / "glue")
     run_dir = tmp / "run"
-    cfg = load_pipeline_config(_tiny_pipeline_yaml(tmp, base, glue, run_dir))
+    config_path = _tiny_pipeline_yaml(tmp, base, glue, run_dir, student_steps=12)
+    run_killed_at_step([sys.executable, "-m", "ladc", "pipeline", "--config", str(config_path)], step=10)
+    after_kill = {
+        "teacher finished": (run_dir / "teacher" / "metrics.json").is_file(),
+        "student finished": (run_dir / "student" / "metrics.json").exists(),
+        "student step-10 checkpoint": (
+            run_dir / "student" / "checkpoints" / "step-10" / "trainer_state.json"
+        ).is_file(),
+    }
     lines: list[str] = []
-    report = run_pipeline(cfg, echo=lines.append)
-    text = report.read_text()
+    report = run_pipeline(load_pipeline_config(config_path), echo=lines.append)
+    return SimpleNamespace(config=config_path, run_dir=run_dir, after_kill=after_kill, lines=lines, report=report)
+
+
+def test_pipeline_killed_mid_distillation_resumes_at_that_stage(killed_then_resumed):
+    run = killed_then_resumed
+    assert run.after_kill == {"teacher finished": True, "student finished": False, "student step-10 checkpoint": True}
+    assert "[1/5] teacher: already finished, skipped" in run.lines
+    assert any(line.startswith("[2/5] student: resuming") for line in run.lines), run.lines
+    student = json.loads((run.run_dir / "student" / "metrics.json").read_text())
+    assert student["resumed_from_step"] == 10 and student["final_step"] == 12
+    assert (run.run_dir / "report.md").is_file()
+
+
+def test_tiny_pipeline_end_to_end_then_skips_and_restarts(killed_then_resumed):
+    run_dir = killed_then_resumed.run_dir
+    text = killed_then_resumed.report.read_text()
     for artifact in (
         "teacher (PyTorch fp32)",
         "student (PyTorch fp32)",
@@ -122,7 +161,8 @@ def test_tiny_pipeline_end_to_end_then_skips_and_restarts(tiny_pipeline):
     _assert_rows_match_bench_and_training(run_dir, rows)
     assert rows[1]["parameters"] < rows[0]["parameters"]  # 2 of 4 layers
     assert (run_dir / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    lines.clear()
+    cfg = load_pipeline_config(killed_then_resumed.config)
+    lines: list[str] = []
     run_pipeline(cfg, echo=lines.append)
     assert all("already finished" in line for line in lines), lines
     stamp = (run_dir / "student" / "metrics.json").stat().st_mtime
@@ -130,23 +170,6 @@ def test_tiny_pipeline_end_to_end_then_skips_and_restarts(tiny_pipeline):
     run_pipeline(cfg, start="onnx", echo=lines.append)
     assert [line.split(":")[0] for line in lines if "running" in line] == ["[3/5] onnx", "[4/5] bench", "[5/5] report"]
     assert (run_dir / "student" / "metrics.json").stat().st_mtime == stamp
-
-
-def test_pipeline_killed_mid_distillation_resumes_at_that_stage(tiny_pipeline):
-    """The real pipeline process dies after the student's step-10 checkpoint (the teacher stops at step 8)."""
-    base, glue, tmp = tiny_pipeline
-    run_dir = tmp / "run"
-    config = _tiny_pipeline_yaml(tmp, base, glue, run_dir, student_steps=24)
-    run_killed_at_step([sys.executable, "-m", "ladc", "pipeline", "--config", str(config)], step=10)
-    assert (run_dir / "teacher" / "metrics.json").is_file() and not (run_dir / "student" / "metrics.json").exists()
-    assert (run_dir / "student" / "checkpoints" / "step-10" / "trainer_state.json").is_file()
-    lines: list[str] = []
-    run_pipeline(load_pipeline_config(config), echo=lines.append)
-    assert "[1/5] teacher: already finished, skipped" in lines
-    assert any(line.startswith("[2/5] student: resuming") for line in lines), lines
-    student = json.loads((run_dir / "student" / "metrics.json").read_text())
-    assert student["resumed_from_step"] == 10 and student["final_step"] == 24
-    assert (run_dir / "report.md").is_file()
 
 
 def test_bad_stage_name(tiny_pipeline, tmp_path):
@@ -187,7 +210,10 @@ def test_dockerignore_keeps_runs_and_venvs_out():
 def test_demo_runs_offline_end_to_end(tmp_path, minilm_dir):
     """The README's first command: bundled MiniLM + bundled sentences, whole pipeline, report printed."""
     result = subprocess.run(
-        [sys.executable, "-m", "ladc", "demo", "--output", str(tmp_path / "demo")], capture_output=True, text=True
+        [sys.executable, "-m", "ladc", "demo", "--output", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        env=subprocess_env_with_default_threads(),  # MiniLM: the machine's thread count, not the tiny models' one
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "# Compression report: sst2" in result.stdout
