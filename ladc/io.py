@@ -16,7 +16,6 @@ from ladc.faults import kill_point
 __all__ = [
     "atomic_write_text",
     "atomic_write_json",
-    "prepare_run_dir",
     "check_output_path",
     "atomic_dir",
     "read_json",
@@ -111,28 +110,6 @@ def read_json(path: Path) -> Any:
         return json.loads(read_text(path, "JSON file"))
     except json.JSONDecodeError as exc:
         raise LadcError(f"{path}: invalid JSON at line {exc.lineno} ({exc.msg})") from None
-
-
-def prepare_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool = False) -> Path:
-    """Create a run directory, refusing to clobber an existing one without --overwrite.
-
-    Raises:
-        LadcError: the directory exists and is not empty, and neither overwrite nor resume was asked for.
-    """
-    path = check_output_path(path)
-    if path.exists() and any(path.iterdir()):
-        if resume:
-            return path
-        if not overwrite:
-            raise LadcError(
-                f"output dir {path} already exists; pass --overwrite to replace it or --resume to continue it"
-            )
-        shutil.rmtree(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LadcError(f"cannot create output dir {path}: {exc.strerror or exc}") from None
-    return path
 
 
 def check_output_path(path: str | Path) -> Path:

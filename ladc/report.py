@@ -10,8 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ladc.errors import LadcError
-
 __all__ = [
     "DEFINITIONS",
     "machine_info",
@@ -19,7 +17,6 @@ __all__ = [
     "summarise_latencies",
     "add_speedups",
     "shape_label",
-    "check_output_dir",
     "render_markdown",
     "render_table",
     "render_plot",
@@ -304,23 +301,15 @@ def render_plot(report: dict, path: str | Path) -> None:
     figure.savefig(str(path), format="png")
 
 
-def check_output_dir(output: str | Path, overwrite: bool) -> None:
-    """Raise LadcError when `output` is a file, or a non-empty dir and overwrite is not set."""
-    output = Path(output)
-    if output.exists() and not output.is_dir():
-        raise LadcError(f"output {output} exists and is not a directory")
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
-        raise LadcError(f"output dir {output} already exists and is not empty; pass --overwrite to replace it")
-
-
 def write_report(report: dict, output: str | Path, overwrite: bool = False) -> Path:
     """Write bench.json, bench.md, bench.png (and config.yaml when the report has a config) into `output` atomically:
     the directory is built beside it and renamed into place."""
     from ladc.config import save_yaml
     from ladc.io import atomic_dir, atomic_write_json, atomic_write_text
+    from ladc.runs import check_output
 
     output = Path(output)
-    check_output_dir(output, overwrite)
+    check_output(output, overwrite=overwrite)  # bench cannot resume: no --resume hint
     with atomic_dir(output) as tmp:
         atomic_write_json(tmp / "bench.json", report)
         atomic_write_text(tmp / "bench.md", render_markdown(report))

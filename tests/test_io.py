@@ -14,7 +14,6 @@ from ladc.io import (
     atomic_write_text,
     check_output_path,
     not_utf8_error,
-    prepare_run_dir,
     read_json,
     read_text,
 )
@@ -131,18 +130,6 @@ def test_check_output_path_refuses_a_read_only_parent(tmp_path):
             check_output_path(locked / "run")
     finally:
         locked.chmod(0o700)
-
-
-def test_prepare_run_dir_refuses_clobbering_unless_asked(tmp_path):
-    run = tmp_path / "run"
-    assert prepare_run_dir(run).is_dir()
-    prepare_run_dir(run)  # an empty dir is not a previous run
-    (run / "model.safetensors").write_text("weights")
-    with pytest.raises(LadcError, match="already exists; pass --overwrite"):
-        prepare_run_dir(run)
-    assert prepare_run_dir(run, resume=True) == run and (run / "model.safetensors").is_file()
-    prepare_run_dir(run, overwrite=True)
-    assert run.is_dir() and not any(run.iterdir())
 
 
 def test_atomic_dir_publishes_on_success_only(tmp_path):
