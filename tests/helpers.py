@@ -47,6 +47,22 @@ def write_tiny_base_model(path: Path, config, tokenizer, seed: int = 0) -> Path:
     return path
 
 
+def write_tiny_teacher(root: Path, tiny_bert_config, tokenizer) -> tuple[Path, Path, Path]:
+    """A 4-layer 'fine-tuned' teacher dir (random weights) whose ladc.json names its 4-layer base checkpoint, and a
+    tiny SST-2; returns (teacher dir, GLUE dir, root)."""
+    import torch
+    from transformers import BertForSequenceClassification
+
+    base = write_tiny_base_model(root / "base", tiny_bert_config(num_layers=4), tokenizer, seed=1)
+    torch.manual_seed(2)
+    config = tiny_bert_config(num_layers=4, id2label={0: "negative", 1: "positive"})
+    config.architectures = ["BertForSequenceClassification"]
+    BertForSequenceClassification(config).save_pretrained(root / "teacher")
+    tokenizer.save_pretrained(root / "teacher")
+    (root / "teacher" / "ladc.json").write_text(json.dumps({"task": "sst2", "base_model": str(base)}))
+    return root / "teacher", write_tiny_sst2(root / "glue"), root
+
+
 def run_killed_at_step(command: list[str], step: int, timeout_s: float = 240) -> subprocess.CompletedProcess:
     """Run a real `python -m ladc ...` process that SIGKILLs itself right after its checkpoint of `step` is complete.
 

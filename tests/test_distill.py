@@ -13,24 +13,12 @@ import torch
 from ladc.config import DataConfig, DistillConfig, OptimConfig
 from ladc.distill import build_distill_config, distill
 from ladc.errors import LadcError
-from tests.helpers import run_killed_at_step, write_tiny_base_model, write_tiny_sst2
+from tests.helpers import run_killed_at_step, write_tiny_base_model, write_tiny_teacher
 
 
 @pytest.fixture
 def tiny_teacher(tmp_path, tiny_bert_config, tiny_tokenizer):
-    """A 4-layer 'fine-tuned' teacher dir (random weights) whose ladc.json names its 4-layer base checkpoint."""
-    from transformers import BertForSequenceClassification
-
-    base = write_tiny_base_model(tmp_path / "base", tiny_bert_config(num_layers=4), tiny_tokenizer, seed=1)
-    torch.manual_seed(2)
-    config = tiny_bert_config(num_layers=4, id2label={0: "negative", 1: "positive"})
-    config.architectures = ["BertForSequenceClassification"]
-    teacher = BertForSequenceClassification(config)
-    teacher.save_pretrained(tmp_path / "teacher")
-    tiny_tokenizer.save_pretrained(tmp_path / "teacher")
-    (tmp_path / "teacher" / "ladc.json").write_text(json.dumps({"task": "sst2", "base_model": str(base)}))
-    glue = write_tiny_sst2(tmp_path / "glue")
-    return tmp_path / "teacher", glue, tmp_path
+    return write_tiny_teacher(tmp_path, tiny_bert_config, tiny_tokenizer)
 
 
 LR, GATE_LR = 1e-3, 3e-4

@@ -12,22 +12,12 @@ from ladc import methods
 from ladc.config import DataConfig, DistillConfig, OptimConfig
 from ladc.errors import LadcError
 from ladc.methods import METHODS, LossTerm, Method, distill_terms
-from tests.helpers import write_tiny_base_model, write_tiny_sst2
+from tests.helpers import write_tiny_teacher
 
 
 @pytest.fixture
 def tiny_teacher(tmp_path, tiny_bert_config, tiny_tokenizer):
-    """A 4-layer random 'fine-tuned' teacher dir whose ladc.json names its base checkpoint, and a tiny SST-2."""
-    from transformers import BertForSequenceClassification
-
-    base = write_tiny_base_model(tmp_path / "base", tiny_bert_config(num_layers=4), tiny_tokenizer, seed=1)
-    torch.manual_seed(2)
-    config = tiny_bert_config(num_layers=4, id2label={0: "negative", 1: "positive"})
-    config.architectures = ["BertForSequenceClassification"]
-    BertForSequenceClassification(config).save_pretrained(tmp_path / "teacher")
-    tiny_tokenizer.save_pretrained(tmp_path / "teacher")
-    (tmp_path / "teacher" / "ladc.json").write_text(json.dumps({"task": "sst2", "base_model": str(base)}))
-    return tmp_path / "teacher", write_tiny_sst2(tmp_path / "glue"), tmp_path
+    return write_tiny_teacher(tmp_path, tiny_bert_config, tiny_tokenizer)
 
 
 def _config(teacher, glue, output, method: str) -> DistillConfig:
