@@ -451,3 +451,66 @@ def test_real_glue_dev_sets(glue_dir, minilm_dir, tmp_path):
     lengths = [len(ids) for ids in tokenized["input_ids"]]
     assert max(lengths) == 128 and min(lengths) < 128  # long RTE premises get truncated, short ones are not padded
     assert all(ids.count(tokenizer.sep_token_id) == 2 for ids in tokenized["input_ids"])
+
+
+def test_cache_key_follows_what_decides_the_token_ids(tmp_path, tiny_vocab_file):
+    """The tokenized cache is keyed by the tokenizer's identity: vocab, lower-casing, class, truncation side, path.
+    A changed vocab or normalizer must miss the cache (else stale ids are trained on); a call's own truncation and
+    padding state must not (else every command re-tokenizes)."""
+    from transformers import BertTokenizer
+
+    data = DataConfig(task="sst2", data_dir=str(write_glue_task(tmp_path / "glue", "sst2")), cache_dir=str(tmp_path))
+    fast = BertTokenizerFast(vocab_file=str(tiny_vocab_file), do_lower_case=True)
+    key = tokenized_cache_dir(data, fast, "train")
+    fast("a b", truncation=True, max_length=4, padding="max_length")  # leaves truncation/padding set on the backend
+    assert tokenized_cache_dir(data, fast, "train") == key
+    assert (
+        tokenized_cache_dir(data, BertTokenizerFast(vocab_file=str(tiny_vocab_file), do_lower_case=True), "train")
+        == key
+    )
+
+    cased = BertTokenizerFast(vocab_file=str(tiny_vocab_file), do_lower_case=False)
+    assert tokenized_cache_dir(data, cased, "train") != key
+    left = BertTokenizerFast(vocab_file=str(tiny_vocab_file), do_lower_case=True, truncation_side="left")
+    assert tokenized_cache_dir(data, left, "train") != key
+    renamed = BertTokenizerFast(vocab_file=str(tiny_vocab_file), do_lower_case=True, name_or_path="other/model")
+    assert tokenized_cache_dir(data, renamed, "train") != key
+    bigger_vocab = tmp_path / "vocab2.txt"
+    bigger_vocab.write_text(tiny_vocab_file.read_text() + "zebra\n")
+    assert tokenized_cache_dir(data, BertTokenizerFast(vocab_file=str(bigger_vocab)), "train") != key
+    same_size_vocab = tmp_path / "vocab3.txt"  # same size, one token spelled differently: only the hash can tell
+    words = tiny_vocab_file.read_text().splitlines()
+    same_size_vocab.write_text("\n".join(words[:-1] + [words[-1] + "x"]) + "\n")
+    assert tokenized_cache_dir(data, BertTokenizerFast(vocab_file=str(same_size_vocab)), "train") != key
+
+    slow = BertTokenizer(vocab_file=str(tiny_vocab_file), do_lower_case=True)  # no backend: vocab + lower-casing
+    slow_key = tokenized_cache_dir(data, slow, "train")
+    assert slow_key != key
+    assert (
+        tokenized_cache_dir(data, BertTokenizer(vocab_file=str(tiny_vocab_file), do_lower_case=False), "train")
+        != slow_key
+    )
+    assert (
+        tokenized_cache_dir(data, BertTokenizer(vocab_file=str(tiny_vocab_file), do_lower_case=True), "train")
+        == slow_key
+    )
+    assert tokenized_cache_dir(data, BertTokenizer(vocab_file=str(same_size_vocab)), "train") != slow_key
+    assert tokenized_cache_dir(data, fast, "dev") != key  # and the split
+
+
+def test_tokenize_needs_room_for_one_token_per_segment_and_stores_compact_ids(tiny_tokenizer):
+    single = datasets.Dataset.from_dict({"sentence": ["a dog"], "label": [1], "idx": [5]})
+    sst2 = get_task("sst2")
+    with pytest.raises(LadcError, match=r"^max_seq_len 2 is too short for sst2: special tokens alone need 2$"):
+        tokenize(single, tiny_tokenizer, sst2, max_seq_len=2)
+    tokenized = tokenize(single, tiny_tokenizer, sst2, max_seq_len=3)  # [CLS] one token [SEP]
+    assert tiny_tokenizer.decode(tokenized[0]["input_ids"]) == "[CLS] a [SEP]"
+    assert tokenized.features["input_ids"].feature.dtype == "int32"
+    assert tokenized.features["attention_mask"].feature.dtype == "int8"
+    assert tokenized.features["token_type_ids"].feature.dtype == "int8"
+    assert tokenized[0]["labels"] == 1 and tokenized[0]["idx"] == 5 and set(tokenized.column_names) == {
+        "input_ids", "attention_mask", "token_type_ids", "labels", "idx"}  # fmt: skip
+    pair = datasets.Dataset.from_dict({"sentence1": ["a"], "sentence2": ["b"], "label": [0], "idx": [0]})
+    with pytest.raises(LadcError, match=r"^max_seq_len 3 is too short for rte: special tokens alone need 3$"):
+        tokenize(pair, tiny_tokenizer, get_task("rte"), max_seq_len=3)
+    assert len(tokenize(pair, tiny_tokenizer, get_task("rte"), max_seq_len=4)[0]["input_ids"]) == 4
