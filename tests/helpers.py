@@ -47,19 +47,27 @@ def write_tiny_base_model(path: Path, config, tokenizer, seed: int = 0) -> Path:
     return path
 
 
-def write_tiny_teacher(root: Path, tiny_bert_config, tokenizer) -> tuple[Path, Path, Path]:
-    """A 4-layer 'fine-tuned' teacher dir (random weights) whose ladc.json names its 4-layer base checkpoint, and a
-    tiny SST-2; returns (teacher dir, GLUE dir, root)."""
+def write_tiny_classifier(path: Path, config, tokenizer, manifest: dict | None = None, seed: int | None = None) -> Path:
+    """A random BertForSequenceClassification dir (weights, config, tokenizer, and `ladc.json` when given)."""
     import torch
     from transformers import BertForSequenceClassification
 
-    base = write_tiny_base_model(root / "base", tiny_bert_config(num_layers=4), tokenizer, seed=1)
-    torch.manual_seed(2)
-    config = tiny_bert_config(num_layers=4, id2label={0: "negative", 1: "positive"})
+    if seed is not None:
+        torch.manual_seed(seed)
     config.architectures = ["BertForSequenceClassification"]
-    BertForSequenceClassification(config).save_pretrained(root / "teacher")
-    tokenizer.save_pretrained(root / "teacher")
-    (root / "teacher" / "ladc.json").write_text(json.dumps({"task": "sst2", "base_model": str(base)}))
+    BertForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    if manifest is not None:
+        (path / "ladc.json").write_text(json.dumps(manifest))
+    return path
+
+
+def write_tiny_teacher(root: Path, tiny_bert_config, tokenizer) -> tuple[Path, Path, Path]:
+    """A 4-layer 'fine-tuned' teacher dir (random weights) whose ladc.json names its 4-layer base checkpoint, and a
+    tiny SST-2; returns (teacher dir, GLUE dir, root)."""
+    base = write_tiny_base_model(root / "base", tiny_bert_config(num_layers=4), tokenizer, seed=1)
+    config = tiny_bert_config(num_layers=4, id2label={0: "negative", 1: "positive"})
+    write_tiny_classifier(root / "teacher", config, tokenizer, {"task": "sst2", "base_model": str(base)}, seed=2)
     return root / "teacher", write_tiny_sst2(root / "glue"), root
 
 

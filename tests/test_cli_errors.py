@@ -24,7 +24,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.helpers import write_tiny_base_model, write_tiny_sst2
+from tests.helpers import write_tiny_base_model, write_tiny_classifier, write_tiny_sst2
 
 # the module fixture runs every invocation once, inside the first test's setup
 pytestmark = pytest.mark.timeout(600)
@@ -137,16 +137,7 @@ def _tree(root: Path) -> dict[str, object]:
 
 
 def _classifier(path: Path, tokenizer, config, manifest: dict | None, seed: int = 0) -> Path:
-    import torch
-    from transformers import BertForSequenceClassification
-
-    torch.manual_seed(seed)
-    config.architectures = ["BertForSequenceClassification"]
-    BertForSequenceClassification(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    if manifest is not None:
-        (path / "ladc.json").write_text(json.dumps(manifest))
-    return path
+    return write_tiny_classifier(path, config, tokenizer, manifest, seed=seed)
 
 
 def _tiny_onnx(path: Path) -> Path:

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from ladc.errors import LadcError
 from ladc.models import check_inputs_fit, load_classifier, load_for_finetune
 from ladc.tasks import get_task
+from tests.helpers import write_tiny_classifier
 
 
 def _save(path, config, tokenizer, manifest=None):
-    from transformers import BertForSequenceClassification
-
-    config.architectures = ["BertForSequenceClassification"]
-    BertForSequenceClassification(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    if manifest is not None:
-        (path / "ladc.json").write_text(json.dumps(manifest))
-    return path
+    return write_tiny_classifier(path, config, tokenizer, manifest)
 
 
 def test_glue_label_names_or_order_of_another_task_are_refused(tmp_path, tiny_bert_config, tiny_tokenizer):
