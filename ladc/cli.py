@@ -78,7 +78,7 @@ TRAINING_OPTIONS = (
     Opt("data.max_seq_len", int, "Max tokens per example (default {default})."),
     Opt("data.train_limit", int, "Seeded random subset of train."),
     Opt("data.dev_limit", int, "First N dev examples."),
-    Opt("optim.lr", float, "Peak learning rate (default {default:g})."),
+    Opt("optim.lr", str, "Peak learning rate: a number, or auto (default: from the model's width, see ladc/lr.py)."),
     Opt("optim.batch_size", int, "Per-device batch size (default {default})."),
     Opt("optim.grad_accum", int, "Gradient accumulation steps."),
     Opt("optim.epochs", float, "Epochs (default {default:g})."),
@@ -86,6 +86,8 @@ TRAINING_OPTIONS = (
     Opt("optim.warmup_ratio", float, "Warm-up fraction of steps (default {default:g})."),
     Opt("optim.warmup_steps", int, "Warm-up steps; overrides --warmup-ratio."),
     Opt("optim.eval_steps", int, "Evaluate every N steps (default: each epoch)."),
+    Opt("optim.select_on", str, "Checkpoint kept: train-holdout (default; dev scored once at the end) | dev | last."),
+    Opt("optim.holdout_size", int, "Train rows held out to pick the checkpoint (default 10 %, at most 2000)."),
     Opt("optim.save_steps", int, "Checkpoint every N steps (default: at each eval)."),
     Opt("optim.seed", int, "Random seed (default {default})."),
     Opt("optim.mixed_precision", str, "no | bf16 (CPU AVX-512 BF16/AMX or GPU) | fp16 (GPU) | auto (bf16 where native, "
@@ -199,6 +201,9 @@ def distill_cmd(
     preset: Annotated[str | None, typer.Option(help="`paper`: the LAD paper's per-task hyperparameters.")] = None,
     reverse_gates: Annotated[bool | None, typer.Option("--reverse-gates/--forward-gates")] = None,
     teacher_device: Annotated[str | None, typer.Option(help="Device for the frozen teacher, e.g. cuda:1.")] = None,
+    layer_choice: Annotated[
+        str | None, typer.Option(help="Teacher layers of the layer loss: skip (default) | last (pkd: PKD-Last).")
+    ] = None,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
     resume: ResumeOpt = False,
@@ -218,7 +223,7 @@ def distill_cmd(
     given = {
         "teacher": teacher, "output": output, "method": method, "student_layers": student_layers,
         "student_init": student_init, "init_from": init_from, "preset": preset, "reverse_gates": reverse_gates,
-        "teacher_device": teacher_device,
+        "teacher_device": teacher_device, "layer_choice": layer_choice,
         "overwrite": overwrite or None, "resume": resume or None,
     }  # fmt: skip
     cfg = build_run_config(DistillConfig, config, {**given, **overrides})

@@ -11,7 +11,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ladc.errors import LadcError
 from ladc.schema import dotted_get, dotted_keys, from_dict, replace, shown, to_dict
@@ -21,6 +21,7 @@ __all__ = [
     "OptimConfig",
     "LossWeights",
     "check_optim",
+    "SELECT_ON",
     "TuneTeacherConfig",
     "ExportConfig",
     "DistillConfig",
@@ -63,7 +64,8 @@ class DataConfig:
 class OptimConfig:
     """Optimisation settings shared by tune-teacher and distill."""
 
-    lr: float = 2e-5  # BERT paper's fine-tuning range is 2e-5..5e-5
+    # a number, or `auto`: chosen from the model's width and role by ladc.lr.auto_lr, recorded in ladc.json
+    lr: float | Literal["auto"] = "auto"
     batch_size: int = 32
     grad_accum: int = 1
     epochs: float = 3.0
@@ -74,6 +76,10 @@ class OptimConfig:
     max_grad_norm: float = 1.0
     seed: int = 42
     eval_steps: int | None = None  # None -> evaluate once per epoch
+    # which checkpoint is kept: `train-holdout` (a seeded slice of train, never trained on, picks it; dev is scored
+    # once, at the end), `dev` (pick on dev, as papers do; the reported dev score is then optimistic), `last`
+    select_on: str = "train-holdout"
+    holdout_size: int | None = None  # train-holdout rows; None -> 10 % of train, at least 1, at most 2,000
     save_steps: int | None = None  # None -> checkpoint whenever we evaluate
     eval_batch_size: int = 64
     mixed_precision: str = "no"  # no | bf16 | fp16 (fp16 needs CUDA) | auto (bf16 where the CPU/GPU has it natively)
@@ -176,9 +182,12 @@ class DistillConfig:
     beta: float = LossWeights.beta
     gate_lr: float = 1e-6  # paper: 1e-6 (QNLI, SST-2), 5e-6 MRPC, 3e-5 RTE
     reverse_gates: bool = False  # aggregate from the top teacher layer down
+    # teacher layers the layer loss reads (ladc.methods.Method.layer_choices): pkd `skip` (default, PKD-Skip: 12->3
+    # reads 4, 8) or `last` (PKD-Last: 10, 11, the PKD authors' 3-layer script); lad offers `skip`; None -> default
+    layer_choice: str | None = None
     teacher_device: str | None = None  # e.g. cuda:1; None -> the accelerator's device
     data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, epochs=4.0))  # paper's QNLI values
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=4.0))  # paper's QNLI epochs
     overwrite: bool = False
     resume: bool = False
 
@@ -223,12 +232,18 @@ class BenchConfig:
 # ----------------------------------------------------------------------------- generic (de)serialisation
 
 # optimisation settings that must be > 0 when set (None = unset), and those that must be >= 0
-_POSITIVE = ("lr", "batch_size", "grad_accum", "eval_batch_size", "log_steps", "max_steps", "eval_steps", "save_steps")
+_POSITIVE = (
+    "batch_size", "grad_accum", "eval_batch_size", "log_steps", "max_steps", "eval_steps", "save_steps", "holdout_size",
+)  # fmt: skip
+SELECT_ON = ("train-holdout", "dev", "last")
 _NON_NEGATIVE = ("weight_decay", "max_grad_norm", "num_workers", "warmup_steps")
 
 
 def check_optim(optim: OptimConfig) -> None:
     """Raise LadcError for an optimisation setting out of range (before any model loads)."""
+    from ladc.lr import parse_lr
+
+    parse_lr(optim.lr)
     for name in _POSITIVE:
         value = getattr(optim, name)
         if value is not None and value <= 0:
@@ -243,6 +258,10 @@ def check_optim(optim: OptimConfig) -> None:
         raise LadcError(f"warmup_ratio must be in [0, 1), got {optim.warmup_ratio}")
     if optim.mixed_precision not in ("no", "bf16", "fp16", "auto"):
         raise LadcError(f"mixed_precision '{optim.mixed_precision}' is not one of: no, bf16, fp16, auto")
+    if optim.select_on not in SELECT_ON:
+        raise LadcError(f"select_on '{optim.select_on}' is not one of: {', '.join(SELECT_ON)}")
+    if optim.holdout_size is not None and optim.select_on != "train-holdout":
+        raise LadcError(f"holdout_size is set but select_on is '{optim.select_on}'; it needs select_on train-holdout")
 
 
 # ----------------------------------------------------------------------------- YAML

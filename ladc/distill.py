@@ -44,6 +44,7 @@ def _check_config(cfg: DistillConfig) -> None:
         raise LadcError(f"--student-init '{cfg.student_init}' is unknown; expected one of {', '.join(STUDENT_INITS)}")
     if not Path(cfg.teacher).is_dir():
         raise LadcError(f"teacher dir {cfg.teacher} does not exist; create it with `ladc tune-teacher`")
+    METHODS[cfg.method].layer_choice(cfg.layer_choice)
     if cfg.gate_lr <= 0:
         raise LadcError(f"gate_lr must be positive, got {cfg.gate_lr}")
     if cfg.student_layers is not None and cfg.student_layers < 1:
@@ -94,7 +95,7 @@ def _check_vocab(teacher_tokenizer, init_from: str) -> None:
         )
 
 
-def _make_loss_fn(cfg: DistillConfig, task, teacher, mapping, weights):
+def _make_loss_fn(cfg: DistillConfig, task, teacher, loss_mapping, weights):
     """loss_fn(modules, batch) -> named terms. The teacher runs under inference_mode, once per batch."""
     from ladc.train import model_inputs
 
@@ -119,7 +120,7 @@ def _make_loss_fn(cfg: DistillConfig, task, teacher, mapping, weights):
         extra = {m.name: modules[m.name] for m in method.modules}
         return distill_terms(
             method, student_out, teacher_out, batch["labels"], batch["attention_mask"], weights=weights,
-            mapping=mapping, is_regression=task.is_regression, reverse=cfg.reverse_gates, **extra,
+            mapping=loss_mapping, is_regression=task.is_regression, reverse=cfg.reverse_gates, **extra,
         )  # fmt: skip
 
     return loss_fn
@@ -147,6 +148,7 @@ def distill(cfg: DistillConfig) -> dict:
     from accelerate.utils import set_seed  # after the checks above: a bad flag fails in a second
     from safetensors.torch import save_file
 
+    from ladc.lr import resolve_lr
     from ladc.models import build_student, check_inputs_fit, load_classifier, load_tokenizer
     from ladc.train import OptimizerSpec, TrainPlan, fit, result_metrics
     from ladc.training_data import prepare_data
@@ -154,7 +156,9 @@ def distill(cfg: DistillConfig) -> dict:
     teacher = load_classifier(cfg.teacher, task)
     teacher_layers = teacher.config.num_hidden_layers
     student_layers = cfg.student_layers or max(1, teacher_layers // 2)
-    mapping = layer_map(teacher_layers, student_layers)  # raises for S >= T
+    mapping = layer_map(teacher_layers, student_layers)  # raises for S >= T; the even init copies these layers
+    method = get_method(cfg.method)
+    loss_mapping = method.loss_layer_map(cfg.layer_choice, teacher_layers, student_layers)
     tokenizer = load_tokenizer(cfg.teacher)
     check_inputs_fit(tokenizer, teacher.config, cfg.data.max_seq_len, cfg.teacher)
     init_from = cfg.init_from or teacher_base_model(cfg.teacher)
@@ -167,15 +171,15 @@ def distill(cfg: DistillConfig) -> dict:
         init_from=init_from if cfg.student_init in ("even", "first") else None, mapping=mapping,
     )  # fmt: skip
     trainable = {"model": student}
-    optimizers = [OptimizerSpec("student", ("model",), optim.lr, optim.weight_decay, optim.max_grad_norm)]
-    method = get_method(cfg.method)
+    lr, lr_source = resolve_lr(optim.lr, student.config.hidden_size, "student")
+    optimizers = [OptimizerSpec("student", ("model",), lr, optim.weight_decay, optim.max_grad_norm)]
     for extra in method.modules:
-        trainable[extra.name] = extra.build(teacher.config, mapping, cfg.reverse_gates)
+        trainable[extra.name] = extra.build(teacher.config, loss_mapping, cfg.reverse_gates)
         optimizers.append(
             OptimizerSpec(extra.name, (extra.name,), getattr(cfg, extra.lr_field), 0.0, optim.max_grad_norm)
         )
 
-    train, make_loader, evaluate = prepare_data(cfg.data, optim, tokenizer, task)
+    data = prepare_data(cfg.data, optim, tokenizer, task)
     run_dir = create_run_dir(cfg)
 
     def save_fn(modules, directory: Path) -> None:
@@ -186,20 +190,22 @@ def distill(cfg: DistillConfig) -> dict:
             save_file(state, directory / f"{extra.name}.safetensors")
 
     plan = TrainPlan(
-        trainable=trainable, optimizers=optimizers, loss_fn=_make_loss_fn(cfg, task, teacher, mapping, weights),
+        trainable=trainable, optimizers=optimizers, loss_fn=_make_loss_fn(cfg, task, teacher, loss_mapping, weights),
         save_fn=save_fn, frozen={"teacher": teacher}, frozen_device=cfg.teacher_device,
     )  # fmt: skip
     result = fit(
-        plan, train_dataset=train, make_loader=make_loader, evaluate=evaluate, optim=optim,
-        run_dir=run_dir, task=task, resume=cfg.resume,
+        plan, train_dataset=data.train, make_loader=data.make_loader, evaluate=data.select, optim=optim,
+        run_dir=run_dir, task=task, resume=cfg.resume, select_split=data.select_split, score_dev=data.score_dev,
     )  # fmt: skip
     teacher_dev = recorded_dev(cfg.teacher)
     headline = task.headline_metric
     retention = None
     if teacher_dev and teacher_dev.get(headline):
-        retention = result.best_metrics[headline] / teacher_dev[headline]
+        retention = result.dev[headline] / teacher_dev[headline]
     metrics = {
-        **result_metrics(result, task, len(train)),
+        **result_metrics(result, task, len(data.train), data.holdout_examples),
+        "lr": lr,
+        "lr_source": lr_source,
         "method": cfg.method,
         "teacher_dev": teacher_dev,
         "retention": retention,
@@ -207,9 +213,9 @@ def distill(cfg: DistillConfig) -> dict:
     manifest = RunManifest(
         kind="student", task=task.name, teacher=str(cfg.teacher), base_model=init_from, method=cfg.method,
         teacher_layers=teacher_layers, student_layers=student_layers,
-        layer_map=list(mapping) if method.records_layer_map else None, student_init=cfg.student_init,
-        init_from=init_from, seed=optim.seed, data=to_dict(cfg.data), config=to_dict(cfg), dev=result.best_metrics,
-        teacher_dev=teacher_dev, retention=retention, versions=versions(),
+        layer_map=list(loss_mapping) if method.records_layer_map else None, student_init=cfg.student_init,
+        init_from=init_from, seed=optim.seed, data=to_dict(cfg.data), config=to_dict(cfg), dev=result.dev,
+        teacher_dev=teacher_dev, retention=retention, lr=lr, lr_source=lr_source, versions=versions(),
     )  # fmt: skip
     finalize_run(run_dir, manifest, metrics)
     return metrics

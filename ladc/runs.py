@@ -78,7 +78,9 @@ class RunManifest:
     seed: int | None = None
     data: dict = field(default_factory=dict)  # the run's DataConfig, so export/evaluate find the same dev set
     config: dict = field(default_factory=dict)  # the whole resolved config
-    dev: dict | None = None  # best dev metrics
+    dev: dict | None = None  # dev metrics of the kept checkpoint (metrics.json `selection` says what picked it)
+    lr: float | None = None  # the peak lr trained with (config.optim.lr may say `auto`)
+    lr_source: str | None = None  # `given`, or how `auto` chose it (ladc.lr.auto_lr)
     teacher_dev: dict | None = None
     retention: float | None = None  # student headline metric / teacher's
     versions: dict = field(default_factory=dict)

@@ -40,6 +40,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             except LadcError as exc:
                 errors.append(str(exc))
         raise LadcError(errors[0] if errors else f"{where}: invalid value {shown(value)}")
+    if origin is typing.Literal:  # e.g. `float | Literal["auto"]`: a keyword beside a number
+        if isinstance(value, str) and value.strip().lower() in typing.get_args(tp):
+            return value.strip().lower()
+        raise LadcError(f"{where}: expected one of {', '.join(map(str, typing.get_args(tp)))}, got {shown(value)}")
     if origin in (tuple, list):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]

@@ -27,6 +27,7 @@ def tune_teacher(cfg: TuneTeacherConfig) -> dict:
 
     from accelerate.utils import set_seed
 
+    from ladc.lr import resolve_lr
     from ladc.models import check_inputs_fit, load_for_finetune, load_tokenizer
     from ladc.train import OptimizerSpec, TrainPlan, fit, model_inputs, result_metrics
     from ladc.training_data import prepare_data
@@ -36,7 +37,8 @@ def tune_teacher(cfg: TuneTeacherConfig) -> dict:
     model = load_for_finetune(cfg.model, task)  # first: it rejects non-BERT encoders with a clear message
     tokenizer = load_tokenizer(cfg.model)
     check_inputs_fit(tokenizer, model.config, cfg.data.max_seq_len, cfg.model)
-    train, make_loader, evaluate = prepare_data(cfg.data, optim, tokenizer, task)
+    lr, lr_source = resolve_lr(optim.lr, model.config.hidden_size, "teacher")
+    data = prepare_data(cfg.data, optim, tokenizer, task)
     run_dir = create_run_dir(cfg)
 
     def loss_fn(modules, batch):
@@ -48,18 +50,18 @@ def tune_teacher(cfg: TuneTeacherConfig) -> dict:
 
     plan = TrainPlan(
         trainable={"model": model},
-        optimizers=[OptimizerSpec("model", ("model",), optim.lr, optim.weight_decay, optim.max_grad_norm)],
+        optimizers=[OptimizerSpec("model", ("model",), lr, optim.weight_decay, optim.max_grad_norm)],
         loss_fn=loss_fn,
         save_fn=save_fn,
     )
     result = fit(
-        plan, train_dataset=train, make_loader=make_loader, evaluate=evaluate, optim=optim,
-        run_dir=run_dir, task=task, resume=cfg.resume,
+        plan, train_dataset=data.train, make_loader=data.make_loader, evaluate=data.select, optim=optim,
+        run_dir=run_dir, task=task, resume=cfg.resume, select_split=data.select_split, score_dev=data.score_dev,
     )  # fmt: skip
-    metrics = result_metrics(result, task, len(train))
+    metrics = {**result_metrics(result, task, len(data.train), data.holdout_examples), "lr": lr, "lr_source": lr_source}
     manifest = RunManifest(
         kind="teacher", task=task.name, base_model=cfg.model, data=to_dict(cfg.data), config=to_dict(cfg),
-        dev=result.best_metrics, versions=versions(),
+        dev=result.dev, lr=lr, lr_source=lr_source, versions=versions(),
     )  # fmt: skip
     finalize_run(run_dir, manifest, metrics)
     return metrics

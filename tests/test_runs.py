@@ -51,7 +51,17 @@ def test_a_student_manifest_round_trips(tmp_path):
 def test_a_teacher_manifest_keeps_to_its_own_keys(tmp_path):
     teacher = RunManifest(kind="teacher", task="sst2", base_model="minilm", data={"task": "sst2"}, config={},
                           dev={"accuracy": 0.8}, versions=versions())  # fmt: skip
-    assert set(teacher.to_dict()) == {"kind", "task", "base_model", "data", "config", "dev", "versions"}
+    assert set(teacher.to_dict()) == {
+        "kind",
+        "task",
+        "base_model",
+        "data",
+        "config",
+        "dev",
+        "lr",
+        "lr_source",
+        "versions",
+    }
     assert read_manifest(_write(tmp_path / "t", json.dumps(teacher.to_dict()))) == teacher
     assert "torch" in teacher.versions
 
