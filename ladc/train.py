@@ -1,5 +1,8 @@
 """The one training loop (accelerate) shared by tune-teacher and distill: AdamW + warm-up, eval, best, resume.
 
+The kept checkpoint is picked by an evaluator on a selection split (a train holdout by default, or dev), or is the
+last step's; dev is then scored once, after training, for the kept and the last model (`TrainResult.dev`, `dev_last`).
+
 The method is supplied as a `loss_fn(modules, batch) -> dict of named loss terms` (with a total under 'loss'); the loop
 never branches on the method name. Checkpoints are accelerate states written atomically every `save_steps`, so an
 interrupted run continues from the saved step with `--resume`, in the same data order.
@@ -85,12 +88,25 @@ class TrainPlan:
 
 @dataclass
 class TrainResult:
+    """What `fit` returns.
+
+    Attributes:
+        best_step: the step of the kept checkpoint (`best/`).
+        best_metrics: its metrics on the selection split ({} when the last step is kept without selection).
+        dev: dev metrics of the kept checkpoint, scored after training (= best_metrics when selecting on dev).
+        dev_last: dev metrics of the last step's model.
+        selected_on: train-holdout | dev | last.
+    """
+
     best_step: int
     best_metrics: dict[str, float]
     final_step: int
     history: list[dict]
     train_samples_per_s: float
     resumed_from_step: int | None
+    dev: dict[str, float] = field(default_factory=dict)
+    dev_last: dict[str, float] = field(default_factory=dict)
+    selected_on: str = "dev"
 
 
 def make_accelerator(optim: OptimConfig):
@@ -182,11 +198,12 @@ def _schedule_lengths(optim: OptimConfig, batches_per_epoch: int) -> tuple[int, 
 class _Loop:
     """State of one `fit` call; split out so each phase (setup, step, eval, checkpoint) stays small."""
 
-    def __init__(self, plan, train_dataset, make_loader, evaluate, optim, run_dir, task):
+    def __init__(self, plan, train_dataset, make_loader, evaluate, optim, run_dir, task, select_split="dev"):
         from transformers import get_linear_schedule_with_warmup
 
         self.plan, self.optim, self.run_dir, self.task = plan, optim, Path(run_dir), task
         self.train_dataset, self.make_loader, self.evaluate = train_dataset, make_loader, evaluate
+        self.select_split = select_split
         self.accelerator = make_accelerator(optim)
         covered = [k for spec in plan.optimizers for k in spec.module_keys]
         if sorted(covered) != sorted(plan.trainable):
@@ -237,19 +254,36 @@ class _Loop:
 
     # ------------------------------------------------------------------ evaluation
     def run_eval(self) -> dict:
+        """Score the selection split; keep this step as `best/` when it beats the kept one."""
         model = self.modules[self.plan.eval_key]
         metrics = self.evaluate(model, self.accelerator)
         headline = self.task.headline_metric
         if not self.best_metrics or metrics[headline] > self.best_metrics[headline]:
-            self.best_step, self.best_metrics = self.step, metrics
-            if self.accelerator.is_main_process:
-                unwrapped = {k: self.accelerator.unwrap_model(m) for k, m in self.modules.items()}
-                with atomic_dir(self.run_dir / "best") as tmp:
-                    self.plan.save_fn(unwrapped, tmp)
-                    kill_point("best-write")
+            self.keep(metrics)
         for module in self.modules.values():
             module.train()
         return metrics
+
+    def keep(self, metrics: dict) -> None:
+        """Write the current modules to `best/` as the kept checkpoint."""
+        self.best_step, self.best_metrics = self.step, metrics
+        if self.accelerator.is_main_process:
+            unwrapped = {k: self.accelerator.unwrap_model(m) for k, m in self.modules.items()}
+            with atomic_dir(self.run_dir / "best") as tmp:
+                self.plan.save_fn(unwrapped, tmp)
+                kill_point("best-write")
+
+    def score_dev(self, score: Callable) -> tuple[dict, dict]:
+        """(dev metrics of the kept checkpoint, of the last step's model), each scored once, after training."""
+        model = self.modules[self.plan.eval_key]
+        last = score(model, self.accelerator)
+        if self.best_step == self.step:
+            return last, last
+        self.accelerator.wait_for_everyone()  # best/ is written by the main process
+        unwrapped = self.accelerator.unwrap_model(model)
+        kept = type(unwrapped).from_pretrained(self.run_dir / "best")  # the kept checkpoint is an HF model dir
+        unwrapped.load_state_dict(kept.state_dict())
+        return score(model, self.accelerator), last
 
     # ------------------------------------------------------------------ training
     def train_step(self, batch: dict) -> dict[str, float]:
@@ -309,10 +343,14 @@ class _Loop:
                     )
                     running = {}
                 pause_started = time.perf_counter()
-                if self.step % eval_steps == 0 or self.step == self.total_steps:
+                evaluating = self.step % eval_steps == 0 or self.step == self.total_steps
+                if evaluating and self.evaluate is not None:
                     metrics = self.run_eval()
-                    self.history.append({"step": self.step, "dev": metrics})
-                    bar.write(f"step {self.step}: dev {json.dumps({k: round(v, 4) for k, v in metrics.items()})}")
+                    self.history.append({"step": self.step, self.select_split: metrics})
+                    shown = json.dumps({k: round(v, 4) for k, v in metrics.items()})
+                    bar.write(f"step {self.step}: {self.select_split} {shown}")
+                elif self.evaluate is None and self.step == self.total_steps:
+                    self.keep({})  # select_on last: no selection pass, the last step is the kept one
                 saving = self.step < self.total_steps and (self.step % save_steps == 0 or interrupted())
                 if saving:
                     self.save_checkpoint()
@@ -325,6 +363,9 @@ class _Loop:
             epoch += 1
         bar.close()
         elapsed = time.perf_counter() - started - paused
+        selected_on = (
+            "last" if self.evaluate is None else ("train-holdout" if self.select_split == "holdout" else "dev")
+        )
         return TrainResult(
             best_step=self.best_step,
             best_metrics=self.best_metrics,
@@ -332,14 +373,21 @@ class _Loop:
             history=self.history,
             train_samples_per_s=samples / max(elapsed, 1e-9),
             resumed_from_step=self.resumed_from,
+            selected_on=selected_on,
         )
 
 
-def result_metrics(result: TrainResult, task: TaskSpec, train_examples: int) -> dict:
-    """The metrics.json fields every training command writes (dev metrics, steps, speed, resume, history)."""
+def result_metrics(result: TrainResult, task: TaskSpec, train_examples: int, holdout_examples: int = 0) -> dict:
+    """The metrics.json fields every training command writes (dev metrics, selection, steps, speed, resume, history).
+
+    `dev` is the kept checkpoint's dev score and `dev_last` the last step's; `selection` says what picked the kept
+    checkpoint (`on`: train-holdout | dev | last), on how many examples, and its score there.
+    """
     return {
         "task": task.name,
-        "dev": result.best_metrics,
+        "dev": result.dev,
+        "dev_last": result.dev_last,
+        "selection": {"on": result.selected_on, "examples": holdout_examples, "best": result.best_metrics},
         "best_step": result.best_step,
         "final_step": result.final_step,
         "train_examples": train_examples,
@@ -354,30 +402,36 @@ def fit(
     *,
     train_dataset,
     make_loader: Callable[[int], object],
-    evaluate: Callable[[nn.Module, object], dict[str, float]],
+    evaluate: Callable[[nn.Module, object], dict[str, float]] | None,
     optim: OptimConfig,
     run_dir: Path,
     task: TaskSpec,
     resume: bool = False,
+    select_split: str = "dev",
+    score_dev: Callable[[nn.Module, object], dict[str, float]] | None = None,
 ) -> TrainResult:
-    """Train `plan` and keep the best dev checkpoint in `run_dir/best` (an HF model dir written by plan.save_fn).
+    """Train `plan` and keep the best checkpoint in `run_dir/best` (an HF model dir written by plan.save_fn).
 
     Args:
         plan: modules, optimizers, loss and save function of the method.
         train_dataset: the tokenized train set (only used for its length in logs).
         make_loader: epoch -> a deterministic train DataLoader for that epoch (same order on every call).
-        evaluate: (model, accelerator) -> dev metrics.
+        evaluate: (model, accelerator) -> metrics on the selection split, which pick the kept checkpoint; None keeps
+            the last step.
         optim: optimisation settings (lr is per OptimizerSpec; the rest comes from here).
         run_dir: run directory; checkpoints go to run_dir/checkpoints/step-N.
         task: the task, for the headline metric used to pick the best checkpoint.
         resume: continue from the newest complete checkpoint when there is one.
+        select_split: the selection split's name in the history (`holdout` or `dev`).
+        score_dev: (model, accelerator) -> dev metrics, run once after training on the kept and the last model
+            (needs an HF model as plan.trainable[plan.eval_key]); None when `evaluate` already scores dev.
 
     The caller seeds the run (once, before building its models) with `accelerate.utils.set_seed`.
 
     Returns:
         TrainResult with the best step, its metrics, the history and the measured samples/s.
     """
-    loop = _Loop(plan, train_dataset, make_loader, evaluate, optim, run_dir, task)
+    loop = _Loop(plan, train_dataset, make_loader, evaluate, optim, run_dir, task, select_split)
     if loop.accelerator.is_main_process:
         remove_stale_temps(run_dir)
     checkpoint = latest_checkpoint(run_dir) if resume else None
@@ -385,5 +439,10 @@ def fit(
         loop.load_checkpoint(checkpoint)
         loop.accelerator.print(f"resuming from {checkpoint} (step {loop.step} of {loop.total_steps})")
     result = loop.run()
+    if score_dev is not None:
+        result.dev, result.dev_last = loop.score_dev(score_dev)
+    else:  # selection was on dev: the kept score is dev's, and the last step was always evaluated
+        evals = [entry[select_split] for entry in result.history if select_split in entry]
+        result.dev, result.dev_last = result.best_metrics, (evals[-1] if evals else {})
     loop.accelerator.wait_for_everyone()
     return result

@@ -24,7 +24,8 @@ from tests.conftest import TINY_VOCAB
 from tests.helpers import write_tiny_base_model, write_tiny_sst2
 
 PER_PROCESS_BATCH, PROCESSES = 8, 2
-# 96 train rows, global batch 16: 6 optimizer steps per epoch, 12 in all, evaluated once at the end (best = last)
+# 96 train rows less the 10-row selection holdout (ladc's default) = 86, global batch 16: 6 optimizer steps per epoch,
+# 12 in all, evaluated once at the end (best = last)
 OPTIM = {"lr": 1e-3, "epochs": 2, "warmup_ratio": 0.25, "log_steps": 1, "eval_steps": 12, "save_steps": 100}
 EXPECTED_STEPS = 12
 # The batches differ in composition (rank r gets the r-th half of each global batch, one process gets one batch of
@@ -105,7 +106,8 @@ def test_two_processes_train_like_one_on_the_same_global_batch(teacher_and_data,
     assert [h["step"] for h in ddp_steps] == list(range(1, EXPECTED_STEPS + 1))
     assert [h["lr"] for h in ddp_steps] == pytest.approx([h["lr"] for h in single_steps])
     assert ddp_steps[-1]["lr"] == 0.0 and ddp_steps[-2]["lr"] > 0  # the linear decay ends exactly on the last step
-    assert ddp["train_examples"] == 96 and ddp["resumed_from_step"] is None
+    assert ddp["train_examples"] == 86 and ddp["resumed_from_step"] is None
+    assert ddp["selection"]["examples"] == 10 and ddp["dev"] == ddp["dev_last"]
     ddp_loss, single_loss = (
         sum(h["loss"] for h in steps[-LAST_STEPS:]) / LAST_STEPS for steps in (ddp_steps, single_steps)
     )
