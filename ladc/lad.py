@@ -25,6 +25,7 @@ __all__ = [
     "GateChain",
     "LayerMatch",
     "layer_map",
+    "last_layers_map",
     "layer_matches",
     "aggregate",
     "hard_loss",
@@ -62,6 +63,19 @@ def layer_map(teacher_layers: int, student_layers: int) -> tuple[int, ...]:
     )
     assert mapping[-1] == teacher_layers and all(b > a for a, b in zip(mapping, mapping[1:], strict=False)), mapping
     return mapping
+
+
+def last_layers_map(teacher_layers: int, student_layers: int) -> tuple[int, ...]:
+    """PKD-Last (Sun et al. 2019): student layer j reads teacher layer ``T - S + j`` (12->3: 10, 11, 12; 6->3: 4, 5, 6).
+
+    The patient loss leaves the top pair to the KD term, so a 12 -> 3 student matches teacher layers {10, 11}: the
+    layers the PKD authors' own 3-layer script distils.
+
+    Raises:
+        LadcError: ``student_layers`` is not in ``1..teacher_layers - 1``.
+    """
+    layer_map(teacher_layers, student_layers)  # the same range check
+    return tuple(teacher_layers - student_layers + j for j in range(1, student_layers + 1))
 
 
 @dataclass(frozen=True)

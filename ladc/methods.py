@@ -20,6 +20,8 @@ from ladc.lad import (
     check_hidden_sizes,
     hard_loss,
     hidden_mse,
+    last_layers_map,
+    layer_map,
     pkd_loss,
     resolve_matches,
     soft_kl,
@@ -95,7 +97,9 @@ class Method:
         teacher_outputs: one of ``TEACHER_OUTPUTS``; ``hidden_states`` makes both models return every layer.
         terms: the loss terms, summed with their weights in this order.
         modules: extra trainable modules (LAD's gate chain).
-        records_layer_map: write the layer map into ladc.json (where it names aggregated states to analyse).
+        records_layer_map: write the layer map into ladc.json (the teacher layers or aggregated states it reads).
+        layer_choices: `--layer-choice` name -> (T, S) -> 1-based teacher layer per student layer; the first is the
+            default. Empty for methods that match no layers.
     """
 
     name: str
@@ -103,6 +107,7 @@ class Method:
     terms: tuple[LossTerm, ...]
     modules: tuple[ExtraModule, ...] = ()
     records_layer_map: bool = False
+    layer_choices: Mapping[str, Callable[[int, int], tuple[int, ...]]] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.teacher_outputs not in TEACHER_OUTPUTS:
@@ -110,6 +115,30 @@ class Method:
         names = [term.name for term in self.terms]
         if not names or "loss" in names or len(set(names)) != len(names):
             raise ValueError(f"method {self.name!r}: terms need distinct names other than 'loss', got {names}")
+
+    def layer_choice(self, choice: str | None) -> str | None:
+        """The `--layer-choice` this method runs with (None given: its default; None back: it matches no layers).
+
+        Raises:
+            LadcError: a choice this method does not offer.
+        """
+        if not self.layer_choices:
+            if choice is not None:
+                raise LadcError(f"--layer-choice {choice}: method '{self.name}' matches no layers; drop the option")
+            return None
+        if choice is None:
+            return next(iter(self.layer_choices))
+        if choice not in self.layer_choices:
+            raise LadcError(
+                f"--layer-choice '{choice}' is not offered by method '{self.name}'; expected one of "
+                f"{', '.join(self.layer_choices)}"
+            )
+        return choice
+
+    def loss_layer_map(self, choice: str | None, teacher_layers: int, student_layers: int) -> tuple[int, ...] | None:
+        """The teacher layer each student layer's loss reads under `choice`, or None when the method matches none."""
+        name = self.layer_choice(choice)
+        return None if name is None else self.layer_choices[name](teacher_layers, student_layers)
 
     @property
     def needs_teacher(self) -> bool:
@@ -186,8 +215,13 @@ METHODS: dict[str, Method] = {
     "lad": Method(
         "lad", "hidden_states", (_HARD, _SOFT, LossTerm("hidden", lad_hidden_term, "mu")),
         modules=(ExtraModule("gates", _gate_chain, "gate_lr"),), records_layer_map=True,
+        layer_choices={"skip": layer_map},  # aggregated state j*T/S: the LAD reference's map
     ),
-    "pkd": Method("pkd", "hidden_states", (_HARD, _SOFT, LossTerm("patient", pkd_patient_term, "beta"))),
+    # PKD-Skip (every T/S-th teacher layer, 12->3: {4, 8}) by default; `last` is PKD-Last (12->3: {10, 11})
+    "pkd": Method(
+        "pkd", "hidden_states", (_HARD, _SOFT, LossTerm("patient", pkd_patient_term, "beta")),
+        records_layer_map=True, layer_choices={"skip": layer_map, "last": last_layers_map},
+    ),
     "kd": Method("kd", "logits", (_HARD, _SOFT)),
     "none": Method("none", "none", (LossTerm("hard", hard_term),)),  # plain fine-tuning: the label loss at weight 1
 }  # fmt: skip
