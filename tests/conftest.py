@@ -154,6 +154,10 @@ def pytest_collection_finish(session):
 
 
 def pytest_runtest_logreport(report):
+    # under pytest-xdist the controller collects nothing itself: it learns the tier from the workers' reports,
+    # whose keywords carry the test's markers
+    if "integration" in report.keywords and "gpu" not in report.keywords:
+        _TIER_OUTCOMES.setdefault(report.nodeid, "collected")
     if report.nodeid not in _TIER_OUTCOMES or (report.when != "call" and report.passed):
         return
     previous = _TIER_OUTCOMES[report.nodeid]
@@ -163,7 +167,7 @@ def pytest_runtest_logreport(report):
 
 def pytest_sessionfinish(session, exitstatus):
     path = os.environ.get("LADC_TEST_TIER_REPORT")
-    if not path:
+    if not path or hasattr(session.config, "workerinput"):  # an xdist worker: the controller writes the report
         return
     outcomes = list(_TIER_OUTCOMES.values())
     counts = {name: outcomes.count(name) for name in ("passed", "skipped", "failed")}
