@@ -1,19 +1,23 @@
-"""Dev-set quality of LAD against the pkd / kd / none baselines: MiniLM-L6 teacher -> 3-layer student, several seeds.
+"""A fair comparison of LAD with the pkd / kd / none baselines: MiniLM-L6 teacher -> 3-layer student, several seeds,
+each method's own knob searched on the train holdout, paired differences and a paired bootstrap over dev examples.
 
-Every (task, method, seed) is one in-process `ladc.distill.distill` run with the same hyperparameters for all
-methods, written to `<runs-dir>/<task>-<method>-s<seed>`. A run whose metrics.json exists is skipped (after checking
-that its saved config matches), an interrupted one continues from its last checkpoint, so the script can be rerun
-until done. The aggregated JSON is rewritten after every run: mean ± sample std over seeds of the headline dev metric
-per (task, method), the teacher's score and the retention (student mean / teacher). The student's reported score is
-that of its best dev evaluation (what `ladc distill` keeps); the last evaluation is reported next to it, since
-picking the best of several dev evaluations flatters every method a little.
+A *variant* is a method with fixed knob values (`lad:mu=1000`, `pkd:beta=500:layer_choice=last`, `kd:temperature=5`,
+`none`). Every (task, variant, seed) is one in-process `ladc.distill.distill` run with the same budget (data, epochs,
+lr, batch) for all, written to `<runs-dir>/<task>-<variant>-s<seed>`. Selection never looks at dev:
+- each run keeps the checkpoint that scores best on the train holdout (ladc's default `--select-on train-holdout`);
+- each method's knob value is the variant with the best mean holdout score over the seeds.
+Dev is read once per run, after training, to score the kept student; its per-example predictions are saved beside
+it (`dev_correct.npy`) for the paired bootstrap. A finished run is skipped (after checking that its saved config
+matches), an interrupted one resumes, so the script can be rerun until done.
 
-Defaults: SST-2 on an 8,000-example train subset for 2 epochs, RTE on its full train set for 5 epochs, full dev
-sets, lr 1e-4, batch 32, temperature 10 (the LAD paper uses 20 for SST-2), mu 1000, beta 100, gate lr 1e-6.
+Reported per task: mean ± std over seeds of each method's chosen variant (dev of the kept checkpoint, and of the
+last one), retention against the teacher, the paired per-seed differences LAD-X, and a paired bootstrap over dev
+examples of mean-over-seeds(LAD-X) with its 95 % interval and two-sided p-value.
 
 Usage:
-    python benchmarks/distill_quality.py --teacher-sst2 runs/teacher-sst2 --teacher-rte runs/teacher-rte \\
-        --data-dir ../shared/glue --mixed-precision bf16
+    python benchmarks/distill_quality.py --teacher-sst2 runs/lrgrid/sst2-teacher-1e-4 --tasks sst2 \\
+        --variants lad:mu=1000,pkd:beta=100,pkd:beta=100:layer_choice=last,kd:temperature=10,none \\
+        --seeds 42,43,44 --train-limit sst2=4000 --epochs 2
 """
 
 from __future__ import annotations
@@ -25,33 +29,37 @@ import platform
 import resource
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-METHOD_ORDER = ("lad", "pkd", "kd", "none")  # the expected ranking, best first
-TASK_DEFAULTS = {"sst2": {"epochs": 2.0, "train_limit": 8000}, "rte": {"epochs": 5.0, "train_limit": None}}
+METHOD_ORDER = ("lad", "pkd", "kd", "none")
+DEFAULT_VARIANTS = "lad:mu=1000,pkd:beta=100,pkd:beta=100:layer_choice=last,kd:temperature=10,none"
+KNOB_TYPES = {"mu": float, "beta": float, "temperature": float, "gate_lr": float, "layer_choice": str}
+BOOTSTRAP_SAMPLES = 10_000
 
 
-def per_task(text: str | None, tasks: list[str], defaults: dict, cast) -> dict:
-    """`'3'` (every task) or `'sst2=2,rte=5'` (per task; others keep their default) -> {task: value}."""
-    values = dict(defaults)
-    if not text:
-        return values
-    if "=" not in text:
-        return {task: cast(text) for task in tasks}
-    for item in text.split(","):
-        task, _, value = item.partition("=")
-        if task.strip() not in defaults:
-            raise SystemExit(f"'{item}': unknown task '{task.strip()}'; expected one of {', '.join(defaults)}")
-        values[task.strip()] = cast(value)
-    return values
+def parse_variant(text: str) -> tuple[str, dict]:
+    """`pkd:beta=500:layer_choice=last` -> ('pkd', {'beta': 500.0, 'layer_choice': 'last'})."""
+    method, *knobs = text.strip().split(":")
+    if method not in METHOD_ORDER:
+        raise SystemExit(f"variant '{text}': unknown method '{method}'; expected one of {', '.join(METHOD_ORDER)}")
+    values = {}
+    for knob in knobs:
+        key, _, value = knob.partition("=")
+        if key not in KNOB_TYPES or not value:
+            raise SystemExit(f"variant '{text}': '{knob}' is not KNOB=VALUE with KNOB in {', '.join(KNOB_TYPES)}")
+        values[key] = KNOB_TYPES[key](value)
+    return method, values
 
 
-def _limit(value: str) -> int | None:
-    return None if value.strip().lower() in ("0", "full", "none") else int(value)
+def slug(variant: str) -> str:
+    return variant.replace(":", "-").replace("=", "")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,39 +68,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--teacher-rte", default="runs/teacher-rte", help="fine-tuned RTE teacher dir")
     parser.add_argument("--data-dir", default=str(REPO_ROOT.parent / "shared" / "glue"), help="GLUE TSV dir")
     parser.add_argument("--tasks", default="sst2,rte")
-    parser.add_argument("--methods", default=",".join(METHOD_ORDER))
+    parser.add_argument("--variants", default=DEFAULT_VARIANTS, help="comma-separated METHOD[:KNOB=VALUE...]")
     parser.add_argument("--seeds", default="42,43,44")
-    parser.add_argument("--epochs", default=None, help="'E' for all tasks or 'sst2=2,rte=5' (default: those)")
-    parser.add_argument("--train-limit", default=None, help="'N' or 'sst2=8000,rte=full' (default: those)")
-    parser.add_argument("--dev-limit", type=int, default=None, help="first N dev rows (default: the full dev set)")
-    parser.add_argument("--max-steps", type=int, default=None, help="optimizer steps per run; overrides --epochs")
-    parser.add_argument("--eval-steps", type=int, default=None, help="evaluate every N steps (default: each epoch)")
-    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--train-limit", default="sst2=4000", help="'task=N,...' (others: the full train split)")
+    parser.add_argument("--lr", default="auto")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--warmup-ratio", type=float, default=0.1)
-    parser.add_argument("--mixed-precision", default="no", choices=("no", "bf16", "fp16"))
-    parser.add_argument("--group-by-length", action="store_true", help="length-grouped batches (less padding)")
+    parser.add_argument("--mixed-precision", default="auto", help="no | bf16 | auto (bf16 where the CPU has it)")
     parser.add_argument("--student-layers", type=int, default=3)
-    parser.add_argument("--student-init", default="even", choices=("even", "first", "teacher", "random"))
-    parser.add_argument("--temperature", type=float, default=10.0)
-    parser.add_argument("--mu", type=float, default=1000.0, help="LAD hidden-MSE weight")
-    parser.add_argument("--beta", type=float, default=100.0, help="PKD patient-loss weight")
-    parser.add_argument("--gate-lr", type=float, default=1e-6)
-    parser.add_argument("--hard-weight", type=float, default=0.5)
-    parser.add_argument("--soft-weight", type=float, default=0.5)
     parser.add_argument("--max-seq-len", type=int, default=128)
-    parser.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "results" / "distill_quality.json"))
     parser.add_argument("--runs-dir", default="runs/quality")
+    parser.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "results" / "distill_quality.json"))
     args = parser.parse_args(argv)
-    args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    args.tasks = [t for t in args.tasks.split(",") if t]
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    for variant in args.variants:
+        parse_variant(variant)
     args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    unknown = [t for t in args.tasks if t not in TASK_DEFAULTS] + [m for m in args.methods if m not in METHOD_ORDER]
-    if unknown or not (args.tasks and args.methods and args.seeds):
-        parser.error(f"need tasks among {list(TASK_DEFAULTS)}, methods among {list(METHOD_ORDER)} and seeds: {unknown}")
-    args.epochs = per_task(args.epochs, args.tasks, {t: d["epochs"] for t, d in TASK_DEFAULTS.items()}, float)
-    limits = {t: d["train_limit"] for t, d in TASK_DEFAULTS.items()}
-    args.train_limit = per_task(args.train_limit, args.tasks, limits, _limit)
+    args.train_limit = {k: int(v) for k, v in (item.split("=") for item in args.train_limit.split(",") if item)}
     args.teachers = {"sst2": args.teacher_sst2, "rte": args.teacher_rte}
     return args
 
@@ -100,21 +93,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ----------------------------------------------------------------------------- one run
 
 
-def run_config(args: argparse.Namespace, task: str, method: str, seed: int):
+def run_config(args: argparse.Namespace, task: str, variant: str, seed: int):
     from ladc.config import DataConfig, DistillConfig, OptimConfig
 
+    method, knobs = parse_variant(variant)
     return DistillConfig(
-        teacher=args.teachers[task], output=str(Path(args.runs_dir) / f"{task}-{method}-s{seed}"), method=method,
-        student_layers=args.student_layers, student_init=args.student_init, hard_weight=args.hard_weight,
-        soft_weight=args.soft_weight, temperature=args.temperature, mu=args.mu, beta=args.beta, gate_lr=args.gate_lr,
+        teacher=args.teachers[task], output=str(Path(args.runs_dir) / f"{task}-{slug(variant)}-s{seed}"),
+        method=method, student_layers=args.student_layers, **knobs,
         data=DataConfig(
-            task=task, data_dir=args.data_dir, max_seq_len=args.max_seq_len, train_limit=args.train_limit[task],
-            dev_limit=args.dev_limit,
+            task=task, data_dir=args.data_dir, max_seq_len=args.max_seq_len, train_limit=args.train_limit.get(task)
         ),
         optim=OptimConfig(
-            lr=args.lr, batch_size=args.batch_size, epochs=args.epochs[task], max_steps=args.max_steps,
-            warmup_ratio=args.warmup_ratio, eval_steps=args.eval_steps, seed=seed,
-            mixed_precision=args.mixed_precision, group_by_length=args.group_by_length,
+            lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, seed=seed,
+            mixed_precision=args.mixed_precision,
         ),
     )  # fmt: skip
 
@@ -128,47 +119,48 @@ def check_same_settings(run_dir: Path, cfg) -> None:
     from ladc.config import load_yaml, to_dict
 
     saved_path = run_dir / "config.yaml"
-    if not saved_path.is_file():
-        return
-    saved, wanted = _comparable(load_yaml(saved_path)), _comparable(to_dict(cfg))
-    if saved != wanted:
-        diffs = _diff(saved, wanted)
-        raise SystemExit(
-            f"{run_dir} was made with other settings ({'; '.join(diffs[:3])}); use another --runs-dir or delete it"
-        )
+    if saved_path.is_file() and _comparable(load_yaml(saved_path)) != _comparable(to_dict(cfg)):
+        raise SystemExit(f"{run_dir} was made with other settings; use another --runs-dir or delete it")
 
 
-def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _diff(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}: {a!r} there, {b!r} now")
-    return out
+def dev_correct(run_dir: Path, cfg) -> np.ndarray:
+    """Per dev example, does the kept student predict the label? (One pass, in dev file order.)"""
+    from ladc.data import dev_loader
+    from ladc.models import load_classifier, load_tokenizer
+    from ladc.runners import TorchRunner, predict_logits
+    from ladc.tasks import get_task
+
+    task = get_task(cfg.data.task)
+    model, tokenizer = load_classifier(str(run_dir), task), load_tokenizer(str(run_dir))
+    logits, labels = predict_logits(TorchRunner(model, device="cpu"), dev_loader(cfg.data, tokenizer, task, 64))
+    return (logits.argmax(-1) == labels).astype(np.int8)
 
 
-def run_one(args: argparse.Namespace, task: str, method: str, seed: int) -> dict | None:
+def run_one(args: argparse.Namespace, task: str, variant: str, seed: int) -> dict | None:
     """Train one student unless it is done; returns {wall_s, cpu_s} of this call, or None when skipped."""
     from ladc.config import replace
     from ladc.distill import distill
     from ladc.train import latest_checkpoint
 
-    cfg = run_config(args, task, method, seed)
+    cfg = run_config(args, task, variant, seed)
     run_dir = Path(cfg.output)
     check_same_settings(run_dir, cfg)
-    if (run_dir / "metrics.json").is_file():
-        print(f"=== {run_dir}: done, skipped", flush=True)
-        return None
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        resumable = latest_checkpoint(run_dir) is not None
-        cfg = replace(cfg, {"resume": True} if resumable else {"overwrite": True})
-    print(f"=== {run_dir}: {'resuming' if cfg.resume else 'training'}", flush=True)
-    wall, cpu = time.perf_counter(), _cpu_s()
-    distill(cfg)
-    gc.collect()
-    return {"wall_s": round(time.perf_counter() - wall, 1), "cpu_s": round(_cpu_s() - cpu, 1)}
+    timing = None
+    if not (run_dir / "metrics.json").is_file():
+        if run_dir.is_dir() and any(run_dir.iterdir()):
+            cfg = replace(cfg, {"resume": True} if latest_checkpoint(run_dir) is not None else {"overwrite": True})
+        print(f"=== {run_dir}: {'resuming' if cfg.resume else 'training'}", flush=True)
+        wall, cpu = time.perf_counter(), _cpu_s()
+        distill(cfg)
+        gc.collect()
+        timing = {"wall_s": round(time.perf_counter() - wall, 1), "cpu_s": round(_cpu_s() - cpu, 1)}
+    if not (run_dir / "dev_correct.npy").is_file():
+        correct = dev_correct(run_dir, cfg)
+        recorded = json.loads((run_dir / "metrics.json").read_text())["dev"]
+        if "accuracy" in recorded and abs(float(correct.mean()) - recorded["accuracy"]) > 1e-6:
+            raise SystemExit(f"{run_dir}: re-scored dev accuracy {correct.mean():.6f} != recorded {recorded}")
+        np.save(run_dir / "dev_correct.npy", correct)
+    return timing
 
 
 def _cpu_s() -> float:
@@ -176,103 +168,134 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-# ----------------------------------------------------------------------------- aggregation
+# ----------------------------------------------------------------------------- statistics
 
 
-def teacher_score(teacher_dir: str, metric: str) -> tuple[float | None, int | None]:
-    """The teacher's dev score (its metrics.json) and the dev_limit it was measured with (its ladc.json)."""
-    path, manifest = Path(teacher_dir) / "metrics.json", Path(teacher_dir) / "ladc.json"
-    score = (json.loads(path.read_text()).get("dev") or {}).get(metric) if path.is_file() else None
-    dev_limit = json.loads(manifest.read_text()).get("data", {}).get("dev_limit") if manifest.is_file() else None
-    return score, dev_limit
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict:
+    """Paired bootstrap over dev examples of mean-over-seeds(acc_a - acc_b).
 
+    Args:
+        a, b: (seeds, examples) 0/1 correctness of two methods, row i of both from seed i.
 
-def read_run(args: argparse.Namespace, task: str, method: str, seed: int, metric: str, timings: dict) -> dict | None:
-    run_dir = Path(args.runs_dir) / f"{task}-{method}-s{seed}"
-    path = run_dir / "metrics.json"
-    if not path.is_file():
-        return None
-    metrics = json.loads(path.read_text())
-    evals = [entry["dev"] for entry in metrics.get("history", []) if "dev" in entry]
-    return {
-        "task": task, "method": method, "seed": seed, "run_dir": str(run_dir),
-        "best": metrics["dev"][metric], "last": evals[-1][metric] if evals else None,
-        "best_step": metrics["best_step"], "final_step": metrics["final_step"],
-        "train_examples": metrics["train_examples"], "train_samples_per_s": metrics["train_samples_per_s"],
-        **timings.get(str(run_dir), {}),
-    }  # fmt: skip
+    Returns:
+        {diff, ci95: [lo, hi], p}: the observed difference, the percentile interval, and the two-sided p-value
+        2 * min(P(d* <= 0), P(d* >= 0)) of the resampled differences (capped at 1).
+    """
+    rng = np.random.default_rng(seed)
+    per_example = (a.astype(np.float64) - b).mean(axis=0)  # mean over seeds, per example
+    n = per_example.shape[0]
+    draws = np.array([per_example[rng.integers(0, n, n)].mean() for _ in range(samples)])
+    p = min(1.0, 2 * min(float((draws <= 0).mean()), float((draws >= 0).mean())))
+    return {"diff": float(per_example.mean()), "ci95": [float(np.quantile(draws, q)) for q in (0.025, 0.975)], "p": p}
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def ordering(means: dict[str, float]) -> dict:
-    """Does mean(lad) >= mean(pkd) >= mean(kd) >= mean(none) hold among the methods present?"""
-    present = [m for m in METHOD_ORDER if m in means]
-    violations = [f"{a} < {b}" for a, b in zip(present, present[1:], strict=False) if means[a] < means[b]]
-    return {"expected": " >= ".join(present), "holds": not violations, "violations": violations}
+# ----------------------------------------------------------------------------- aggregation
+
+
+def read_run(args, task: str, variant: str, seed: int, metric: str, timings: dict) -> dict | None:
+    run_dir = Path(args.runs_dir) / f"{task}-{slug(variant)}-s{seed}"
+    if not (run_dir / "metrics.json").is_file() or not (run_dir / "dev_correct.npy").is_file():
+        return None
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {
+        "task": task, "variant": variant, "method": parse_variant(variant)[0], "seed": seed, "run_dir": str(run_dir),
+        "holdout": metrics["selection"]["best"][metric], "dev": metrics["dev"][metric],
+        "dev_last": metrics["dev_last"][metric], "best_step": metrics["best_step"],
+        "final_step": metrics["final_step"], "lr": metrics.get("lr"), **timings.get(str(run_dir), {}),
+    }  # fmt: skip
 
 
 def aggregate(args: argparse.Namespace, timings: dict) -> dict:
     from ladc.tasks import get_task
 
-    runs, summary, teachers, orderings = [], {}, {}, {}
+    runs, tasks = [], {}
     for task in args.tasks:
         metric = get_task(task).headline_metric
-        teacher, teacher_dev_limit = teacher_score(args.teachers[task], metric)
-        teachers[task] = {"dir": args.teachers[task], "metric": metric, "dev": teacher, "dev_limit": teacher_dev_limit}
-        summary[task] = {}
-        for method in args.methods:
-            done = [r for s in args.seeds if (r := read_run(args, task, method, s, metric, timings))]
+        teacher_metrics = Path(args.teachers[task]) / "metrics.json"
+        teacher = json.loads(teacher_metrics.read_text())["dev"][metric] if teacher_metrics.is_file() else None
+        variants = {}
+        for variant in args.variants:
+            done = [r for s in args.seeds if (r := read_run(args, task, variant, s, metric, timings))]
             runs += done
-            if not done:
-                continue
-            best_mean, best_std = mean_std([r["best"] for r in done])
-            lasts = [r["last"] for r in done if r["last"] is not None]
-            last_mean, last_std = mean_std(lasts) if lasts else (None, None)
-            summary[task][method] = {
-                "metric": metric, "mean": best_mean, "std": best_std, "last_mean": last_mean, "last_std": last_std,
-                "seeds": [r["seed"] for r in done], "retention": best_mean / teacher if teacher else None,
+            if len(done) == len(args.seeds):  # only complete variants compete: equal seeds for all
+                variants[variant] = done
+        chosen = {}
+        for method in METHOD_ORDER:
+            candidates = {v: rs for v, rs in variants.items() if parse_variant(v)[0] == method}
+            if candidates:  # the knob value with the best mean holdout score; dev is not looked at
+                chosen[method] = max(candidates, key=lambda v: statistics.mean(r["holdout"] for r in candidates[v]))
+        summary = {}
+        for method, variant in chosen.items():
+            rows = variants[variant]
+            dev_mean, dev_std = mean_std([r["dev"] for r in rows])
+            last_mean, last_std = mean_std([r["dev_last"] for r in rows])
+            summary[method] = {
+                "variant": variant, "dev_mean": dev_mean, "dev_std": dev_std, "last_mean": last_mean,
+                "last_std": last_std, "holdout_mean": statistics.mean(r["holdout"] for r in rows),
+                "per_seed": {r["seed"]: r["dev"] for r in rows},
+                "retention": dev_mean / teacher if teacher else None,
             }  # fmt: skip
-        orderings[task] = ordering({m: v["mean"] for m, v in summary[task].items()})
-    complete = [t for t in args.tasks if all(m in summary[t] for m in args.methods)]
-    if complete:
-        average = {m: statistics.mean(summary[t][m]["mean"] for t in complete) for m in args.methods}
-        orderings["average"] = {**ordering(average), "tasks": complete, "means": average}
-    return {"teachers": teachers, "summary": summary, "ordering": orderings, "runs": runs}
+        comparisons = {}
+        if "lad" in chosen:
+            lad = np.stack([np.load(Path(r["run_dir"]) / "dev_correct.npy") for r in variants[chosen["lad"]]])
+            for method in [m for m in METHOD_ORDER[1:] if m in chosen]:
+                other = np.stack([np.load(Path(r["run_dir"]) / "dev_correct.npy") for r in variants[chosen[method]]])
+                per_seed = {s: summary["lad"]["per_seed"][s] - summary[method]["per_seed"][s] for s in args.seeds}
+                comparisons[f"lad-{method}"] = {"per_seed": per_seed, **paired_bootstrap(lad, other)}
+        tasks[task] = {
+            "metric": metric, "teacher": teacher, "teacher_dir": args.teachers[task], "chosen": chosen,
+            "summary": summary, "comparisons": comparisons,
+            "variants": {v: statistics.mean(r["holdout"] for r in rs) for v, rs in variants.items()},
+        }  # fmt: skip
+    return {"tasks": tasks, "runs": runs}
 
 
 def markdown(result: dict) -> str:
-    lines = [
-        "| task | method | dev (best eval) mean ± std | dev (last eval) mean ± std | seeds | retention |",
-        "|---|---|---|---|---|---|",
-    ]
-    for task, methods in result["summary"].items():
-        teacher = result["teachers"][task]
-        metric = teacher["metric"]
-        score = f"{100 * teacher['dev']:.2f}" if teacher["dev"] is not None else "n/a"
-        lines.append(f"| {task} ({metric}) | teacher | {score} | | | 100% |")
-        for method, s in methods.items():
-            last = f"{100 * s['last_mean']:.2f} ± {100 * s['last_std']:.2f}" if s["last_mean"] is not None else ""
+    lines = []
+    for task, t in result["tasks"].items():
+        teacher = f"{100 * t['teacher']:.2f}" if t["teacher"] is not None else "n/a"
+        lines += [
+            f"{task} ({t['metric']}), teacher {teacher}; knob values (mean holdout score): "
+            + ", ".join(f"{v} {100 * s:.2f}" for v, s in t["variants"].items()),
+            "",
+            "| method (chosen on holdout) | dev mean ± std | dev, last checkpoint | per seed | retention |",
+            "|---|---|---|---|---|",
+        ]
+        for s in t["summary"].values():
+            seeds = " / ".join(f"{100 * v:.2f}" for v in s["per_seed"].values())
             retention = f"{100 * s['retention']:.1f}%" if s["retention"] else "n/a"
             lines.append(
-                f"| {task} ({metric}) | {method} | {100 * s['mean']:.2f} ± {100 * s['std']:.2f} | {last} | "
-                f"{len(s['seeds'])} | {retention} |"
+                f"| {s['variant']} | {100 * s['dev_mean']:.2f} ± {100 * s['dev_std']:.2f} | "
+                f"{100 * s['last_mean']:.2f} ± {100 * s['last_std']:.2f} | {seeds} | {retention} |"
             )
-    for name, check in result["ordering"].items():
-        verdict = "holds" if check["holds"] else f"does not hold ({', '.join(check['violations'])})"
-        if check["expected"]:
-            lines.append(f"\n{name}: {check['expected']} {verdict}")
+        lines += [
+            "",
+            "| difference | per seed (points) | mean | bootstrap 95 % CI | p (two-sided) |",
+            "|---|---|---|---|---|",
+        ]
+        for name, c in t["comparisons"].items():
+            seeds = " / ".join(f"{100 * v:+.2f}" for v in c["per_seed"].values())
+            lo, hi = c["ci95"]
+            lines.append(
+                f"| {name} | {seeds} | {100 * c['diff']:+.2f} | [{100 * lo:+.2f}, {100 * hi:+.2f}] | {c['p']:.3f} |"
+            )
+        lines.append("")
     return "\n".join(lines)
 
 
 def machine_info() -> dict:
-    import os
-
-    lines = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []
-    models = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return {"cpu_model": models[0] if models else platform.processor(), "cores": os.cpu_count()}
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
+    flags = [f for f in fields.get("Flags", "").split() if f.startswith(("avx512", "amx", "avx2"))]
+    return {
+        "cpu_model": fields.get("Model name", "").strip(),
+        "cores": fields.get("CPU(s)", "").strip(),
+        "flags": flags,
+    }
 
 
 def write_report(args: argparse.Namespace, timings: dict, started: str) -> dict:
@@ -282,48 +305,37 @@ def write_report(args: argparse.Namespace, timings: dict, started: str) -> dict:
     result = aggregate(args, timings)
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "teacher_sst2", "teacher_rte")}
     report = {
-        "benchmark": "distill_quality",
-        "command": shlex.join(["python", *sys.argv]),
-        "started_utc": started,
-        "updated_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info(),
-        "versions": {"python": platform.python_version(), **versions()},
-        "settings": settings,
-        **result,
-        "planned_runs": len(args.tasks) * len(args.methods) * len(args.seeds),
-        "markdown": markdown(result),
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out, report)
+        "benchmark": "distill_quality", "command": shlex.join(["python", *sys.argv]), "started_utc": started,
+        "updated_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_info(),
+        "versions": {"python": platform.python_version(), **versions()}, "settings": settings, **result,
+        "planned_runs": len(args.tasks) * len(args.variants) * len(args.seeds), "markdown": markdown(result),
+    }  # fmt: skip
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(Path(args.out), report)
     return report
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    sys.path.insert(0, str(REPO_ROOT))
     for task in args.tasks:
         if not Path(args.teachers[task]).is_dir():
             raise SystemExit(f"teacher dir {args.teachers[task]} for {task} does not exist; run `ladc tune-teacher`")
-        _, teacher_dev_limit = teacher_score(args.teachers[task], "")
-        if teacher_dev_limit != args.dev_limit:  # retention would compare scores on different dev rows
-            print(f"WARNING: the {task} teacher was scored with dev_limit={teacher_dev_limit}, the students will be "
-                  f"with {args.dev_limit}", file=sys.stderr)  # fmt: skip
     out = Path(args.out)
     previous = json.loads(out.read_text()) if out.is_file() else {}
-    # timings of runs finished by an earlier invocation survive in the previous report
     timings = {r["run_dir"]: {k: r[k] for k in ("wall_s", "cpu_s") if k in r} for r in previous.get("runs", [])}
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    for seed in args.seeds:  # seed-major: after the first pass every (task, method) already has one number
+    for seed in args.seeds:  # seed-major: after the first pass every variant already has one number
         for task in args.tasks:
-            for method in args.methods:
-                timing = run_one(args, task, method, seed)
+            for variant in args.variants:
+                timing = run_one(args, task, variant, seed)
                 if timing is not None:
-                    timings[str(Path(args.runs_dir) / f"{task}-{method}-s{seed}")] = timing
+                    timings[str(Path(args.runs_dir) / f"{task}-{slug(variant)}-s{seed}")] = timing
                     write_report(args, timings, started)
     report = write_report(args, timings, started)
     print()
     print(report["markdown"])
-    print(f"\nwrote {out} ({len(report['runs'])} of {report['planned_runs']} runs done)")
+    print(f"wrote {out} ({len(report['runs'])} of {report['planned_runs']} runs done)")
 
 
 if __name__ == "__main__":
