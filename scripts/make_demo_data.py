@@ -1,7 +1,13 @@
 """Write ladc's embedded demo dataset: short, templated movie-review sentences in the GLUE SST-2 TSV layout.
 
 The sentences are generated here from small word lists (no corpus is copied), with negation and contrast templates
-so the task is not a bag-of-words lookup. Run from the repo root:
+so the task is not a bag-of-words lookup. Two things keep it from being solved outright, so the demo's report shows
+what distillation and INT8 cost:
+- dev-only words: 40 % of dev sentences use sentiment adjectives that never occur in train (`DEV_POSITIVE`,
+  `DEV_NEGATIVE`); only what the model learned in pretraining says whether "superb" is good;
+- annotator noise: 5 % of the labels in both splits are flipped at random, as in real crowd-labelled data, so no
+  model can score much above 95 %.
+Run from the repo root:
 
     python scripts/make_demo_data.py            # writes ladc/demo_data/SST-2/{train,dev}.tsv
 """
@@ -77,6 +83,14 @@ NOUNS = [
     "finale",
     "premise",
 ]
+# adjectives that only dev sentences use (none of them is in POSITIVE or NEGATIVE)
+DEV_POSITIVE = ["superb", "excellent", "fantastic", "terrific", "splendid", "marvelous", "stunning", "magnificent",
+                "captivating", "inspired"]  # fmt: skip
+DEV_NEGATIVE = ["dreadful", "mediocre", "bland", "clumsy", "forgettable", "tiresome", "awkward", "pointless",
+                "dreary", "pathetic"]  # fmt: skip
+DEV_ONLY_SHARE = 0.4  # of dev sentences
+NOISE = 0.05  # share of labels flipped, both splits
+TRAIN_ROWS, DEV_ROWS = 480, 200
 ADVERBS = ["very", "really", "quite", "truly", "rather", "so", "pretty", "genuinely", "surprisingly", "often"]
 TEMPLATES = [
     ("the {noun} is {adv} {adj} .", False),
@@ -90,39 +104,47 @@ TEMPLATES = [
 ]
 
 
-def sentence(rng: random.Random) -> tuple[str, int]:
+def sentence(rng: random.Random, dev_only: bool = False) -> tuple[str, int]:
+    """One sentence and its sentiment; `dev_only` draws the adjectives from the lists train never uses."""
+    positives, negatives = (DEV_POSITIVE, DEV_NEGATIVE) if dev_only else (POSITIVE, NEGATIVE)
     template, negated = rng.choice(TEMPLATES)
     positive = rng.random() < 0.5
-    adj = rng.choice(POSITIVE if positive else NEGATIVE)
+    adj = rng.choice(positives if positive else negatives)
     text = template.format(noun=rng.choice(NOUNS), adv=rng.choice(ADVERBS), adj=adj)
     label = int(positive != negated)
     if rng.random() < 0.25:  # contrast: the clause after "but" decides
         positive_tail = rng.random() < 0.5
-        tail = rng.choice(POSITIVE if positive_tail else NEGATIVE)
+        tail = rng.choice(positives if positive_tail else negatives)
         text = f"{text[:-2]} , but the {rng.choice(NOUNS)} is {tail} ."
         label = int(positive_tail)
     return text, label
 
 
-def write_split(path: Path, count: int, rng: random.Random, seen: set[str]) -> None:
+def write_split(path: Path, count: int, rng: random.Random, seen: set[str], dev_only_share: float = 0.0) -> None:
     rows = []
     while len(rows) < count:
-        text, label = sentence(rng)
+        text, label = sentence(rng, dev_only=rng.random() < dev_only_share)
         if text in seen:
             continue
         seen.add(text)
+        if rng.random() < NOISE:
+            label = 1 - label  # annotator noise
         rows.append(f"{text}\t{label}")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
     rng = random.Random(20231483)  # the paper's Sensors article number, for a fixed, citable seed
-    root = Path(__file__).resolve().parents[1] / "ladc" / "demo_data" / "SST-2"
+    root = Path(args[0]) if args else Path(__file__).resolve().parents[1] / "ladc" / "demo_data"
+    root = root / "SST-2"
     seen: set[str] = set()
-    write_split(root / "train.tsv", 480, rng, seen)
-    write_split(root / "dev.tsv", 160, rng, seen)  # disjoint from train
-    print(f"wrote {root}/train.tsv (480) and dev.tsv (160)")
+    write_split(root / "train.tsv", TRAIN_ROWS, rng, seen)
+    write_split(root / "dev.tsv", DEV_ROWS, rng, seen, DEV_ONLY_SHARE)  # disjoint from train
+    print(f"wrote {root}/train.tsv ({TRAIN_ROWS}) and dev.tsv ({DEV_ROWS})")
 
 
 if __name__ == "__main__":
