@@ -220,7 +220,8 @@ def test_demo_runs_offline_end_to_end(tmp_path, minilm_dir):
     assert "configs/qnli-bert-base-6L.yaml" in result.stdout  # tells the user how to run the real thing
     rows = {r["artifact"]: r for r in json.loads((tmp_path / "demo" / "report.json").read_text())["rows"]}
     teacher, student = rows["teacher (PyTorch fp32)"], rows["student (PyTorch fp32)"]
-    assert teacher["metric"] >= 0.8  # the demo sentences are learnable: a failure here means training broke
+    # the demo task is learnable but not trivial (dev-only adjectives, 5 % label noise): the report shows a trade-off
+    assert 0.8 <= teacher["metric"] <= 0.97, teacher
     assert student["retention"] >= 0.85
     int8 = rows["student ONNX Runtime fused_int8 (int8)"]
     # export's INT8 tolerance is a drop of at most 1 point against the fp32 student
