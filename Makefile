@@ -1,11 +1,13 @@
 # Two commands for a fresh machine:  `make demo` (setup + the offline demo) and `make test`.
+# `make test`: every test but the one full `ladc demo` run, on as many pytest-xdist workers as the machine has cores;
+# `make test-slow`: that demo run (the demo itself is what `make demo` runs). CI (.ci/run) runs both.
 VENV ?= .venv
 PYTHON ?= python3
 # CPU wheel by default (the machines here have a local torch 2.13.0+cpu wheel); on a GPU box: make setup TORCH=torch
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint mutation clean
+.PHONY: setup demo test test-slow lint mutation clean
 
 setup: $(VENV)/.installed
 
@@ -22,7 +24,10 @@ demo: setup
 	$(BIN)/ladc demo --output runs/demo --overwrite
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist worksteal -m "not slow"
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow
 
 lint: setup
 	$(BIN)/ruff check ladc tests benchmarks scripts

@@ -147,6 +147,12 @@ _TIER_OUTCOMES: dict[str, str] = {}  # nodeid -> passed | skipped | failed, inte
 _RANK = {"passed": 0, "skipped": 1, "failed": 2}  # a test's worst phase wins
 
 
+def pytest_collection_modifyitems(config, items):
+    """The MiniLM (integration) tests first: under pytest-xdist the longest tests then start at once, side by side,
+    instead of ending the run on one worker while the other idles."""
+    items.sort(key=lambda item: item.get_closest_marker("integration") is None)  # stable: file order otherwise
+
+
 def pytest_collection_finish(session):
     for item in session.items:  # after -m/-k deselection
         if item.get_closest_marker("integration") and not item.get_closest_marker("gpu"):
