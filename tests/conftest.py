@@ -65,18 +65,27 @@ def _default_threads_for_minilm(request):
         return
     import torch
 
-    torch.set_num_threads(int(os.environ[_DEFAULT_TORCH_THREADS]))
+    torch.set_num_threads(_threads_per_worker())
     try:
         yield
     finally:
         torch.set_num_threads(1)
 
 
+def _threads_per_worker() -> int:
+    """The machine's default thread count, shared among pytest-xdist workers (2 workers on 2 cores: 1 each), so two
+    MiniLM tests side by side do not run 4 spinning threads on 2 cores."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    return max(1, int(os.environ[_DEFAULT_TORCH_THREADS]) // workers)
+
+
 def subprocess_env_with_default_threads() -> dict[str, str]:
-    """os.environ for a `python -m ladc` process on a real model: torch picks its thread count itself."""
+    """os.environ for a `python -m ladc` process on a real model: the machine's threads (shared among xdist workers)."""
     env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
     if _ORIGINAL_OMP in os.environ:
         env["OMP_NUM_THREADS"] = os.environ[_ORIGINAL_OMP]
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1) > 1:
+        env["OMP_NUM_THREADS"] = str(_threads_per_worker())
     return env
 
 
