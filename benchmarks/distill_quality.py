@@ -29,7 +29,6 @@ import platform
 import resource
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -288,14 +287,12 @@ def markdown(result: dict) -> str:
 
 
 def machine_info() -> dict:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
-    flags = [f for f in fields.get("Flags", "").split() if f.startswith(("avx512", "amx", "avx2"))]
-    return {
-        "cpu_model": fields.get("Model name", "").strip(),
-        "cores": fields.get("CPU(s)", "").strip(),
-        "flags": flags,
-    }
+    """The CPU model, its ISA flags (ladc.hardware, as every benchmark records them) and the core count."""
+    import os
+
+    from ladc.hardware import cpu_flags, cpu_model
+
+    return {"cpu": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(), "python": platform.python_version()}
 
 
 def write_report(args: argparse.Namespace, timings: dict, started: str) -> dict:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -113,13 +112,12 @@ def auto_lr_of(role: str) -> float:
 
 
 def _machine() -> dict:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
-    flags = fields.get("Flags", "").split()
-    return {
-        "cpu": fields.get("Model name", "").strip(), "cores": fields.get("CPU(s)", "").strip(),
-        "flags": [f for f in flags if f.startswith(("avx512", "amx", "avx2"))], "python": platform.python_version(),
-    }  # fmt: skip
+    """The CPU model, its ISA flags (ladc.hardware, as every benchmark records them) and the core count."""
+    import os
+
+    from ladc.hardware import cpu_flags, cpu_model
+
+    return {"cpu": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(), "python": platform.python_version()}
 
 
 def main(argv: list[str] | None = None) -> None:
