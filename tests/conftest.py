@@ -59,7 +59,7 @@ def pytest_configure(config):
 
 @pytest.fixture(autouse=True)
 def _default_threads_for_minilm(request):
-    """Integration tests (6-layer MiniLM, hidden 384) run with as many threads as the machine would give them."""
+    """Integration tests (6-layer MiniLM, hidden 384) run with the machine's threads (shared among xdist workers)."""
     if not request.node.get_closest_marker("integration"):
         yield
         return

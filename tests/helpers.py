@@ -36,6 +36,19 @@ def write_tiny_sst2(root: Path, train: int = 96, dev: int = 32, seed: int = 0) -
     return root
 
 
+def sst2_dev_accuracy(model_dir: Path, glue: Path) -> float:
+    """A saved classifier's accuracy on `glue`/SST-2/dev.tsv, computed outside ladc: one sentence at a time."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    rows = [line.split("\t") for line in (glue / "SST-2" / "dev.tsv").read_text().splitlines()[1:]]
+    with torch.no_grad():
+        hits = [int(model(**tokenizer(text, return_tensors="pt")).logits.argmax(-1)) == int(y) for text, y in rows]
+    return sum(hits) / len(hits)
+
+
 def write_tiny_base_model(path: Path, config, tokenizer, seed: int = 0) -> Path:
     """A randomly initialised BertModel + tokenizer saved like a pretrained hub checkpoint."""
     import torch

@@ -7,7 +7,6 @@ import json
 import random
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -20,7 +19,7 @@ from ladc.lr import STUDENT_LR, auto_lr, parse_lr, resolve_lr
 from ladc.methods import METHODS
 from ladc.teacher import tune_teacher
 from ladc.training_data import HOLDOUT_MAX, default_holdout_size, split_holdout
-from tests.helpers import sst2_rows, write_tiny_base_model, write_tiny_sst2
+from tests.helpers import sst2_dev_accuracy, sst2_rows, write_tiny_base_model, write_tiny_sst2
 
 DEV_MARKER = "journey"  # in the tiny vocab, in every dev sentence here and in no train sentence (helpers.sst2_rows)
 TRAIN_ROWS, DEV_ROWS = 96, 24
@@ -73,18 +72,6 @@ def _teacher_config(base, glue, output, **optim) -> TuneTeacherConfig:
     )  # fmt: skip
 
 
-def _dev_accuracy(model_dir: Path, glue: Path) -> float:
-    """The saved model's dev accuracy, computed here from the TSV, one sentence at a time."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    rows = [line.split("\t") for line in (glue / "SST-2" / "dev.tsv").read_text().splitlines()[1:]]
-    with torch.no_grad():
-        hits = [int(model(**tokenizer(text, return_tensors="pt")).logits.argmax(-1)) == int(y) for text, y in rows]
-    return float(np.mean(hits))
-
-
 def test_holdout_selection_reads_no_dev_example_before_the_final_score(
     tmp_path, tiny_bert_config, tiny_tokenizer, marked_glue, reads
 ):
@@ -102,7 +89,7 @@ def test_holdout_selection_reads_no_dev_example_before_the_final_score(
     assert [h["step"] for h in metrics["history"] if "holdout" in h] == [6, 12, 18]
     assert not any("dev" in h for h in metrics["history"])
     # the reported dev score is that of the kept model, recomputed here outside ladc
-    assert metrics["dev"]["accuracy"] == pytest.approx(_dev_accuracy(tmp_path / "teacher", marked_glue))
+    assert metrics["dev"]["accuracy"] == pytest.approx(sst2_dev_accuracy(tmp_path / "teacher", marked_glue))
     best = max((h for h in metrics["history"] if "holdout" in h), key=lambda h: h["holdout"]["accuracy"])
     assert (metrics["best_step"], metrics["selection"]["best"]) == (best["step"], best["holdout"])
     manifest = json.loads((tmp_path / "teacher" / "ladc.json").read_text())
@@ -125,7 +112,7 @@ def test_select_on_dev_and_last_keep_the_old_and_the_plain_behaviour(
     last = tune_teacher(_teacher_config(base, marked_glue, tmp_path / "last", select_on="last"))
     assert reads == [(DEV_ROWS, DEV_ROWS)]  # nothing during training; the last model is scored once
     assert last["best_step"] == last["final_step"] == 18 and last["dev"] == last["dev_last"]
-    assert last["dev"]["accuracy"] == pytest.approx(_dev_accuracy(tmp_path / "last", marked_glue))
+    assert last["dev"]["accuracy"] == pytest.approx(sst2_dev_accuracy(tmp_path / "last", marked_glue))
     # same seed and data: the last model of the dev-selected run is this one, so its dev score is the same
     assert last["dev"] == on_dev["dev_last"]
 

@@ -14,7 +14,7 @@ from ladc.config import DataConfig, OptimConfig, TuneTeacherConfig
 from ladc.errors import LadcError
 from ladc.teacher import tune_teacher
 from ladc.train import TrainResult
-from tests.helpers import run_killed_at_step, write_tiny_base_model, write_tiny_sst2
+from tests.helpers import run_killed_at_step, sst2_dev_accuracy, write_tiny_base_model, write_tiny_sst2
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def _config(base, glue, output, **optim) -> TuneTeacherConfig:
 
 
 def test_tune_teacher_learns_and_writes_hf_dir(tiny_setup):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
     base, glue, tmp = tiny_setup
     metrics = tune_teacher(_config(base, glue, tmp / "teacher", epochs=10, lr=3e-3))
@@ -51,11 +51,7 @@ def test_tune_teacher_learns_and_writes_hf_dir(tiny_setup):
     evals = [h for h in metrics["history"] if "holdout" in h]
     best = max(evals, key=lambda h: h["holdout"]["accuracy"])  # max keeps the first of equal values
     assert (metrics["best_step"], metrics["selection"]["best"]) == (best["step"], best["holdout"])
-    rows = [line.split("\t") for line in (glue / "SST-2" / "dev.tsv").read_text().splitlines()[1:]]
-    tokenizer = AutoTokenizer.from_pretrained(tmp / "teacher")
-    with torch.no_grad():
-        predictions = [int(model(**tokenizer(text, return_tensors="pt")).logits.argmax(-1)) for text, _ in rows]
-    accuracy = np.mean([p == int(label) for p, (_, label) in zip(predictions, rows)])
+    accuracy = sst2_dev_accuracy(tmp / "teacher", glue)
     assert metrics["dev"]["accuracy"] == pytest.approx(accuracy)
     saved = json.loads((tmp / "teacher" / "metrics.json").read_text())
     assert saved["dev"]["accuracy"] == pytest.approx(accuracy)
