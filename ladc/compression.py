@@ -10,7 +10,9 @@ from ladc.artifacts import ENGINES
 from ladc.errors import LadcError
 from ladc.io import atomic_write_json, atomic_write_text
 
-__all__ = ["count_parameters", "compression_rows", "render_compression_markdown", "write_compression_report"]
+__all__ = [
+    "count_parameters", "compression_rows", "compression_figure", "render_compression_markdown", "write_compression_report"
+]  # fmt: skip
 
 # the PyTorch models; every artifact the export dir's export.json lists follows them
 MODEL_ROWS = (("teacher (PyTorch fp32)", "teacher"), ("student (PyTorch fp32)", "student"))
@@ -136,7 +138,9 @@ def render_compression_markdown(rows: list[dict], context: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_compression_plot(rows: list[dict], context: dict, path: Path) -> None:
+def compression_figure(rows: list[dict], context: dict):
+    """Accuracy against batch-1 latency, one marker per artifact with both figures, its area growing with the
+    artifact's size on disk; returns the matplotlib Figure (drawn on an Agg canvas, no display needed)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -156,8 +160,12 @@ def render_compression_plot(rows: list[dict], context: dict, path: Path) -> None
     axes.grid(True, alpha=0.3)
     axes.margins(0.2)
     figure.tight_layout()
+    return figure
+
+
+def render_compression_plot(rows: list[dict], context: dict, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    figure.savefig(str(tmp), format="png")
+    compression_figure(rows, context).savefig(str(tmp), format="png")
     tmp.replace(path)
 
 

@@ -9,7 +9,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from ladc.compression import compression_rows, count_parameters, render_compression_markdown, write_compression_report
+from ladc.compression import (
+    compression_figure,
+    compression_rows,
+    count_parameters,
+    render_compression_markdown,
+    write_compression_report,
+)
 from ladc.errors import LadcError
 
 # per artifact: (bench target name, path in the run dir, size MB, dev accuracy, synthetic p50 ms at b1, at b32)
@@ -110,8 +116,15 @@ def test_markdown_shows_every_figure(run_dir):
     rows[2]["metric"] = rows[2]["retention"] = rows[2]["p50_ms_b32"] = rows[2]["speedup_b32"] = None
     lines = render_compression_markdown(rows, context).splitlines()
     assert lines[0] == "# Compression report: sst2"
-    assert "on Test CPU;" in lines[2]
-    assert lines[4].startswith("| artifact | parameters | size MB | dev accuracy | p50 ms b1 | p50 ms b32 |")
+    assert lines[2] == (
+        "Latency: p50 over fixed-length synthetic inputs at seq 128 on Test CPU; speed-up and retention are relative "
+        "to the teacher."
+    )
+    assert lines[4] == (
+        "| artifact | parameters | size MB | dev accuracy | p50 ms b1 | p50 ms b32 | speed-up b1 | speed-up b32 "
+        "| retention |"
+    )  # the column names are the report's contract with whoever reads it back
+    assert lines[5] == "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     assert lines[6] == "| teacher (PyTorch fp32) | 0.0M | 90.0 | 0.9000 | 20.00 | 400.0 | 1.00x | 1.00x | 100.0% |"
     assert lines[7] == "| student (PyTorch fp32) | 0.0M | 60.0 | 0.7000 | 7.00 | 160.0 | 2.86x | 2.50x | 77.8% |"
     assert (
@@ -127,6 +140,28 @@ def test_markdown_shows_every_figure(run_dir):
     )
     assert lines[12].endswith("fused_int8: fastest at b32_s128 (50.00 ms).")
     assert len(lines) == 13
+
+
+def test_plot_puts_each_artifact_at_its_latency_and_accuracy_sized_by_disk_size(run_dir):
+    rows, context = compression_rows(run_dir)
+    rows[2]["metric"] = None  # an artifact without a dev score is not drawn
+    axes = compression_figure(rows, context).axes[0]
+    drawn = [(tuple(c.get_offsets()[0]), float(c.get_sizes()[0])) for c in axes.collections]
+    assert drawn == [
+        ((20.0, 0.90), 40 + 600 * 90.0 / 90.0),
+        ((7.0, 0.70), 40 + 600 * 60.0 / 90.0),
+        ((5.0, 0.45), 40 + 600 * 15.2 / 90.0),
+    ]
+    labels = [(t.get_text(), tuple(t.xy), tuple(t.xyann)) for t in axes.texts]
+    assert labels == [  # offsets cycle over 3 heights by row, so neighbouring rows' labels do not overlap
+        ("teacher (PyTorch fp32)", (20.0, 0.90), (8, 10)),
+        ("student (PyTorch fp32)", (7.0, 0.70), (8, -2)),
+        ("student ONNX Runtime fused_int8 (int8)", (5.0, 0.45), (8, 10)),  # row 3
+    ]
+    assert axes.get_xlabel() == "p50 latency, ms (batch 1, seq 128)"
+    assert axes.get_ylabel() == "dev accuracy"
+    assert axes.get_title() == "ladc compression (sst2): accuracy vs latency (marker area = size)"
+    assert all(line.get_visible() for line in axes.xaxis.get_gridlines())
 
 
 def test_write_compression_report_writes_json_markdown_and_plot(run_dir):
