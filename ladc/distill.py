@@ -215,7 +215,8 @@ def distill(cfg: DistillConfig) -> dict:
         teacher_layers=teacher_layers, student_layers=student_layers,
         layer_map=list(loss_mapping) if method.records_layer_map else None, student_init=cfg.student_init,
         init_from=init_from, seed=optim.seed, data=to_dict(cfg.data), config=to_dict(cfg), dev=result.dev,
-        teacher_dev=teacher_dev, retention=retention, lr=lr, lr_source=lr_source, versions=versions(),
+        teacher_dev=teacher_dev, retention=retention, lr=lr, lr_source=lr_source,
+        mixed_precision=result.mixed_precision, versions=versions(),
     )  # fmt: skip
     finalize_run(run_dir, manifest, metrics)
     return metrics

@@ -81,6 +81,7 @@ class RunManifest:
     dev: dict | None = None  # dev metrics of the kept checkpoint (metrics.json `selection` says what picked it)
     lr: float | None = None  # the peak lr trained with (config.optim.lr may say `auto`)
     lr_source: str | None = None  # `given`, or how `auto` chose it (ladc.lr.auto_lr)
+    mixed_precision: str | None = None  # the precision trained in: no | bf16 | fp16 (`auto` resolved on this machine)
     teacher_dev: dict | None = None
     retention: float | None = None  # student headline metric / teacher's
     versions: dict = field(default_factory=dict)

@@ -61,7 +61,8 @@ def tune_teacher(cfg: TuneTeacherConfig) -> dict:
     metrics = {**result_metrics(result, task, len(data.train), data.holdout_examples), "lr": lr, "lr_source": lr_source}
     manifest = RunManifest(
         kind="teacher", task=task.name, base_model=cfg.model, data=to_dict(cfg.data), config=to_dict(cfg),
-        dev=result.dev, lr=lr, lr_source=lr_source, versions=versions(),
+        dev=result.dev, lr=lr, lr_source=lr_source, mixed_precision=result.mixed_precision,
+        versions=versions(),
     )  # fmt: skip
     finalize_run(run_dir, manifest, metrics)
     return metrics

@@ -96,6 +96,7 @@ class TrainResult:
         dev: dev metrics of the kept checkpoint, scored after training (= best_metrics when selecting on dev).
         dev_last: dev metrics of the last step's model.
         selected_on: train-holdout | dev | last.
+        mixed_precision: the precision trained in (`auto` resolved for this machine): no | bf16 | fp16.
     """
 
     best_step: int
@@ -107,6 +108,7 @@ class TrainResult:
     dev: dict[str, float] = field(default_factory=dict)
     dev_last: dict[str, float] = field(default_factory=dict)
     selected_on: str = "dev"
+    mixed_precision: str = "no"
 
 
 def make_accelerator(optim: OptimConfig):
@@ -374,11 +376,13 @@ class _Loop:
             train_samples_per_s=samples / max(elapsed, 1e-9),
             resumed_from_step=self.resumed_from,
             selected_on=selected_on,
+            mixed_precision=str(self.accelerator.mixed_precision),
         )
 
 
 def result_metrics(result: TrainResult, task: TaskSpec, train_examples: int, holdout_examples: int = 0) -> dict:
-    """The metrics.json fields every training command writes (dev metrics, selection, steps, speed, resume, history).
+    """The metrics.json fields every training command writes (dev metrics, selection, steps, speed, resume, the
+    precision trained in, history).
 
     `dev` is the kept checkpoint's dev score and `dev_last` the last step's; `selection` says what picked the kept
     checkpoint (`on`: train-holdout | dev | last), on how many examples, and its score there.
@@ -393,6 +397,7 @@ def result_metrics(result: TrainResult, task: TaskSpec, train_examples: int, hol
         "train_examples": train_examples,
         "train_samples_per_s": result.train_samples_per_s,
         "resumed_from_step": result.resumed_from_step,
+        "mixed_precision": result.mixed_precision,
         "history": result.history,
     }
 

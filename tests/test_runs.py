@@ -60,6 +60,7 @@ def test_a_teacher_manifest_keeps_to_its_own_keys(tmp_path):
         "dev",
         "lr",
         "lr_source",
+        "mixed_precision",
         "versions",
     }
     assert read_manifest(_write(tmp_path / "t", json.dumps(teacher.to_dict()))) == teacher

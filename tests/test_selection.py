@@ -144,15 +144,22 @@ def test_auto_lr_follows_width_and_role():
             parse_lr(bad)
 
 
-def test_auto_lr_is_used_and_recorded(tmp_path, tiny_bert_config, tiny_tokenizer):
+def test_auto_lr_and_auto_precision_are_used_and_recorded(tmp_path, tiny_bert_config, tiny_tokenizer):
+    from ladc.hardware import resolve_mixed_precision
+
     base = write_tiny_base_model(tmp_path / "base", tiny_bert_config(num_layers=2), tiny_tokenizer)
     glue = write_tiny_sst2(tmp_path / "glue")
-    cfg = _teacher_config(base, glue, tmp_path / "teacher", lr="auto", max_steps=4, select_on="last")
+    cfg = _teacher_config(
+        base, glue, tmp_path / "teacher", lr="auto", max_steps=4, select_on="last", mixed_precision="auto"
+    )
     metrics = tune_teacher(cfg)
     expected, why = auto_lr(32, "teacher")
     assert (metrics["lr"], metrics["lr_source"]) == (expected, why) and expected == 1e-4
     manifest = json.loads((tmp_path / "teacher" / "ladc.json").read_text())
     assert (manifest["lr"], manifest["lr_source"]) == (expected, why) and manifest["config"]["optim"]["lr"] == "auto"
+    # `auto` is resolved for this machine (bf16 where the CPU has it natively, else no) and the result is recorded
+    precision = resolve_mixed_precision("auto")
+    assert precision in ("no", "bf16") and metrics["mixed_precision"] == manifest["mixed_precision"] == precision
     # no warm-up, linear decay over 4 steps: the optimizer ran at the chosen lr
     logged = [h["lr"] for h in metrics["history"] if "lr" in h]
     assert logged == pytest.approx([expected * (4 - s) / 4 for s in range(1, 5)])
