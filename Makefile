@@ -37,7 +37,7 @@ lint: setup
 # One module: make mutation MODULE=ladc/metrics.py   Report: benchmarks/mutation.md
 MODULE ?=
 mutation: setup
-	nice -n 19 $(BIN)/mutmut run $(if $(MODULE),"$(subst /,.,$(MODULE:.py=)).*")
+	OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false nice -n 19 $(BIN)/mutmut run $(if $(MODULE),"$(subst /,.,$(MODULE:.py=)).*")
 	$(BIN)/mutmut results
 
 clean:
