@@ -252,6 +252,8 @@ def check_optim(optim: OptimConfig) -> None:
         value = getattr(optim, name)
         if value is not None and value < 0:
             raise LadcError(f"{name} must be >= 0, got {value}")
+    if not 0 <= optim.seed < 2**32:  # numpy's and the data order's seeding take 32-bit unsigned seeds
+        raise LadcError(f"seed must be in [0, 2**32), got {optim.seed}")
     if optim.max_steps is None and optim.epochs <= 0:
         raise LadcError(f"epochs must be positive, got {optim.epochs}")
     if not 0 <= optim.warmup_ratio < 1:

@@ -43,6 +43,7 @@ __all__ = [
     "PaddingCollator",
     "make_collator",
     "SeededSampler",
+    "epoch_seed",
     "make_dataloader",
     "dev_loader",
 ]
@@ -272,8 +273,16 @@ def make_collator(
     )
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The generator seed of one epoch's order: (seed, epoch) mixed by numpy's SeedSequence (64 bits)."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0])
+
+
 class SeededSampler(torch.utils.data.Sampler[int]):
-    """A shuffled order that depends only on `seed + epoch`, so a resumed run can replay and skip it.
+    """A shuffled order that depends only on (`seed`, `epoch`), so a resumed run can replay and skip it.
+
+    The two are mixed by numpy's SeedSequence, not added: with `seed + epoch`, seed 43's first epoch replayed seed
+    42's second, so runs meant as independent seeds shared most of their data orders.
 
     Each `__iter__` rebuilds its generator, so iterating twice gives the same order. With `lengths` it yields
     length-grouped batches (transformers' `get_length_grouped_indices`: random mega-batches sorted by length).
@@ -296,7 +305,7 @@ class SeededSampler(torch.utils.data.Sampler[int]):
         return self.num_rows
 
     def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         if self.lengths is None:
             return iter(torch.randperm(self.num_rows, generator=generator).tolist())
         from transformers.trainer_pt_utils import get_length_grouped_indices
@@ -331,7 +340,7 @@ def make_dataloader(
         dataset: rows with `input_ids` (e.g. from `load_tokenized`).
         collator: e.g. `make_collator(tokenizer, task)`.
         batch_size: rows per batch; the last batch may be smaller.
-        shuffle: random order from `torch.Generator().manual_seed(seed + epoch)`; False keeps dataset order.
+        shuffle: random order seeded by `epoch_seed(seed, epoch)`; False keeps dataset order.
         group_by_length: with shuffle, batches of similar length (less padding); ignored without shuffle.
         num_workers: DataLoader worker processes.
     """

@@ -55,6 +55,8 @@ CASES = [
                                             "-o", str(w.out / "t2")], "batch_size must be positive, got 0"),
     Case("teacher-eval-steps-0", lambda w: ["tune-teacher", *_glue(w), "--model", str(w.base), "--eval-steps", "0",
                                             "-o", str(w.out / "t3")], "eval_steps must be positive"),
+    Case("teacher-negative-seed", lambda w: ["tune-teacher", *_glue(w), "--model", str(w.base), "--seed", "-1",
+                                             "-o", str(w.out / "t6")], "seed must be in [0, 2**32), got -1"),
     Case("teacher-mixed-precision", lambda w: ["tune-teacher", *_glue(w), "--model", str(w.base), "--mixed-precision",
                                                "fp8", "-o", str(w.out / "t4")], "mixed_precision 'fp8' is not one of"),
     Case("teacher-yaml-unknown-key", lambda w: ["tune-teacher", "--config", str(w.yaml_unknown), "-o",

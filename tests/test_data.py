@@ -9,12 +9,15 @@ from collections import Counter
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pytest
 import torch
 from transformers import BertTokenizerFast
 
 from ladc.config import DataConfig
 from ladc.data import (
+    SeededSampler,
+    epoch_seed,
     load_raw,
     load_tokenized,
     make_collator,
@@ -388,6 +391,20 @@ def test_dataloader_order_depends_only_on_seed_and_epoch(tiny_tokenizer):
     assert _order(make_dataloader(dataset, collator, 8, shuffle=False)) == list(range(200))
 
 
+def test_seeds_and_epochs_never_share_an_order():
+    # with `seed + epoch`, seed 43's first epoch was seed 42's second: "independent" seeds shared data orders
+    orders = {(s, e): list(SeededSampler(50, seed=s, epoch=e)) for s in range(40, 46) for e in range(4)}
+    assert orders[(43, 0)] != orders[(42, 1)]
+    assert len({tuple(order) for order in orders.values()}) == len(orders)
+    assert all(sorted(order) == list(range(50)) for order in orders.values())
+    # the defaults: seed 0, epoch 0, batches of 1 for length grouping
+    assert list(SeededSampler(50)) == list(SeededSampler(50, seed=0, epoch=0))
+    lengths = [random.Random(i).randint(3, 60) for i in range(1000)]
+    assert list(SeededSampler(1000, lengths=lengths)) == list(SeededSampler(1000, lengths=lengths, batch_size=1))
+    assert list(SeededSampler(1000, lengths=lengths)) != list(SeededSampler(1000, lengths=lengths, batch_size=2))
+    assert epoch_seed(42, 1) == int(np.random.SeedSequence([42, 1]).generate_state(1, np.uint64)[0])
+
+
 def test_group_by_length_is_deterministic_and_pads_less(tiny_tokenizer):
     dataset = _toy_tokenized(400)
     collator = make_collator(tiny_tokenizer, get_task("sst2"), keep_idx=True)
@@ -482,6 +499,11 @@ def test_cache_key_follows_what_decides_the_token_ids(tmp_path, tiny_vocab_file)
     words = tiny_vocab_file.read_text().splitlines()
     same_size_vocab.write_text("\n".join(words[:-1] + [words[-1] + "x"]) + "\n")
     assert tokenized_cache_dir(data, BertTokenizerFast(vocab_file=str(same_size_vocab)), "train") != key
+    # same vocab and do_lower_case, only the fast backend's normalizer differs (it keeps accents, so "fílm" is no
+    # longer "film"): the backend's own spec must be in the key, not just the vocab and the Python-side flags
+    accents = BertTokenizerFast(vocab_file=str(tiny_vocab_file), do_lower_case=True, strip_accents=False)
+    assert accents("fílm")["input_ids"] != fast("fílm")["input_ids"]
+    assert tokenized_cache_dir(data, accents, "train") != key
 
     slow = BertTokenizer(vocab_file=str(tiny_vocab_file), do_lower_case=True)  # no backend: vocab + lower-casing
     slow_key = tokenized_cache_dir(data, slow, "train")
