@@ -17,6 +17,7 @@ from transformers import BertTokenizerFast
 from ladc.config import DataConfig
 from ladc.data import (
     SeededSampler,
+    dev_loader,
     epoch_seed,
     load_raw,
     load_tokenized,
@@ -210,6 +211,12 @@ def test_mnli_dev_aliases_and_label_names_in_hub_order(tmp_path):
     names = get_task("mnli").label_names
     assert [names[i] for i in mismatched["label"]] == ["entailment", "neutral"]
     assert resolve_split(get_task("mnli"), "test").name == "test_matched"
+
+
+def test_a_one_row_dev_split_is_enough_to_evaluate(tmp_path, tiny_tokenizer):
+    data = DataConfig(task="mnli", data_dir=str(write_glue_task(tmp_path / "glue", "mnli")), cache_dir=str(tmp_path))
+    (batch,) = list(dev_loader(data, tiny_tokenizer, get_task("mnli"), 8))  # dev = matched: one row
+    assert batch["labels"].tolist() == [2] and batch["input_ids"].shape[0] == 1
 
 
 def test_wrong_column_count_names_file_and_line(tmp_path):
