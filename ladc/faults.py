@@ -51,6 +51,9 @@ def kill_point(name: str, step: int | None = None) -> None:
             handle.write(f"{name}:{_passed[name]}\n")
     point, count, signal_name = ((spec or "").split(":") + ["", ""])[:3]
     if point == name and _passed[name] == int(count or 1):
-        os.kill(os.getpid(), getattr(signal, f"SIG{signal_name or 'KILL'}"))
+        # raise_signal sends it to this thread and runs Python's handler before returning: a Ctrl-C lands exactly
+        # here. os.kill(getpid()) let the kernel hand SIGINT to any thread (onnxruntime's pool), so the main thread
+        # could take it later, inside library code that swallowed the KeyboardInterrupt (seen once in CI: exit 0)
+        signal.raise_signal(getattr(signal, f"SIG{signal_name or 'KILL'}"))
     elif at_step and name == "checkpoint-done" and step == int(at_step):
         os.kill(os.getpid(), signal.SIGKILL)
