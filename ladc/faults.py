@@ -51,9 +51,9 @@ def kill_point(name: str, step: int | None = None) -> None:
             handle.write(f"{name}:{_passed[name]}\n")
     point, count, signal_name = ((spec or "").split(":") + ["", ""])[:3]
     if point == name and _passed[name] == int(count or 1):
-        # raise_signal sends it to this thread and runs Python's handler before returning: a Ctrl-C lands exactly
-        # here. os.kill(getpid()) let the kernel hand SIGINT to any thread (onnxruntime's pool), so the main thread
-        # could take it later, inside library code that swallowed the KeyboardInterrupt (seen once in CI: exit 0)
+        # raise_signal sends it to this thread and runs Python's handler before returning, so a Ctrl-C lands exactly
+        # here (os.kill(getpid()) lets the kernel pick any thread). A process that ignores SIGINT (started with `&`
+        # by a non-interactive shell) ignores this one too, as it would a real Ctrl-C
         signal.raise_signal(getattr(signal, f"SIG{signal_name or 'KILL'}"))
     elif at_step and name == "checkpoint-done" and step == int(at_step):
         os.kill(os.getpid(), signal.SIGKILL)

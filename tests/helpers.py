@@ -131,7 +131,10 @@ def train_tiny_classifier(config, tokenizer, steps: int = 60, seed: int = 0):
 
 
 _FORK_SERVER = r"""
-import json, os, sys, time, traceback
+import json, os, signal, sys, time, traceback
+# Ctrl-C as a terminal gives it: a test suite started in the background by a non-interactive shell (`cmd &`, as CI
+# scripts may be) inherits SIGINT ignored, and a simulated Ctrl-C would then do nothing
+signal.signal(signal.SIGINT, signal.default_int_handler)
 # the heavy imports once, before any torch op starts a thread pool: a fork after that would hang in OpenMP
 # (transformers loads its model classes lazily: ~20 s per process on a busy 2-core machine)
 import torch, transformers, accelerate, datasets, onnx, onnxruntime  # noqa: F401
