@@ -124,24 +124,19 @@ def check_same_settings(run_dir: Path, cfg) -> None:
 
 def dev_correct(run_dir: Path, cfg) -> np.ndarray:
     """Per dev example, does the kept student predict the label? (One pass, in dev file order.)"""
+    import torch
+
     from ladc.data import dev_loader
     from ladc.models import load_classifier, load_tokenizer
     from ladc.runners import TorchRunner, predict_logits
     from ladc.tasks import get_task
-
-    import contextlib
-
-    import torch
 
     task = get_task(cfg.data.task)
     model, tokenizer = load_classifier(str(run_dir), task), load_tokenizer(str(run_dir))
     # score in the precision the run was scored in (bf16 autocast where `auto` chose bf16), so that the per-example
     # results add up to the recorded dev figure; in fp32 a bf16 run's borderline examples can flip
     precision = json.loads((run_dir / "metrics.json").read_text()).get("mixed_precision", "no")
-    autocast = (
-        torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
-    )
-    with autocast:
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
         logits, labels = predict_logits(TorchRunner(model, device="cpu"), dev_loader(cfg.data, tokenizer, task, 64))
     return (logits.argmax(-1) == labels).astype(np.int8)
 
