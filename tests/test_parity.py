@@ -16,7 +16,7 @@ import tests.test_export as export_tests
 from ladc.artifacts import TOLERANCES, Artifact, Tolerance, tolerance_of
 from ladc.config import BenchConfig, DataConfig, ExportConfig
 from ladc.errors import LadcError
-from ladc.parity import judge, load_parity_set, parity_figures, raise_on_failure, run_parity
+from ladc.parity import judge, load_parity_set, parity_figures, print_parity_table, raise_on_failure, run_parity
 from ladc.tasks import get_task
 
 # module-scoped: a tiny SST-2 dir (48 dev rows) and a tiny BERT trained on it
@@ -98,6 +98,59 @@ def test_raise_on_failure_names_every_failed_artifact(tmp_path):
     assert "model.onnx:" not in message.replace("model_int8.onnx", "") and "\n" not in message
     manifest["artifacts"][1]["parity"]["accepted"] = True
     raise_on_failure(manifest, tmp_path)  # nothing failed: no error
+
+
+# ----------------------------------------------------------------------------- the parity table
+
+
+def _table_manifest(long_path: str = "openvino/openvino_model.xml") -> dict:
+    def parity(max_diff, mean_diff, agreement, accuracy, drop, within, accepted):
+        return {"max_abs_diff": max_diff, "mean_abs_diff": mean_diff, "label_agreement_pct": agreement,
+                "metrics": {"accuracy": accuracy}, "metric_drop_points": drop, "within_tolerance": within,
+                "accepted": accepted}  # fmt: skip
+
+    return {
+        "task": "sst2",
+        "parity_set": {"examples": 48},
+        "pytorch": {"headline_metric": "accuracy", "metrics": {"accuracy": 0.875}},
+        "artifacts": [
+            {"name": "onnx", "path": "model.onnx", "precision": "fp32", "size_mb": 90.44,
+             "parity": parity(1.5e-5, 2.25e-6, 100.0, 0.875, 0.0, True, True)},
+            {"name": "int8", "path": "model_int8.onnx", "precision": "int8", "size_mb": 23.06,
+             "parity": parity(0.125, 0.0375, 95.8333, 0.8541666, 2.0833, False, True)},
+            {"name": "openvino", "path": long_path, "precision": "auto", "inference_precision": "bf16", "size_mb": 45.2,
+             "parity": parity(3.5, 1.25, None, 0.5, -1.5, False, False)},
+        ],
+    }  # fmt: skip
+
+
+def test_parity_table_shows_every_figure_in_its_column_and_colours_the_verdict():
+    from rich.console import Console
+
+    console = Console(record=True, width=200, force_terminal=True, color_system="standard")
+    print_parity_table(_table_manifest(), console)
+    styled = console.export_text(styles=True, clear=False)
+    expected = """\
+                                            ONNX parity vs PyTorch fp32 (sst2, 48 dev)
+┏━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━━━┳━━━━━━━━━━┳━━━━━━━━━━┳━━━━━━━━━┳━━━━━━━━━━┳━━━━━━━━━━┳━━━━━━━━━━┓
+┃ artifact ┃ file                        ┃ precision  ┃ size MB ┃  max |Δ| ┃ mean |Δ| ┃ agree % ┃ accuracy ┃ drop pts ┃ ok       ┃
+┡━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━┩
+│ pytorch  │                             │ fp32       │         │          │          │         │    87.50 │          │          │
+│ onnx     │ model.onnx                  │ fp32       │    90.4 │ 1.50e-05 │ 2.25e-06 │  100.00 │    87.50 │    +0.00 │ pass     │
+│ int8     │ model_int8.onnx             │ int8       │    23.1 │ 1.25e-01 │ 3.75e-02 │   95.83 │    85.42 │    +2.08 │ accepted │
+│ openvino │ openvino/openvino_model.xml │ auto: bf16 │    45.2 │ 3.50e+00 │ 1.25e+00 │       - │    50.00 │    -1.50 │ FAIL     │
+└──────────┴─────────────────────────────┴────────────┴─────────┴──────────┴──────────┴─────────┴──────────┴──────────┴──────────┘
+"""
+    assert [line.rstrip() for line in console.export_text().splitlines()] == expected.splitlines()
+    # the verdict's colour: green passed, yellow accepted only by --allow-drop, red failed
+    assert "\x1b[32mpass\x1b[0m" in styled and "\x1b[33maccepted\x1b[0m" in styled and "\x1b[31mFAIL\x1b[0m" in styled
+
+
+def test_parity_table_off_a_terminal_is_130_columns_wide(capsys):
+    """rich would fall back to 80 columns in a CI log or a pipe and cut the file names."""
+    print_parity_table(_table_manifest(long_path="openvino/" + "x" * 60 + "/openvino_model.xml"))
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) == 130 and any("openvino/xxxxxxxx" in line for line in lines)
 
 
 # ----------------------------------------------------------------------------- the parity set and run_parity
