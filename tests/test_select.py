@@ -124,6 +124,94 @@ def test_selection_shapes_trim_dev_rows_to_their_length(tiny_tokenizer):
     assert [row["input_ids"].tolist() for row in shapes["dev_b1"]] == [[[0, 1, 2]], [[4, 5]]]
 
 
+# scripted p50s per shape: fast_b1 wins b1_s64 and dev_b1, fast_b32 wins b32_s64 and dev_b8, by 2x and by 2-3 %
+SCRIPTED_MS = {
+    "b1_s64": ([1.0, 1.0, 1.0], [2.0, 2.0, 2.0]),
+    "b32_s64": ([10.0, 10.0, 10.0], [5.0, 5.0, 5.0]),
+    "dev_b1": ([1.0, 1.0, 1.0], [1.02, 1.02, 1.02]),
+    "dev_b8": ([4.0, 4.0, 4.0], [3.9, 3.9, 3.9]),
+}
+
+
+def test_select_fastest_ranks_chooses_and_reports_on_a_scripted_clock(
+    tmp_path, tiny_model, tiny_data, tiny_tokenizer, monkeypatch, capsys
+):
+    """The whole `selection` block on real torch runners, with latencies scripted per shape instead of measured."""
+    import ladc.timing
+    from ladc.parity import load_parity_set
+    from ladc.select import SELECT_MAX_S, SELECT_WARMUP, print_selection, select_fastest
+    from ladc.tasks import get_task
+
+    shutil.copytree(tiny_model, tmp_path / "model")
+    cpu = "CPUExecutionProvider"
+
+    def entry(name, precision="fp32", accepted=True, provider=cpu):
+        return {"name": name, "path": "model/model.safetensors", "engine": "torch", "precision": precision,
+                "provider": provider, "parity": {"accepted": accepted, "reason": "agreement 50.00% < 97%"}}  # fmt: skip
+
+    manifest = {"artifacts": [entry("fast_b1"), entry("failed", accepted=False), entry("fast_b32", "bf16"),
+                              entry("gpu", provider="CUDAExecutionProvider"), entry("same_as_fast_b1")]}  # fmt: skip
+    data = DataConfig(task="sst2", data_dir=str(tiny_data), cache_dir=str(tiny_data / "cache"), dev_limit=20)
+    parity_set = load_parity_set(data, tiny_tokenizer, get_task("sst2"), batch_size=8)
+    seen = []
+
+    def scripted(calls, warmup, iterations, max_duration_s):
+        shape = list(SCRIPTED_MS)[len(seen)]
+        outputs = [call(k) for call in calls for k in range(2)]  # the real runners, on this shape's feeds
+        seen.append((shape, warmup, iterations, max_duration_s, [tuple(o.shape) for o in outputs]))
+        return [list(ms) for ms in SCRIPTED_MS[shape]]
+
+    monkeypatch.setattr(ladc.timing, "time_isolated", scripted)
+    cfg = _cfg(tmp_path / "model", tmp_path / "out", tiny_data, select_iterations=3, threads=1)
+    selection = select_fastest(manifest, tmp_path, tiny_tokenizer, parity_set, cfg, max_positions=64)
+
+    # each shape timed once, both candidates, with the selection's warm-up, iterations and cap; feeds cycle with k
+    shapes_out = {"b1_s64": [(1, 2)] * 4, "b32_s64": [(32, 2)] * 4, "dev_b1": [(1, 2)] * 4,
+                  "dev_b8": [(8, 2)] * 4}  # fmt: skip
+    assert seen == [(shape, SELECT_WARMUP, 3, SELECT_MAX_S, out) for shape, out in shapes_out.items()]
+    assert [d["name"] for d in selection["dropped"]] == ["failed", "gpu", "same_as_fast_b1"]
+    assert selection["dropped"][0]["reason"] == "failed parity: agreement 50.00% < 97%"
+    assert selection["fastest"] == {"b1_s64": "fast_b1", "b32_s64": "fast_b32", "dev_b1": "fast_b1",
+                                    "dev_b8": "fast_b32"}  # fmt: skip
+    # geometric means: fast_b32 (2 x 1.02)^(1/4) = 1.1951, fast_b1 (2 x 4/3.9)^(1/4) = 1.1968, within 5 %: a tie
+    assert selection["geomean_slowdown"] == {"fast_b32": 1.1951, "fast_b1": 1.1968}
+    assert selection["chosen"] == "fast_b32" and selection["chosen_path"] == "model/model.safetensors"
+    assert selection["near_ties"] == ["fast_b1"]
+    assert selection["reason"] == (
+        "fast_b32: 2.00x slower than fast_b1 at b1_s64; fastest at b32_s64 (5.00 ms, 2.00x fast_b1); "
+        "1.02x slower than fast_b1 at dev_b1; fastest at dev_b8 (3.90 ms, 1.03x fast_b1); "
+        "within 5% (a tie at this budget): fast_b1"
+    )
+    b32 = selection["ranking"]["b32_s64"]
+    assert [(r["name"], r["p50_ms"], r["runs"]) for r in b32] == [("fast_b32", 5.0, 3), ("fast_b1", 10.0, 3)]
+    assert b32[0]["samples_per_s"] == pytest.approx(32 * 3 / 0.015)
+    first_row, first_batch = int(parity_set.lengths[0]), parity_set.batches[0]["input_ids"].shape[1]
+    assert selection["shapes"] == {"b1_s64": [[1, 64]], "b32_s64": [[32, 64]],
+                                   "dev_b1": [[1, first_row], "20 feeds cycled"],
+                                   "dev_b8": [[8, first_batch], "3 feeds cycled"]}  # fmt: skip
+    assert selection["timing"]["threads"] == 1 and selection["timing"]["iterations"] == 3
+    assert selection["timing"]["max_s_per_shape"] == SELECT_MAX_S and selection["timing"]["warmup"] == SELECT_WARMUP
+
+    from rich.console import Console
+
+    console = Console(record=True, width=300)
+    print_selection({"selection": selection}, console)
+    lines = [line.rstrip() for line in console.export_text().splitlines()]
+    assert lines[0].strip() == f"--select fastest on {selection['machine']['cpu']} (1 threads)"
+    assert lines[2:6] == [
+        "┃ artifact          ┃ b1_s64 p50 ms ┃ b32_s64 p50 ms ┃ dev_b1 p50 ms ┃ dev_b8 p50 ms ┃ geomean slowdown ┃",
+        "┡━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━┩",
+        "│ fast_b32 (chosen) │          2.00 │           5.00 │          1.02 │          3.90 │            1.20x │",
+        "│ fast_b1           │          1.00 │          10.00 │          1.00 │          4.00 │            1.20x │",
+    ]
+    assert lines[-4:] == [f"chosen: {selection['reason']}", "not ranked: failed: failed parity: agreement 50.00% < 97%",
+                          "not ranked: gpu: runs on CUDA; selection times the CPU",
+                          "not ranked: same_as_fast_b1: identical to fast_b1 here (fp32)"]  # fmt: skip
+    capsys.readouterr()
+    print_selection({"selection": selection})  # off a terminal: 130 columns, not rich's 80
+    assert 120 < max(len(line) for line in capsys.readouterr().out.splitlines()) <= 130
+
+
 # ----------------------------------------------------------------------------- the artifact table
 
 
