@@ -68,6 +68,23 @@ def test_judge_applies_each_bound_and_allow_drop():
     assert judge(figures, TOLERANCES["int8"])["tolerance"] == dataclasses.asdict(TOLERANCES["int8"])
 
 
+def test_judge_bounds_are_inclusive_and_reasons_exact():
+    at_bounds = {"max_abs_diff": 1e-4, "label_agreement_pct": 97.0, "metric_drop_points": 1.0,
+                 "headline_metric": "accuracy"}  # fmt: skip
+    for precision in ("fp32", "int8"):
+        verdict = judge(at_bounds, TOLERANCES[precision])
+        assert verdict["within_tolerance"] and verdict["accepted"] and verdict["reason"] == "within tolerance"
+    # --allow-drop: a drop equal to it is accepted, a larger one is not, and the reason says which
+    assert (
+        judge(at_bounds, TOLERANCES["int8"], allow_drop=1.0)["reason"]
+        == "within tolerance (--allow-drop 1: drop 1.00 <= 1)"
+    )
+    rejected = judge({**at_bounds, "metric_drop_points": 1.25}, TOLERANCES["int8"], allow_drop=1.2)
+    assert not rejected["accepted"] and rejected["reason"] == (
+        "accuracy drop 1.25 points > 1 (--allow-drop 1.2: drop 1.25 > 1.2)"
+    )
+
+
 def test_tolerance_comes_from_the_row_else_the_precision_run(monkeypatch):
     import ladc.artifacts
 
@@ -88,15 +105,19 @@ def test_raise_on_failure_names_every_failed_artifact(tmp_path):
     manifest = {"pytorch": {"headline_metric": "accuracy", "metrics": {"accuracy": 0.9}},
                 "parity_set": {"examples": 48},
                 "artifacts": [{"path": "model.onnx", "parity": {**parity, "accepted": True}},
-                              {"path": "model_int8.onnx", "parity": parity}]}  # fmt: skip
+                              {"path": "model_int8.onnx", "parity": parity},
+                              {"path": "model_fused_int8.onnx", "parity": {**parity, "max_abs_diff": 0.5}}]}  # fmt: skip
     with pytest.raises(LadcError) as caught:
         raise_on_failure(manifest, tmp_path)
-    message = str(caught.value)
-    assert (
-        "on 48 dev examples: model_int8.onnx: label agreement 90.00% < 97% (accuracy 80.00 vs PyTorch 90.00" in message
+    assert str(caught.value) == (
+        "parity check failed on 48 dev examples: model_int8.onnx: label agreement 90.00% < 97% (accuracy 80.00 vs "
+        "PyTorch 90.00, max|Δlogit| 0.3); model_fused_int8.onnx: label agreement 90.00% < 97% (accuracy 80.00 vs "
+        f"PyTorch 90.00, max|Δlogit| 0.5). Artifacts and export.json kept in {tmp_path}; for INT8 try "
+        "--keep-head-fp32 or --exclude-nodes (and --per-channel if you chose --per-tensor), or pass --allow-drop "
+        "POINTS to accept the drop"
     )
-    assert "model.onnx:" not in message.replace("model_int8.onnx", "") and "\n" not in message
-    manifest["artifacts"][1]["parity"]["accepted"] = True
+    for entry in manifest["artifacts"]:
+        entry["parity"]["accepted"] = True
     raise_on_failure(manifest, tmp_path)  # nothing failed: no error
 
 
@@ -153,6 +174,20 @@ def test_parity_table_off_a_terminal_is_130_columns_wide(capsys):
     assert max(len(line) for line in lines) == 130 and any("openvino/xxxxxxxx" in line for line in lines)
 
 
+def test_parity_table_on_a_terminal_takes_its_width_and_names_unnamed_artifacts_blank(capsys, monkeypatch):
+    import re
+    import sys
+
+    manifest = _table_manifest(long_path="openvino/" + "x" * 60 + "/openvino_model.xml")
+    del manifest["artifacts"][0]["name"]  # export.json from before artifacts had names
+    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    print_parity_table(manifest)
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in capsys.readouterr().out.splitlines()]
+    assert max(len(line) for line in lines) > 130  # the terminal's 250 columns, not 130
+    assert any(line.startswith("│          │ model.onnx ") for line in lines)
+
+
 # ----------------------------------------------------------------------------- the parity set and run_parity
 
 
@@ -183,13 +218,23 @@ def test_run_parity_judges_each_entry_against_pytorch(tmp_path, tiny_model, tiny
     parity_set = load_parity_set(_data(tiny_data), tiny_tokenizer, task)
     model.save_pretrained(tmp_path)  # the torch engine reads model.safetensors + config.json
     manifest = {
-        "artifacts": [{"name": "torch_bf16", "path": "model.safetensors", "engine": "torch", "precision": "bf16"}]
+        "artifacts": [{"name": "torch_bf16", "path": "model.safetensors", "engine": "torch", "precision": "bf16"}],
+        "parity_set": {"seed": 7},  # what export recorded before parity ran is kept
     }
     run_parity(manifest, tmp_path, model, parity_set, task, allow_drop=None)
-    assert manifest["pytorch"]["metrics"]["accuracy"] > 0.5 and manifest["parity_set"]["examples"] == 48
+    accuracy = manifest["pytorch"]["metrics"]["accuracy"]
+    assert manifest["pytorch"] == {
+        "precision": "fp32",
+        "metrics": {"accuracy": accuracy},
+        "headline_metric": "accuracy",
+    }
+    assert accuracy > 0.5 and manifest["parity_set"] == {"seed": 7, **parity_set.describe()}
     bf16 = manifest["artifacts"][0]["parity"]
     assert 0 < bf16["max_abs_diff"] < 0.1 and bf16["label_agreement_pct"] >= 97 and bf16["accepted"]
     assert bf16["tolerance"] == dataclasses.asdict(TOLERANCES["bf16"]) and manifest["passed"]
+    assert "inference_precision" not in manifest["artifacts"][0]  # only an engine that chooses ("auto") records one
+    run_parity(manifest, tmp_path, model, parity_set, task, allow_drop=0.5)  # --allow-drop reaches the verdict
+    assert manifest["artifacts"][0]["parity"]["reason"].endswith(" <= 0.5)")
 
 
 # ----------------------------------------------------------------------------- one row, no other edit
