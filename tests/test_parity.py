@@ -36,6 +36,9 @@ def test_parity_figures_by_hand():
     # PyTorch predicts 0,1,1,0 (accuracy 0.75); the candidate 0,1,1,1 (accuracy 1.0): a drop of -25 points
     assert figures["metrics"] == {"accuracy": 1.0} and figures["metric_drop_points"] == pytest.approx(-25.0)
     assert figures["examples"] == 4 and figures["headline_metric"] == "accuracy"
+    # a drop that is not a whole number of points is kept to 4 decimals: PyTorch 1/3 right, the candidate 2/3
+    third = parity_figures(get_task("sst2"), REFERENCE[:3], CANDIDATE[:3] * [[1, 1], [1, -1], [1, 1]], LABELS[:3] * 0)
+    assert third["metric_drop_points"] == -33.3333
 
 
 def test_parity_figures_for_regression_have_no_agreement():
@@ -203,11 +206,13 @@ def test_parity_set_is_the_dev_split_in_file_order(tiny_data, tiny_tokenizer):
     assert all(b["input_ids"].dtype == np.int64 and "labels" not in b for b in parity_set.batches)
     first = tiny_tokenizer(rows[0].split("\t")[0])["input_ids"]
     assert parity_set.lengths[0] == len(first) and parity_set.batches[0]["input_ids"][0, : len(first)].tolist() == first
-    described = parity_set.describe()
-    assert described["examples"] == 20 and described["batches"] == 3
-    assert (
-        described["tokens_max"] == max(parity_set.lengths) == max(b["input_ids"].shape[1] for b in parity_set.batches)
-    )
+    lengths = [len(tiny_tokenizer(row.split("\t")[0])["input_ids"]) for row in rows]
+    assert parity_set.lengths.tolist() == lengths
+    assert parity_set.describe() == {
+        "split": "validation", "examples": 20, "batches": 3, "tokens_min": min(lengths),
+        "tokens_mean": round(sum(lengths) / 20, 1), "tokens_max": max(lengths),
+    }  # fmt: skip
+    assert max(lengths) == max(b["input_ids"].shape[1] for b in parity_set.batches)
 
 
 def test_run_parity_judges_each_entry_against_pytorch(tmp_path, tiny_model, tiny_data, tiny_tokenizer):
@@ -229,6 +234,7 @@ def test_run_parity_judges_each_entry_against_pytorch(tmp_path, tiny_model, tiny
         "headline_metric": "accuracy",
     }
     assert accuracy > 0.5 and manifest["parity_set"] == {"seed": 7, **parity_set.describe()}
+    assert [len(batch["input_ids"]) for batch in parity_set.batches] == [32, 16]  # 48 dev rows, 32 per batch
     bf16 = manifest["artifacts"][0]["parity"]
     assert 0 < bf16["max_abs_diff"] < 0.1 and bf16["label_agreement_pct"] >= 97 and bf16["accepted"]
     assert bf16["tolerance"] == dataclasses.asdict(TOLERANCES["bf16"]) and manifest["passed"]
