@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -145,7 +146,9 @@ def _tiny_classifier(tiny_bert_config, seed: int = 0):
     return BertForSequenceClassification(config)
 
 
-def _fit(model, run_dir: Path, examples: list[dict], micro_batch: int, evaluate=None, **optim) -> TrainResult:
+def _fit(
+    model, run_dir: Path, examples: list[dict], micro_batch: int, evaluate=None, resume: bool = False, **optim
+) -> TrainResult:
     """ladc.train.fit on one classifier with plain cross-entropy and an in-order loader."""
     from torch.utils.data import DataLoader
 
@@ -168,7 +171,7 @@ def _fit(model, run_dir: Path, examples: list[dict], micro_batch: int, evaluate=
     return fit(
         plan, train_dataset=examples, make_loader=lambda epoch: DataLoader(examples, batch_size=micro_batch),
         evaluate=evaluate or (lambda model, accelerator: {"accuracy": 0.5}), optim=config, run_dir=run_dir,
-        task=get_task("sst2"),
+        task=get_task("sst2"), resume=resume,
     )  # fmt: skip
 
 
@@ -266,6 +269,46 @@ def test_fit_keeps_the_best_evaluation_not_the_last(tmp_path, tiny_bert_config):
         torch.testing.assert_close(tensor, snapshots[1][name], msg=name)
     assert any(not torch.equal(kept[name], snapshots[2][name]) for name in kept)  # step 6's model is another one
     assert any(not torch.equal(kept[name], snapshots[3][name]) for name in kept)
+
+
+def test_fit_continues_mid_epoch_from_a_checkpoint_like_the_uninterrupted_run(tmp_path, tiny_bert_config):
+    """In-process resume: a run dir holding only the step-6 checkpoint (and best/) of a 12-step run, as a run killed
+    after that checkpoint leaves it, continues to the uninterrupted run's weights, history and kept checkpoint.
+
+    32 examples, micro-batch 4, grad_accum 2: 4 steps per epoch, so step 6 is mid-epoch (4 micro-batches to skip).
+    """
+    from transformers import BertForSequenceClassification
+
+    from ladc.checkpoints import KEEP_CHECKPOINTS
+
+    def scripted(scores):
+        scores = iter(scores)
+        return lambda model, accelerator: {"accuracy": next(scores)}
+
+    common = {"micro_batch": 4, "grad_accum": 2, "max_steps": 12, "save_steps": 3, "eval_steps": 6,
+              "warmup_steps": 2, "weight_decay": 0.1, "max_grad_norm": 1.0}  # fmt: skip
+    full_model = _tiny_classifier(tiny_bert_config)
+    full = _fit(full_model, tmp_path / "full", _examples(), evaluate=scripted([0.9, 0.7]), **common)
+    # checkpoints at steps 3, 6 and 9 (none at the last step); the newest KEEP_CHECKPOINTS are kept
+    assert KEEP_CHECKPOINTS == 2 and sorted(p.name for p in (tmp_path / "full" / "checkpoints").iterdir()) == [
+        "step-6", "step-9",
+    ]  # fmt: skip
+    cut = tmp_path / "cut"
+    shutil.copytree(tmp_path / "full" / "checkpoints" / "step-6", cut / "checkpoints" / "step-6")
+    shutil.copytree(tmp_path / "full" / "best", cut / "best")  # best/ was written at step 6, before the checkpoint
+
+    resumed_model = _tiny_classifier(tiny_bert_config, seed=1)  # other initial weights: all come from the checkpoint
+    resumed = _fit(resumed_model, cut, _examples(), evaluate=scripted([0.7]), resume=True, **common)
+    assert (resumed.resumed_from_step, resumed.final_step, full.resumed_from_step) == (6, 12, None)
+    assert (resumed.best_step, resumed.best_metrics) == (full.best_step, full.best_metrics) == (6, {"accuracy": 0.9})
+    for (name, got), expected in zip(resumed_model.state_dict().items(), full_model.state_dict().values()):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6, msg=name)
+    # the same log (steps, dev entries) and the same loss and lr at every step; only samples/s is timing
+    assert [(h["step"], h.get("dev")) for h in resumed.history] == [(h["step"], h.get("dev")) for h in full.history]
+    numbers = lambda history: [h[k] for h in history for k in ("loss", "lr") if k in h]  # noqa: E731
+    assert numbers(resumed.history) == pytest.approx(numbers(full.history), rel=1e-5)
+    kept = BertForSequenceClassification.from_pretrained(cut / "best").state_dict()  # step 6's, not the last step's
+    assert any(not torch.equal(kept[name], tensor) for name, tensor in resumed_model.state_dict().items())
 
 
 @pytest.mark.integration
