@@ -126,56 +126,85 @@ def test_selection_shapes_trim_dev_rows_to_their_length(tiny_tokenizer):
 
 # scripted p50s per shape: fast_b1 wins b1_s64 and dev_b1, fast_b32 wins b32_s64 and dev_b8, by 2x and by 2-3 %
 SCRIPTED_MS = {
-    "b1_s64": ([1.0, 1.0, 1.0], [2.0, 2.0, 2.0]),
+    "b1_s64": ([1.5, 1.5, 1.5], [3.0, 3.0, 3.0]),
     "b32_s64": ([10.0, 10.0, 10.0], [5.0, 5.0, 5.0]),
-    "dev_b1": ([1.0, 1.0, 1.0], [1.02, 1.02, 1.02]),
+    "dev_b1": ([2.0, 2.0, 2.0], [2.04, 2.04, 2.04]),
     "dev_b8": ([4.0, 4.0, 4.0], [3.9, 3.9, 3.9]),
 }
+
+
+def _torch_entry(
+    name, path="model/model.safetensors", precision="fp32", accepted=True, provider="CPUExecutionProvider"
+):
+    return {"name": name, "path": path, "engine": "torch", "precision": precision, "provider": provider,
+            "parity": {"accepted": accepted, "reason": f"{name} agreement 50.00% < 97%"}}  # fmt: skip
+
+
+def _select_scripted(monkeypatch, root, tokenizer, data_dir, manifest, scripted_ms, threads=1):
+    """select_fastest on real torch runners (16 dev rows, batch 8), each shape's latencies taken from `scripted_ms`.
+
+    Returns (selection, what each timing call saw, the threads each runner was opened with).
+    """
+    import ladc.runners
+    import ladc.timing
+    from ladc.parity import load_parity_set
+    from ladc.select import select_fastest
+    from ladc.tasks import get_task
+
+    data = DataConfig(task="sst2", data_dir=str(data_dir), cache_dir=str(data_dir / "cache"), dev_limit=16)
+    parity_set = load_parity_set(data, tokenizer, get_task("sst2"), batch_size=8)
+    seen, opened = [], []
+
+    def scripted(calls, warmup, iterations, max_duration_s):
+        shape = list(scripted_ms)[len(seen)]
+        outputs = [call(k) for call in calls for k in range(2)]  # the real runners, on this shape's feeds
+        seen.append((shape, warmup, iterations, max_duration_s, [tuple(o.shape) for o in outputs]))
+        return [list(ms) for ms in scripted_ms[shape]]
+
+    def recording_open(root, entry, threads=None, *args, **kwargs):
+        opened.append((entry["name"], threads))
+        return real_open(root, entry, threads, *args, **kwargs)
+
+    real_open = ladc.runners.open_artifact
+    monkeypatch.setattr(ladc.timing, "time_isolated", scripted)
+    monkeypatch.setattr(ladc.runners, "open_artifact", recording_open)
+    cfg = _cfg(root / "model", root / "out", data_dir, select_iterations=3, threads=threads)
+    selection = select_fastest(manifest, root, tokenizer, parity_set, cfg, max_positions=64)
+    return selection, seen, opened, parity_set
 
 
 def test_select_fastest_ranks_chooses_and_reports_on_a_scripted_clock(
     tmp_path, tiny_model, tiny_data, tiny_tokenizer, monkeypatch, capsys
 ):
     """The whole `selection` block on real torch runners, with latencies scripted per shape instead of measured."""
-    import ladc.timing
-    from ladc.parity import load_parity_set
-    from ladc.select import SELECT_MAX_S, SELECT_WARMUP, print_selection, select_fastest
-    from ladc.tasks import get_task
+    import psutil
 
-    shutil.copytree(tiny_model, tmp_path / "model")
-    cpu = "CPUExecutionProvider"
+    from ladc.hardware import cpu_flags, cpu_model
+    from ladc.select import SELECT_MAX_S, SELECT_WARMUP, print_selection
+    from ladc.timing import PAUSE_S
 
-    def entry(name, precision="fp32", accepted=True, provider=cpu):
-        return {"name": name, "path": "model/model.safetensors", "engine": "torch", "precision": precision,
-                "provider": provider, "parity": {"accepted": accepted, "reason": "agreement 50.00% < 97%"}}  # fmt: skip
-
-    manifest = {"artifacts": [entry("fast_b1"), entry("failed", accepted=False), entry("fast_b32", "bf16"),
-                              entry("gpu", provider="CUDAExecutionProvider"), entry("same_as_fast_b1")]}  # fmt: skip
-    data = DataConfig(task="sst2", data_dir=str(tiny_data), cache_dir=str(tiny_data / "cache"), dev_limit=20)
-    parity_set = load_parity_set(data, tiny_tokenizer, get_task("sst2"), batch_size=8)
-    seen = []
-
-    def scripted(calls, warmup, iterations, max_duration_s):
-        shape = list(SCRIPTED_MS)[len(seen)]
-        outputs = [call(k) for call in calls for k in range(2)]  # the real runners, on this shape's feeds
-        seen.append((shape, warmup, iterations, max_duration_s, [tuple(o.shape) for o in outputs]))
-        return [list(ms) for ms in SCRIPTED_MS[shape]]
-
-    monkeypatch.setattr(ladc.timing, "time_isolated", scripted)
-    cfg = _cfg(tmp_path / "model", tmp_path / "out", tiny_data, select_iterations=3, threads=1)
-    selection = select_fastest(manifest, tmp_path, tiny_tokenizer, parity_set, cfg, max_positions=64)
-
+    for directory in ("model", "model_bf16"):
+        shutil.copytree(tiny_model, tmp_path / directory)
+    manifest = {"artifacts": [
+        _torch_entry("fast_b1"), _torch_entry("failed", accepted=False),
+        _torch_entry("fast_b32", "model_bf16/model.safetensors", "bf16"),
+        _torch_entry("gpu", provider="CUDAExecutionProvider"), _torch_entry("same_as_fast_b1"),
+    ]}  # fmt: skip
+    selection, seen, opened, parity_set = _select_scripted(
+        monkeypatch, tmp_path, tiny_tokenizer, tiny_data, manifest, SCRIPTED_MS
+    )
     # each shape timed once, both candidates, with the selection's warm-up, iterations and cap; feeds cycle with k
     shapes_out = {"b1_s64": [(1, 2)] * 4, "b32_s64": [(32, 2)] * 4, "dev_b1": [(1, 2)] * 4,
                   "dev_b8": [(8, 2)] * 4}  # fmt: skip
     assert seen == [(shape, SELECT_WARMUP, 3, SELECT_MAX_S, out) for shape, out in shapes_out.items()]
+    assert opened == [("fast_b1", 1), ("fast_b32", 1)]  # --threads reaches every runner
     assert [d["name"] for d in selection["dropped"]] == ["failed", "gpu", "same_as_fast_b1"]
-    assert selection["dropped"][0]["reason"] == "failed parity: agreement 50.00% < 97%"
+    assert selection["dropped"][0]["reason"] == "failed parity: failed agreement 50.00% < 97%"
     assert selection["fastest"] == {"b1_s64": "fast_b1", "b32_s64": "fast_b32", "dev_b1": "fast_b1",
                                     "dev_b8": "fast_b32"}  # fmt: skip
     # geometric means: fast_b32 (2 x 1.02)^(1/4) = 1.1951, fast_b1 (2 x 4/3.9)^(1/4) = 1.1968, within 5 %: a tie
     assert selection["geomean_slowdown"] == {"fast_b32": 1.1951, "fast_b1": 1.1968}
-    assert selection["chosen"] == "fast_b32" and selection["chosen_path"] == "model/model.safetensors"
+    assert selection["chosen"] == "fast_b32" and selection["chosen_path"] == "model_bf16/model.safetensors"
     assert selection["near_ties"] == ["fast_b1"]
     assert selection["reason"] == (
         "fast_b32: 2.00x slower than fast_b1 at b1_s64; fastest at b32_s64 (5.00 ms, 2.00x fast_b1); "
@@ -187,10 +216,14 @@ def test_select_fastest_ranks_chooses_and_reports_on_a_scripted_clock(
     assert b32[0]["samples_per_s"] == pytest.approx(32 * 3 / 0.015)
     first_row, first_batch = int(parity_set.lengths[0]), parity_set.batches[0]["input_ids"].shape[1]
     assert selection["shapes"] == {"b1_s64": [[1, 64]], "b32_s64": [[32, 64]],
-                                   "dev_b1": [[1, first_row], "20 feeds cycled"],
-                                   "dev_b8": [[8, first_batch], "3 feeds cycled"]}  # fmt: skip
-    assert selection["timing"]["threads"] == 1 and selection["timing"]["iterations"] == 3
-    assert selection["timing"]["max_s_per_shape"] == SELECT_MAX_S and selection["timing"]["warmup"] == SELECT_WARMUP
+                                   "dev_b1": [[1, first_row], "16 feeds cycled"],
+                                   "dev_b8": [[8, first_batch], "2 feeds cycled"]}  # fmt: skip
+    assert selection["timing"] == {
+        "isolation": "isolated", "warmup": SELECT_WARMUP, "iterations": 3, "max_s_per_shape": SELECT_MAX_S,
+        "pause_s": PAUSE_S, "threads": 1, "timer": "time.perf_counter around the runner call (inputs prepared beforehand)",
+    }  # fmt: skip
+    assert selection["machine"] == {"cpu": cpu_model(), "cpu_flags": cpu_flags(),
+                                    "physical_cores": psutil.cpu_count(logical=False)}  # fmt: skip
 
     from rich.console import Console
 
@@ -201,15 +234,51 @@ def test_select_fastest_ranks_chooses_and_reports_on_a_scripted_clock(
     assert lines[2:6] == [
         "┃ artifact          ┃ b1_s64 p50 ms ┃ b32_s64 p50 ms ┃ dev_b1 p50 ms ┃ dev_b8 p50 ms ┃ geomean slowdown ┃",
         "┡━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━┩",
-        "│ fast_b32 (chosen) │          2.00 │           5.00 │          1.02 │          3.90 │            1.20x │",
-        "│ fast_b1           │          1.00 │          10.00 │          1.00 │          4.00 │            1.20x │",
+        "│ fast_b32 (chosen) │          3.00 │           5.00 │          2.04 │          3.90 │            1.20x │",
+        "│ fast_b1           │          1.50 │          10.00 │          2.00 │          4.00 │            1.20x │",
     ]
-    assert lines[-4:] == [f"chosen: {selection['reason']}", "not ranked: failed: failed parity: agreement 50.00% < 97%",
+    assert lines[-4:] == [f"chosen: {selection['reason']}",
+                          "not ranked: failed: failed parity: failed agreement 50.00% < 97%",
                           "not ranked: gpu: runs on CUDA; selection times the CPU",
                           "not ranked: same_as_fast_b1: identical to fast_b1 here (fp32)"]  # fmt: skip
     capsys.readouterr()
     print_selection({"selection": selection})  # off a terminal: 130 columns, not rich's 80
     assert 120 < max(len(line) for line in capsys.readouterr().out.splitlines()) <= 130
+
+
+def test_select_fastest_edge_cases_on_a_scripted_clock(tmp_path, tiny_model, tiny_data, tiny_tokenizer, monkeypatch):
+    """A slowdown of exactly 5 % is a tie; a lone candidate has no runner-up; threads default to physical cores;
+    nothing accepted is a one-line error listing every reason."""
+    import psutil
+
+    from ladc.select import NEAR_TIE
+
+    shutil.copytree(tiny_model, tmp_path / "model")
+    five_percent = {shape: ([1.0] * 3, [NEAR_TIE] * 3) for shape in SCRIPTED_MS}
+    manifest = {"artifacts": [_torch_entry("a"), _torch_entry("b", precision="bf16")]}
+    selection, _, opened, _ = _select_scripted(
+        monkeypatch, tmp_path, tiny_tokenizer, tiny_data, manifest, five_percent, threads=None
+    )
+    assert selection["geomean_slowdown"] == {"a": 1.0, "b": 1.05} and selection["near_ties"] == ["b"]
+    assert selection["reason"].endswith("; within 5% (a tie at this budget): b")
+    physical = psutil.cpu_count(logical=False) or 1
+    assert selection["timing"]["threads"] == physical and opened == [("a", physical), ("b", physical)]
+
+    alone = {shape: ([2.0] * 3,) for shape in SCRIPTED_MS}
+    manifest = {"artifacts": [_torch_entry("a")]}
+    selection, *_ = _select_scripted(monkeypatch, tmp_path, tiny_tokenizer, tiny_data, manifest, alone)
+    assert selection["near_ties"] == [] and selection["reason"] == (
+        "a: fastest at b1_s64 (2.00 ms); fastest at b32_s64 (2.00 ms); fastest at dev_b1 (2.00 ms); "
+        "fastest at dev_b8 (2.00 ms)"
+    )
+
+    manifest = {"artifacts": [_torch_entry("x", accepted=False), _torch_entry("y", provider="CUDAExecutionProvider")]}
+    with pytest.raises(LadcError) as caught:
+        _select_scripted(monkeypatch, tmp_path, tiny_tokenizer, tiny_data, manifest, alone)
+    assert str(caught.value) == (
+        "--select fastest: no artifact passed parity (failed parity: x agreement 50.00% < 97%; "
+        "runs on CUDA; selection times the CPU)"
+    )
 
 
 # ----------------------------------------------------------------------------- the artifact table
