@@ -147,7 +147,14 @@ def _tiny_classifier(tiny_bert_config, seed: int = 0):
 
 
 def _fit(
-    model, run_dir: Path, examples: list[dict], micro_batch: int, evaluate=None, resume: bool = False, **optim
+    model,
+    run_dir: Path,
+    examples: list[dict],
+    micro_batch: int,
+    evaluate=None,
+    resume: bool = False,
+    score_dev=None,
+    **optim,
 ) -> TrainResult:
     """ladc.train.fit on one classifier with plain cross-entropy and an in-order loader."""
     from torch.utils.data import DataLoader
@@ -171,7 +178,7 @@ def _fit(
     return fit(
         plan, train_dataset=examples, make_loader=lambda epoch: DataLoader(examples, batch_size=micro_batch),
         evaluate=evaluate or (lambda model, accelerator: {"accuracy": 0.5}), optim=config, run_dir=run_dir,
-        task=get_task("sst2"), resume=resume,
+        task=get_task("sst2"), resume=resume, score_dev=score_dev,
     )  # fmt: skip
 
 
@@ -309,6 +316,113 @@ def test_fit_continues_mid_epoch_from_a_checkpoint_like_the_uninterrupted_run(tm
     assert numbers(resumed.history) == pytest.approx(numbers(full.history), rel=1e-5)
     kept = BertForSequenceClassification.from_pretrained(cut / "best").state_dict()  # step 6's, not the last step's
     assert any(not torch.equal(kept[name], tensor) for name, tensor in resumed_model.state_dict().items())
+
+
+def test_ctrl_c_checkpoints_the_current_step_and_stops(tmp_path, tiny_bert_config, monkeypatch):
+    """Ctrl-C lands after step 5 (save_steps 3): fit saves step 5 as well, raises KeyboardInterrupt, and a resume from
+    there ends on the uninterrupted run's weights. The run passes its kill points in order, with the step."""
+    import signal
+
+    import ladc.train
+
+    passed = []
+
+    def record(name, step=None):
+        passed.append((name, step))
+        if name == "train-step" and sum(n == "train-step" for n, _ in passed) == 5 and not resuming:
+            signal.raise_signal(signal.SIGINT)  # as a Ctrl-C arriving during step 5
+
+    monkeypatch.setattr(ladc.train, "kill_point", record)
+    common = {"micro_batch": 4, "grad_accum": 2, "max_steps": 8, "save_steps": 3, "eval_steps": 4}
+    resuming = False
+    with pytest.raises(KeyboardInterrupt):
+        _fit(_tiny_classifier(tiny_bert_config), tmp_path / "cut", _examples(), **common)
+    assert sorted(p.name for p in (tmp_path / "cut" / "checkpoints").iterdir()) == ["step-3", "step-5"]
+    state = json.loads((tmp_path / "cut" / "checkpoints" / "step-5" / "trainer_state.json").read_text())
+    assert (state["step"], state["best_step"], state["best_metrics"]) == (5, 4, {"accuracy": 0.5})
+    checkpoint = [("checkpoint-write", None), ("checkpoint-rename", None)]
+    assert passed == [
+        ("train-step", None), ("train-step", None), ("train-step", None), *checkpoint, ("checkpoint-done", 3),
+        ("train-step", None), ("best-write", None), ("train-step", None), *checkpoint, ("checkpoint-done", 5),
+    ]  # fmt: skip
+
+    resuming = True
+    resumed_model = _tiny_classifier(tiny_bert_config, seed=1)
+    resumed = _fit(resumed_model, tmp_path / "cut", _examples(), resume=True, **common)
+    full_model = _tiny_classifier(tiny_bert_config)
+    _fit(full_model, tmp_path / "full", _examples(), **common)
+    assert resumed.resumed_from_step == 5 and resumed.final_step == 8
+    for (name, got), expected in zip(resumed_model.state_dict().items(), full_model.state_dict().values()):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_dev_is_scored_once_after_training_for_the_kept_and_the_last_model(tmp_path, tiny_bert_config):
+    """Selection on a holdout keeps step 4 of 8; dev is then scored on best/ (step 4's weights) and on the last model.
+    The score here is a fingerprint of the weights, so each dev figure says which model it came from."""
+    from transformers import BertForSequenceClassification
+
+    calls = []
+
+    def fingerprint(model, accelerator):
+        assert accelerator is not None and accelerator.mixed_precision == "no"
+        weights = accelerator.unwrap_model(model).classifier.weight
+        calls.append(float(weights.sum()))
+        return {"accuracy": calls[-1]}
+
+    def holdout(scores):
+        scores = iter(scores)
+        return lambda model, accelerator: {"accuracy": next(scores)}
+
+    model = _tiny_classifier(tiny_bert_config)
+    common = {"micro_batch": 4, "max_steps": 8, "eval_steps": 4}
+    result = _fit(model, tmp_path / "a", _examples(), evaluate=holdout([0.9, 0.7]), score_dev=fingerprint, **common)
+    best_weights = BertForSequenceClassification.from_pretrained(tmp_path / "a" / "best").classifier.weight
+    last = calls[0]
+    assert result.best_step == 4 and len(calls) == 2 and last != calls[1]
+    assert result.dev == {"accuracy": pytest.approx(float(best_weights.sum()))}
+    assert result.dev_last == {"accuracy": last}
+    # the kept model is the last one: one dev pass, reported twice
+    calls.clear()
+    result = _fit(_tiny_classifier(tiny_bert_config), tmp_path / "b", _examples(), evaluate=holdout([0.7, 0.9]),
+                  score_dev=fingerprint, **common)  # fmt: skip
+    assert result.best_step == 8 and len(calls) == 1 and result.dev == result.dev_last == {"accuracy": calls[0]}
+
+
+def test_result_metrics_are_the_metrics_json_fields():
+    from ladc.tasks import get_task
+    from ladc.train import result_metrics
+
+    history = [{"step": 2, "loss": 0.5, "lr": 1e-4, "samples_per_s": 10.0}, {"step": 2, "holdout": {"accuracy": 0.8}}]
+    result = TrainResult(best_step=2, best_metrics={"accuracy": 0.8}, final_step=4, history=history,
+                         train_samples_per_s=12.5, resumed_from_step=2, dev={"accuracy": 0.75},
+                         dev_last={"accuracy": 0.7}, selected_on="train-holdout", mixed_precision="bf16")  # fmt: skip
+    assert result_metrics(result, get_task("rte"), train_examples=90, holdout_examples=10) == {
+        "task": "rte", "dev": {"accuracy": 0.75}, "dev_last": {"accuracy": 0.7},
+        "selection": {"on": "train-holdout", "examples": 10, "best": {"accuracy": 0.8}}, "best_step": 2,
+        "final_step": 4, "train_examples": 90, "train_samples_per_s": 12.5, "resumed_from_step": 2,
+        "mixed_precision": "bf16", "history": history,
+    }  # fmt: skip
+    assert result_metrics(result, get_task("rte"), train_examples=90)["selection"]["examples"] == 0
+
+
+@pytest.mark.parametrize("requested", ["no", "bf16", "fp16", "auto", "BF16", "fp8"])
+def test_make_accelerator_takes_each_precision_or_says_why_not(requested):
+    from ladc.hardware import resolve_mixed_precision
+    from ladc.train import make_accelerator
+
+    optim = OptimConfig(mixed_precision=requested, grad_accum=3)
+    if requested in ("BF16", "fp8"):
+        with pytest.raises(LadcError) as caught:
+            make_accelerator(optim)
+        assert str(caught.value) == f"mixed_precision '{requested}' is not one of: no, bf16, fp16, auto"
+    elif requested == "fp16" and not torch.cuda.is_available():
+        with pytest.raises(LadcError) as caught:
+            make_accelerator(optim)
+        assert str(caught.value) == "mixed_precision fp16 needs a CUDA GPU; on CPU use bf16 (AVX-512 BF16) or no"
+    else:
+        accelerator = make_accelerator(optim)
+        assert str(accelerator.mixed_precision) == resolve_mixed_precision(requested)
+        assert accelerator.gradient_accumulation_steps == 3
 
 
 @pytest.mark.integration
