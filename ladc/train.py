@@ -146,13 +146,12 @@ def model_inputs(batch: dict) -> dict:
 
 
 def _param_groups(modules: list[nn.Module], weight_decay: float, lr: float) -> list[dict]:
-    """No weight decay on biases and LayerNorm weights (BERT recipe)."""
+    """No weight decay on biases and LayerNorm weights (BERT recipe): exactly the 1-D parameters."""
     decay, no_decay = [], []
     for module in modules:
-        for name, param in module.named_parameters():
-            if not param.requires_grad:
-                continue
-            (no_decay if param.ndim < 2 or "LayerNorm" in name or "norm" in name.lower() else decay).append(param)
+        for param in module.parameters():
+            if param.requires_grad:
+                (no_decay if param.ndim < 2 else decay).append(param)
     groups = [
         {"params": decay, "weight_decay": weight_decay, "lr": lr},
         {"params": no_decay, "weight_decay": 0.0, "lr": lr},

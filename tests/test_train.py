@@ -388,6 +388,35 @@ def test_dev_is_scored_once_after_training_for_the_kept_and_the_last_model(tmp_p
     assert result.best_step == 8 and len(calls) == 1 and result.dev == result.dev_last == {"accuracy": calls[0]}
 
 
+def test_build_optimizer_gives_each_spec_its_lr_and_decays_only_matrices(tiny_bert_config):
+    """One AdamW: per spec, a decay group (the 2-D weights) and a no-decay group (biases and LayerNorm), at the spec's
+    own lr; frozen parameters are left out wherever they sit."""
+    from ladc.lad import GateChain
+    from ladc.train import OptimizerSpec, build_optimizer
+
+    model = _tiny_classifier(tiny_bert_config)
+    model.bert.embeddings.word_embeddings.requires_grad_(False)  # frozen, and the first parameter of the model
+    gates = GateChain(3, model.config.hidden_size)
+    specs = [OptimizerSpec("model", ("model",), lr=1e-3, weight_decay=0.1),
+             OptimizerSpec("gates", ("gates",), lr=5e-2, weight_decay=0.0)]  # fmt: skip
+    optimizer = build_optimizer(specs, {"model": model, "gates": gates})
+
+    def ids(params):
+        return sorted(id(p) for p in params)
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    expected = [
+        (ids(p for p in trainable if p.ndim == 2), 0.1, 1e-3),
+        (ids(p for p in trainable if p.ndim == 1), 0.0, 1e-3),
+        (ids(p for p in gates.parameters() if p.ndim == 2), 0.0, 5e-2),
+        (ids(p for p in gates.parameters() if p.ndim == 1), 0.0, 5e-2),
+    ]
+    got = [(ids(g["params"]), g["weight_decay"], g["lr"]) for g in optimizer.param_groups]
+    assert got == expected and optimizer.defaults["fused"]
+    layer_norm = model.bert.encoder.layer[0].output.LayerNorm.weight
+    assert id(layer_norm) in expected[1][0] and id(model.bert.embeddings.word_embeddings.weight) not in expected[0][0]
+
+
 def test_result_metrics_are_the_metrics_json_fields():
     from ladc.tasks import get_task
     from ladc.train import result_metrics
