@@ -199,7 +199,7 @@ def _schedule_lengths(optim: OptimConfig, batches_per_epoch: int) -> tuple[int, 
 class _Loop:
     """State of one `fit` call; split out so each phase (setup, step, eval, checkpoint) stays small."""
 
-    def __init__(self, plan, train_dataset, make_loader, evaluate, optim, run_dir, task, select_split="dev"):
+    def __init__(self, plan, train_dataset, make_loader, evaluate, optim, run_dir, task, select_split):
         from transformers import get_linear_schedule_with_warmup
 
         self.plan, self.optim, self.run_dir, self.task = plan, optim, Path(run_dir), task

@@ -417,6 +417,31 @@ def test_build_optimizer_gives_each_spec_its_lr_and_decays_only_matrices(tiny_be
     assert id(layer_norm) in expected[1][0] and id(model.bert.embeddings.word_embeddings.weight) not in expected[0][0]
 
 
+def test_schedule_lengths_count_optimizer_steps():
+    from ladc.train import _schedule_lengths
+
+    # 9 micro-batches, grad_accum 2: 5 optimizer steps per epoch (the last one short); 3 epochs; warm-up 25 % of 15
+    assert _schedule_lengths(OptimConfig(epochs=3, grad_accum=2, warmup_ratio=0.25), 9) == (5, 15, 3)
+    assert _schedule_lengths(OptimConfig(epochs=3, max_steps=7, warmup_steps=4), 9) == (9, 7, 4)  # explicit wins
+    # at least one step per epoch and in all, however small the loader or the epoch fraction
+    assert _schedule_lengths(OptimConfig(epochs=0.1, warmup_ratio=0.5), 3) == (3, 1, 0)
+    assert _schedule_lengths(OptimConfig(epochs=2, grad_accum=4), 0) == (1, 2, 0)
+
+
+def test_a_plan_whose_optimizers_miss_a_trainable_module_is_refused(tmp_path, tiny_bert_config):
+    from ladc.lad import GateChain
+    from ladc.tasks import get_task
+    from ladc.train import OptimizerSpec, TrainPlan, fit
+
+    model = _tiny_classifier(tiny_bert_config)
+    plan = TrainPlan(trainable={"model": model, "gates": GateChain(3, 32)},
+                     optimizers=[OptimizerSpec("model", ("model",), 1e-3)], loss_fn=None, save_fn=None)  # fmt: skip
+    with pytest.raises(ValueError) as caught:
+        fit(plan, train_dataset=[], make_loader=lambda epoch: [], evaluate=None, optim=OptimConfig(),
+            run_dir=tmp_path, task=get_task("sst2"))  # fmt: skip
+    assert str(caught.value) == "optimizer specs cover ['model'], trainable modules are ['model', 'gates']"
+
+
 def test_result_metrics_are_the_metrics_json_fields():
     from ladc.tasks import get_task
     from ladc.train import result_metrics
