@@ -154,6 +154,7 @@ def _fit(
     evaluate=None,
     resume: bool = False,
     score_dev=None,
+    frozen=None,
     **optim,
 ) -> TrainResult:
     """ladc.train.fit on one classifier with plain cross-entropy and an in-order loader."""
@@ -174,6 +175,7 @@ def _fit(
         optimizers=[OptimizerSpec("model", ("model",), config.lr, config.weight_decay, config.max_grad_norm or None)],
         loss_fn=loss_fn,
         save_fn=lambda modules, directory: modules["model"].save_pretrained(directory),
+        frozen=frozen or {},
     )
     return fit(
         plan, train_dataset=examples, make_loader=lambda epoch: DataLoader(examples, batch_size=micro_batch),
@@ -222,11 +224,14 @@ def test_fit_equals_a_plain_pytorch_loop(tmp_path, tiny_bert_config):
     """
     examples = _examples()
     settings = {"lr": 1e-2, "warmup": 2, "weight_decay": 0.5, "max_grad_norm": 0.05}
+    teacher = _tiny_classifier(tiny_bert_config, seed=2).train()  # a frozen module: used, never trained
     result = _fit(
         model := _tiny_classifier(tiny_bert_config), tmp_path / "run", examples, micro_batch=4, grad_accum=2,
         max_steps=6, warmup_steps=2, lr=1e-2, weight_decay=0.5, max_grad_norm=0.05, eval_steps=6,
+        frozen={"teacher": teacher},
     )  # fmt: skip
     assert result.final_step == 6
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
     reference = _reference_loop(_tiny_classifier(tiny_bert_config), examples, 4, 2, 6, **settings)
     for (name, got), expected in zip(model.state_dict().items(), reference.state_dict().values()):
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6, msg=name)
