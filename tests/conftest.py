@@ -24,6 +24,23 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_GLUE_DIR = REPO_ROOT.parent / "shared" / "glue"
 
+
+def _process_local_tqdm_lock() -> None:
+    """tqdm's default write lock is a multiprocessing RLock: a semaphore shared by every process forked from this one.
+    Under `make mutation` each mutant runs in a fork of mutmut's process; a child killed while it held the lock (a
+    timeout) left it held, and every later child that opened a progress bar (fit's) then slept on it until timed
+    out. A thread lock per process, and no monitor thread (it takes the lock every 10 s, and a fork in that moment
+    would inherit it held), keep each test process to itself."""
+    import threading
+
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
+    tqdm.monitor_interval = 0
+
+
+_process_local_tqdm_lock()
+
 # One intra-op thread for the tiny models (hidden 32), here and in the `python -m ladc` processes the tests start:
 # their matrices are too small to split, and a second OpenMP thread only spins. Measured on the shared 2-core machine
 # (30 training steps of the 2-layer tiny BERT, load ~12): 2.3-2.9 s wall / 0.55 s CPU with 1 thread, 13-42 s wall /
