@@ -199,10 +199,10 @@ def _schedule_lengths(optim: OptimConfig, batches_per_epoch: int) -> tuple[int, 
 class _Loop:
     """State of one `fit` call; split out so each phase (setup, step, eval, checkpoint) stays small."""
 
-    def __init__(self, plan, train_dataset, make_loader, evaluate, optim, run_dir, task, select_split):
+    def __init__(self, plan, train_dataset, make_loader, evaluate, optim, run_dir, task, select_split, clock):
         from transformers import get_linear_schedule_with_warmup
 
-        self.plan, self.optim, self.run_dir, self.task = plan, optim, Path(run_dir), task
+        self.plan, self.optim, self.run_dir, self.task, self.clock = plan, optim, Path(run_dir), task, clock
         self.train_dataset, self.make_loader, self.evaluate = train_dataset, make_loader, evaluate
         self.select_split = select_split
         self.accelerator = make_accelerator(optim)
@@ -311,7 +311,7 @@ class _Loop:
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not accelerator.is_main_process, unit="step")
         for module in self.modules.values():
             module.train()
-        samples, started, paused = 0, time.perf_counter(), 0.0  # paused: eval + checkpoint time, not training
+        samples, started, paused = 0, self.clock(), 0.0  # paused: eval + checkpoint time, not training
         running: dict[str, list[float]] = {}
         epoch = self.step // self.steps_per_epoch
         while self.step < self.total_steps:
@@ -335,7 +335,7 @@ class _Loop:
                 bar.update(1)
                 kill_point("train-step")
                 if self.step % optim.log_steps == 0 or self.step == self.total_steps:
-                    rate = samples / max(time.perf_counter() - started - paused, 1e-9)
+                    rate = samples / max(self.clock() - started - paused, 1e-9)
                     means = {k: float(np.mean(v)) for k, v in running.items()}
                     lr = self.scheduler.get_last_lr()[0]
                     self.history.append({"step": self.step, **means, "lr": lr, "samples_per_s": rate})
@@ -343,7 +343,7 @@ class _Loop:
                         {**{k: f"{v:.4g}" for k, v in means.items()}, "lr": f"{lr:.2e}", "samples/s": f"{rate:.1f}"}
                     )
                     running = {}
-                pause_started = time.perf_counter()
+                pause_started = self.clock()
                 evaluating = self.step % eval_steps == 0 or self.step == self.total_steps
                 if evaluating and self.evaluate is not None:
                     metrics = self.run_eval()
@@ -358,12 +358,12 @@ class _Loop:
                 if interrupted() and self.step < self.total_steps:
                     bar.close()
                     raise KeyboardInterrupt  # after the checkpoint of this step: --resume loses nothing
-                paused += time.perf_counter() - pause_started
+                paused += self.clock() - pause_started
                 if self.step >= self.total_steps:
                     break
             epoch += 1
         bar.close()
-        elapsed = time.perf_counter() - started - paused
+        elapsed = self.clock() - started - paused
         selected_on = (
             "last" if self.evaluate is None else ("train-holdout" if self.select_split == "holdout" else "dev")
         )
@@ -413,6 +413,7 @@ def fit(
     resume: bool = False,
     select_split: str = "dev",
     score_dev: Callable[[nn.Module, object], dict[str, float]] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> TrainResult:
     """Train `plan` and keep the best checkpoint in `run_dir/best` (an HF model dir written by plan.save_fn).
 
@@ -429,13 +430,15 @@ def fit(
         select_split: the selection split's name in the history (`holdout` or `dev`).
         score_dev: (model, accelerator) -> dev metrics, run once after training on the kept and the last model
             (needs an HF model as plan.trainable[plan.eval_key]); None when `evaluate` already scores dev.
+        clock: seconds, for samples/s (training time only: evaluation and checkpoints are left out); tests pass a
+            fake one.
 
     The caller seeds the run (once, before building its models) with `accelerate.utils.set_seed`.
 
     Returns:
         TrainResult with the best step, its metrics, the history and the measured samples/s.
     """
-    loop = _Loop(plan, train_dataset, make_loader, evaluate, optim, run_dir, task, select_split)
+    loop = _Loop(plan, train_dataset, make_loader, evaluate, optim, run_dir, task, select_split, clock)
     if loop.accelerator.is_main_process:
         remove_stale_temps(run_dir)
     checkpoint = latest_checkpoint(run_dir) if resume else None

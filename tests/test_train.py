@@ -155,6 +155,9 @@ def _fit(
     resume: bool = False,
     score_dev=None,
     frozen=None,
+    clock=None,
+    on_batch=None,
+    epochs_seen=None,
     **optim,
 ) -> TrainResult:
     """ladc.train.fit on one classifier with plain cross-entropy and an in-order loader."""
@@ -168,7 +171,14 @@ def _fit(
     config = OptimConfig(**values)
 
     def loss_fn(modules, batch):
+        if on_batch is not None:
+            on_batch(batch)
         return {"loss": modules["model"](**model_inputs(batch), labels=batch["labels"]).loss}
+
+    def make_loader(epoch):
+        if epochs_seen is not None:
+            epochs_seen.append(epoch)
+        return DataLoader(examples, batch_size=micro_batch)
 
     plan = TrainPlan(
         trainable={"model": model},
@@ -178,7 +188,7 @@ def _fit(
         frozen=frozen or {},
     )
     return fit(
-        plan, train_dataset=examples, make_loader=lambda epoch: DataLoader(examples, batch_size=micro_batch),
+        plan, train_dataset=examples, make_loader=make_loader, **({"clock": clock} if clock else {}),
         evaluate=evaluate or (lambda model, accelerator: {"accuracy": 0.5}), optim=config, run_dir=run_dir,
         task=get_task("sst2"), resume=resume, score_dev=score_dev,
     )  # fmt: skip
@@ -445,6 +455,32 @@ def test_a_plan_whose_optimizers_miss_a_trainable_module_is_refused(tmp_path, ti
         fit(plan, train_dataset=[], make_loader=lambda epoch: [], evaluate=None, optim=OptimConfig(),
             run_dir=tmp_path, task=get_task("sst2"))  # fmt: skip
     assert str(caught.value) == "optimizer specs cover ['model'], trainable modules are ['model', 'gates']"
+
+
+def test_samples_per_s_counts_training_time_only_and_each_micro_batch_has_its_own_seed(tmp_path, tiny_bert_config):
+    """On a fake clock each micro-batch takes 1 s and each evaluation 100 s: samples/s is then exactly the micro-batch
+    size, so evaluation and checkpoint time are left out. Each micro-batch runs under its own torch seed (its dropout
+    masks), distinct across (seed, epoch, index), and the loader is asked for each epoch in turn."""
+    now = [0.0]
+    seeds: list[int] = []
+
+    def forward(batch):
+        now[0] += 1.0
+        seeds.append(torch.initial_seed())
+
+    def evaluate(model, accelerator):
+        now[0] += 100.0
+        return {"accuracy": 0.5}
+
+    epochs: list[int] = []
+    common = {"micro_batch": 4, "max_steps": 12, "eval_steps": 4, "save_steps": 4, "clock": lambda: now[0],
+              "on_batch": forward, "evaluate": evaluate}  # fmt: skip
+    result = _fit(_tiny_classifier(tiny_bert_config), tmp_path / "a", _examples(), epochs_seen=epochs, seed=0, **common)
+    assert epochs == [0, 0, 1]  # the step count, then epochs 0 and 1 (8 steps per epoch)
+    logged = [h["samples_per_s"] for h in result.history if "samples_per_s" in h]
+    assert logged == [4.0] * 12 and result.train_samples_per_s == 4.0
+    _fit(_tiny_classifier(tiny_bert_config), tmp_path / "b", _examples(), seed=1, **common)
+    assert len(seeds) == 24 and len(set(seeds)) == 24
 
 
 def test_result_metrics_are_the_metrics_json_fields():
