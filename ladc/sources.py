@@ -288,9 +288,7 @@ def _json_values(path: Path) -> list[tuple[str, object]]:
             items = json.loads(text)
         except json.JSONDecodeError as exc:
             raise LadcError(f"{path} line {exc.lineno}: invalid JSON ({exc.msg})") from None
-        if not isinstance(items, list):
-            raise LadcError(f"{path}: expected a JSON array of objects")
-        return [(f"item {i + 1}", item) for i, item in enumerate(items)]
+        return [(f"item {i + 1}", item) for i, item in enumerate(items)]  # text starts with "[": a list
     values = []
     for number, line in enumerate(text.split("\n"), start=1):  # not splitlines(): JSON strings may hold U+2028
         if not line.strip():

@@ -191,3 +191,86 @@ def test_table_errors_name_file_and_record(tmp_path):
     pair = DataConfig(task="rte", text_fields=("only_one",))
     with pytest.raises(LadcError, match=r"rte needs 2 text column\(s\)"):
         read_table_file(no_label, pair, get_task("rte"), resolve_split(get_task("rte"), "dev"))
+
+
+def test_table_files_name_what_is_wrong_exactly(tmp_path):
+    sst2, dev = get_task("sst2"), resolve_split(get_task("sst2"), "dev")
+    # a .json array, whitespace before it allowed; records are "item N" from 1
+    array = _write(tmp_path / "d.json", '\n  [{"sentence": "a", "label": 0}, 5]')
+    with pytest.raises(LadcError) as caught:
+        read_table_file(array, DataConfig(task="sst2"), sst2, dev)
+    assert str(caught.value) == f"{array} item 2: expected a JSON object, got int"
+    broken = _write(tmp_path / "e.json", '[{"sentence": "a",\n "label": }]')
+    with pytest.raises(LadcError) as caught:
+        read_table_file(broken, DataConfig(task="sst2"), sst2, dev)
+    assert str(caught.value) == f"{broken} line 2: invalid JSON (Expecting value)"
+    # no rows: a header-only CSV says so, an empty JSON Lines file has no header to speak of
+    header_only, empty = _write(tmp_path / "f.csv", "sentence,label\n"), _write(tmp_path / "g.jsonl", "\n")
+    for path, after in ((header_only, " after the header"), (empty, "")):
+        with pytest.raises(LadcError) as caught:
+            read_table_file(path, DataConfig(task="sst2"), sst2, dev)
+        assert str(caught.value) == f"{path} has no data rows{after}; expected at least one example"
+    # a missing text column: a suggestion, and column names listed raw up to 40 printable characters, else quoted
+    long_40, long_41 = "c" * 40, "d" * 41
+    typo = _write(tmp_path / "h.csv", f"sentense,label,{long_40},{long_41},tab\x01\nx,1,a,b,c\n")
+    with pytest.raises(LadcError) as caught:
+        read_table_file(typo, DataConfig(task="sst2"), sst2, dev)
+    assert str(caught.value) == (
+        f"{typo}: missing text column 'sentence' (did you mean 'sentense'?); columns: sentense, label, {long_40}, "
+        f"'{long_41[:40]}'..., 'tab\\x01'"
+    )
+    pair = DataConfig(task="rte", text_fields=("only_one",))
+    with pytest.raises(LadcError) as caught:
+        read_table_file(typo, pair, get_task("rte"), resolve_split(get_task("rte"), "dev"))
+    assert str(caught.value) == "data.text_fields ['only_one']: rte needs 2 text column(s) (sentence1, sentence2)"
+    # a JSON record without the text field the others have
+    missing = _write(tmp_path / "i.jsonl", '{"sentence": "a", "label": 1}\n{"label": 0}\n')
+    with pytest.raises(LadcError) as caught:
+        read_table_file(missing, DataConfig(task="sst2"), sst2, dev)
+    assert str(caught.value) == f"{missing} line 2: no text field 'sentence'"
+
+
+def test_tsv_train_files_keep_quotes_and_unlabelled_test_rows_are_minus_one_of_the_label_type(tmp_path):
+    path = _write(tmp_path / "train.tsv", 'sentence\tlabel\n"quoted" start\t1\nan "inner" quote\t0\n')
+    columns = read_table_file(path, DataConfig(task="sst2"), get_task("sst2"), resolve_split(get_task("sst2"), "train"))
+    assert columns["sentence"] == ['"quoted" start', 'an "inner" quote'] and columns["label"] == [1, 0]
+    for task, unlabelled in (("sst2", -1), ("stsb", -1.0)):
+        fields = ("s",) if task == "sst2" else ("s", "t")
+        path = _write(tmp_path / f"{task}.csv", ",".join(fields) + "\n" + ",".join("x" * len(fields)) + "\n")
+        data = DataConfig(task=task, text_fields=fields)
+        labels = read_table_file(path, data, get_task(task), resolve_split(get_task(task), "test"))["label"]
+        assert labels == [unlabelled] and type(labels[0]) is type(unlabelled)
+
+
+def test_load_hub_asks_for_the_task_config_and_split_and_casts_to_the_glue_schema(monkeypatch):
+    """The hub is not reachable offline: `datasets.load_dataset` is replaced by a local in-memory Dataset (built by
+    datasets itself), to check what ladc asks for and what it makes of the answer and of the hub's failures."""
+    import datasets
+
+    from ladc.sources import load_hub
+
+    asked = []
+
+    def local(path, name=None, split=None):
+        asked.append((path, name, split))
+        return datasets.Dataset.from_dict({"sentence": ["a", "b"], "label": [1, 0], "idx": [7, 8], "extra": [0, 0]})
+
+    monkeypatch.setattr(datasets, "load_dataset", local)
+    task = get_task("sst2")
+    loaded = load_hub(task, resolve_split(task, "dev"))
+    assert asked == [("nyu-mll/glue", "sst2", "validation")]
+    assert loaded.column_names == ["sentence", "label", "idx"] and loaded.features == raw_features(task)
+    assert loaded["label"] == [1, 0] and loaded["idx"] == [7, 8]
+
+    for exc, reason in ((ConnectionError("no network\nmore detail"), "no network"), (OSError("  "), "OSError"),
+                        (ValueError("x" * 300), "x" * 200)):  # fmt: skip
+
+        def failing(*args, exc=exc, **kwargs):
+            raise exc
+
+        monkeypatch.setattr(datasets, "load_dataset", failing)
+        with pytest.raises(LadcError) as caught:
+            load_hub(task, resolve_split(task, "dev"))
+        assert str(caught.value) == (
+            f"cannot load GLUE task sst2 from the hub ({reason}); pass --data-dir DIR with the GLUE TSV layout"
+        )
