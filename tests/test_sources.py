@@ -274,3 +274,22 @@ def test_load_hub_asks_for_the_task_config_and_split_and_casts_to_the_glue_schem
         assert str(caught.value) == (
             f"cannot load GLUE task sst2 from the hub ({reason}); pass --data-dir DIR with the GLUE TSV layout"
         )
+
+
+def test_unclosed_quotes_empty_glue_files_and_long_column_lists_have_exact_messages(tmp_path):
+    from ladc.sources import _names
+
+    sst2, dev = get_task("sst2"), resolve_split(get_task("sst2"), "dev")
+    unclosed = _write(tmp_path / "a.csv", 'sentence,label\nfine,1\n"never closed,0\n')
+    with pytest.raises(LadcError) as caught:
+        read_table_file(unclosed, DataConfig(task="sst2"), sst2, dev)
+    assert str(caught.value) == f"{unclosed} line 3: a quoted field is never closed"
+    rte = get_task("rte")
+    (tmp_path / "RTE").mkdir()
+    empty = _write(tmp_path / "RTE" / "dev.tsv", "")
+    with pytest.raises(LadcError) as caught:
+        read_glue_tsv(empty, rte, resolve_split(rte, "dev"))
+    assert str(caught.value) == f"{empty} is empty; expected a header row with columns sentence1, sentence2"
+    # at most 50 names; a 40-character unprintable name is quoted whole, without "..."
+    assert _names([f"c{i}" for i in range(60)]) == ", ".join(f"c{i}" for i in range(50))
+    assert _names(["e" * 39 + "\x01"]) == repr("e" * 39 + "\x01")
