@@ -293,3 +293,35 @@ def test_unclosed_quotes_empty_glue_files_and_long_column_lists_have_exact_messa
     # at most 50 names; a 40-character unprintable name is quoted whole, without "..."
     assert _names([f"c{i}" for i in range(60)]) == ", ".join(f"c{i}" for i in range(50))
     assert _names(["e" * 39 + "\x01"]) == repr("e" * 39 + "\x01")
+
+
+def test_label_cells_at_their_edges(tmp_path):
+    sst2, stsb = get_task("sst2"), get_task("stsb")
+    with pytest.raises(LadcError) as caught:
+        parse_label(None, sst2, "f.jsonl line 2")  # JSON null: an empty label, not the text "None"
+    assert str(caught.value) == (
+        "f.jsonl line 2: unknown label '' for sst2; expected one of negative, positive (or an id 0..1)"
+    )
+    with pytest.raises(LadcError, match=r"\(or an id 0\.\.2\)$"):
+        parse_label("7", get_task("mnli"), "x")
+    assert parse_label("3.4028234663852886e38", stsb, "x") == 3.4028234663852886e38  # float32's largest is a score
+    # unlabelled test rows: empty, null, -1 or -1.0 (the hub's marker), for classification and regression alike
+    path = _write(tmp_path / "test.jsonl", '{"s": "a", "y": "-1.0"}\n{"s": "b", "y": null}\n{"s": "c", "y": " -1 "}\n')
+    for task in (sst2, stsb):
+        fields = ("s",) if task is sst2 else ("s", "s")
+        data = DataConfig(task=task.name, text_fields=fields, label_field="y")
+        labels = read_table_file(path, data, task, resolve_split(task, "test"))["label"]
+        assert labels == [-1, -1, -1] and all(type(v) is (float if task is stsb else int) for v in labels)
+
+
+def test_csv_keeps_line_breaks_inside_quoted_fields_and_names_an_unreadable_path(tmp_path):
+    path = tmp_path / "dev.csv"
+    path.write_bytes(b'sentence,label\r\n"two\r\nlines",1\r\nplain,0\r\n')
+    data, sst2 = DataConfig(task="sst2"), get_task("sst2")
+    columns = read_table_file(path, data, sst2, resolve_split(sst2, "dev"))
+    assert columns["sentence"] == ["two\r\nlines", "plain"] and columns["label"] == [1, 0]
+    directory = tmp_path / "folder.csv"
+    directory.mkdir()
+    with pytest.raises(LadcError) as caught:
+        read_table_file(directory, data, sst2, resolve_split(sst2, "dev"))
+    assert str(caught.value) == f"cannot read {directory}: Is a directory"
