@@ -11,7 +11,7 @@ import pytest
 
 from ladc.config import DataConfig
 from ladc.errors import LadcError
-from ladc.sources import parse_label, raw_features, read_glue_tsv, read_table_file, resolve_split, source_of
+from ladc.sources import Split, parse_label, raw_features, read_glue_tsv, read_table_file, resolve_split, source_of
 from ladc.tasks import get_task
 
 
@@ -32,14 +32,16 @@ def test_resolve_split_accepts_aliases_hub_names_and_tsv_stems():
     )  # fmt: skip
     test = resolve_split(mnli, "test")
     assert (test.kind, test.name, test.tsv_stem, test.is_primary) == ("test", "test_matched", "test_matched", True)
-    assert resolve_split(mnli, "train").kind == "train"
+    assert resolve_split(mnli, "train") == Split("train", "train", "train", True)
 
 
 def test_unknown_split_suggests_a_name():
-    with pytest.raises(
-        LadcError, match=r"unknown split 'validation_matchd' for mnli \(did you mean 'validation_matched'"
-    ):
+    with pytest.raises(LadcError) as caught:
         resolve_split(get_task("mnli"), "validation_matchd")
+    assert str(caught.value) == (
+        "unknown split 'validation_matchd' for mnli (did you mean 'validation_matched'?); expected one of: train, dev, "
+        "validation_matched, validation_mismatched, test, test_matched, test_mismatched"
+    )
 
 
 def test_source_of_picks_file_then_tsv_dir_then_hub(tmp_path):
