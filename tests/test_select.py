@@ -79,6 +79,11 @@ def test_rank_orders_by_p50_and_counts_samples():
     assert rows[0]["p50_ms"] == 2.0 and rows[1]["p50_ms"] == 5.0
     assert rows[0]["samples_per_s"] == pytest.approx(6 / 0.012)  # 3 calls x 2 samples in 12 ms
     assert rows[1]["runs"] == 3
+    # rounded: p50 and mean to 4 decimals, samples/s to 2
+    (row,) = rank({"x": [1.000004, 2.000006, 3.000012]}, samples_per_call=[1, 2])  # 1 + 2 + 1 samples in 6.000022 ms
+    assert row == {"name": "x", "p50_ms": 2.0, "mean_ms": 2.0, "samples_per_s": 666.66, "runs": 3}
+    (row,) = rank({"y": [1.23456, 1.23456]}, samples_per_call=[3])
+    assert (row["p50_ms"], row["mean_ms"], row["samples_per_s"]) == (1.2346, 1.2346, 2430.02)  # 6 / 2.46912 ms
 
 
 def test_choose_minimises_the_geometric_mean_slowdown():
@@ -97,17 +102,18 @@ def test_choose_minimises_the_geometric_mean_slowdown():
 def test_unique_candidates_drop_failures_cuda_rows_and_duplicates():
     from ladc.select import _unique_candidates
 
-    def entry(name, path, precision="fp32", accepted=True, provider="CPUExecutionProvider", **extra):
-        return {"name": name, "path": path, "precision": precision, "provider": provider, "engine": "x",
+    def entry(name, path, precision="fp32", accepted=True, provider="CPUExecutionProvider", engine="x", **extra):
+        return {"name": name, "path": path, "precision": precision, "provider": provider, "engine": engine,
                 "parity": {"accepted": accepted, "reason": "r"}, **extra}  # fmt: skip
 
     manifest = {"artifacts": [
         entry("fp32", "model.onnx"), entry("int8", "model_int8.onnx", "int8", accepted=False),
         entry("fp16", "model_fp16.onnx", "fp16", provider="CUDAExecutionProvider"),
         entry("openvino", "ov.xml", "auto", inference_precision="fp32"), entry("openvino_f32", "ov.xml", "fp32"),
+        entry("ov_reads_onnx", "model.onnx", engine="openvino"),  # the same file on another engine is another thing
     ]}  # fmt: skip
     candidates, dropped = _unique_candidates(manifest)
-    assert [c["name"] for c in candidates] == ["fp32", "openvino"]
+    assert [c["name"] for c in candidates] == ["fp32", "openvino", "ov_reads_onnx"]
     reasons = {d["name"]: d["reason"] for d in dropped}
     assert reasons["int8"].startswith("failed parity") and "CUDA" in reasons["fp16"]
     assert reasons["openvino_f32"] == "identical to openvino here (fp32)"
@@ -122,6 +128,16 @@ def test_selection_shapes_trim_dev_rows_to_their_length(tiny_tokenizer):
     assert list(shapes) == ["b1_s64", "b32_s64", "dev_b1", "dev_b2"]
     assert shapes["b32_s64"][0]["input_ids"].shape == (32, 64)
     assert [row["input_ids"].tolist() for row in shapes["dev_b1"]] == [[[0, 1, 2]], [[4, 5]]]
+    # the synthetic feeds are the same on every run (seed 0), so two selections time the same inputs
+    from ladc.bench import synthetic_batch
+
+    for shape, rows in (("b1_s64", 1), ("b32_s64", 32)):
+        expected = synthetic_batch(tiny_tokenizer, rows, 64, 0)
+        assert all(np.array_equal(shapes[shape][0][k], expected[k]) for k in expected)
+    # capped: 64 single rows and 16 batches of a larger parity set
+    many = [{"input_ids": np.ones((4, 3), dtype=np.int64), "attention_mask": np.ones((4, 3))} for _ in range(17)]
+    capped = selection_shapes(tiny_tokenizer, many, max_positions=64)
+    assert len(capped["dev_b1"]) == 64 and len(capped["dev_b4"]) == 16
 
 
 # scripted p50s per shape: fast_b1 wins b1_s64 and dev_b1, fast_b32 wins b32_s64 and dev_b8, by 2x and by 2-3 %
@@ -254,15 +270,17 @@ def test_select_fastest_edge_cases_on_a_scripted_clock(tmp_path, tiny_model, tin
     from ladc.select import NEAR_TIE
 
     shutil.copytree(tiny_model, tmp_path / "model")
-    five_percent = {shape: ([1.0] * 3, [NEAR_TIE] * 3) for shape in SCRIPTED_MS}
-    manifest = {"artifacts": [_torch_entry("a"), _torch_entry("b", precision="bf16")]}
+    five_percent = {shape: ([1.0] * 3, [NEAR_TIE] * 3, [1.04] * 3) for shape in SCRIPTED_MS}
+    manifest = {"artifacts": [_torch_entry("a"), _torch_entry("b", precision="bf16"),
+                              _torch_entry("c", precision="fp16")]}  # fmt: skip
     selection, _, opened, _ = _select_scripted(
         monkeypatch, tmp_path, tiny_tokenizer, tiny_data, manifest, five_percent, threads=None
     )
-    assert selection["geomean_slowdown"] == {"a": 1.0, "b": 1.05} and selection["near_ties"] == ["b"]
-    assert selection["reason"].endswith("; within 5% (a tie at this budget): b")
+    assert selection["geomean_slowdown"] == {"a": 1.0, "c": 1.04, "b": 1.05} and selection["near_ties"] == ["c", "b"]
+    assert selection["reason"].endswith("; within 5% (a tie at this budget): c, b")
     physical = psutil.cpu_count(logical=False) or 1
-    assert selection["timing"]["threads"] == physical and opened == [("a", physical), ("b", physical)]
+    assert selection["timing"]["threads"] == physical
+    assert opened == [("a", physical), ("b", physical), ("c", physical)]
 
     alone = {shape: ([2.0] * 3,) for shape in SCRIPTED_MS}
     manifest = {"artifacts": [_torch_entry("a")]}
