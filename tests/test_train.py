@@ -461,7 +461,7 @@ def test_samples_per_s_counts_training_time_only_and_each_micro_batch_has_its_ow
     """On a fake clock each micro-batch takes 1 s and each evaluation 100 s: samples/s is then exactly the micro-batch
     size, so evaluation and checkpoint time are left out. Each micro-batch runs under its own torch seed (its dropout
     masks), distinct across (seed, epoch, index), and the loader is asked for each epoch in turn."""
-    now = [0.0]
+    now = [1000.0]  # not 0: the time training started is subtracted, not added
     seeds: list[int] = []
 
     def forward(batch):
@@ -481,6 +481,26 @@ def test_samples_per_s_counts_training_time_only_and_each_micro_batch_has_its_ow
     assert logged == [4.0] * 12 and result.train_samples_per_s == 4.0
     _fit(_tiny_classifier(tiny_bert_config), tmp_path / "b", _examples(), seed=1, **common)
     assert len(seeds) == 24 and len(set(seeds)) == 24
+
+
+def test_the_progress_bar_counts_steps_and_shows_loss_lr_speed_and_each_evaluation(tmp_path, tiny_bert_config, capsys):
+    def evaluate(model, accelerator):
+        return {"accuracy": 0.123456}
+
+    _fit(_tiny_classifier(tiny_bert_config), tmp_path / "a", _examples(), micro_batch=4, evaluate=evaluate,
+         max_steps=8, eval_steps=4, lr=1e-2)  # fmt: skip
+    captured = capsys.readouterr()
+    final = captured.err.replace("\r", "\n").splitlines()[-1]  # the bar, on stderr
+    assert " 8/8 [" in final and ("step/s" in final or "s/step" in final)
+    assert "loss=" in final and "lr=0.00e+00" in final and "samples/s=" in final
+    assert 'step 4: dev {"accuracy": 0.1235}\nstep 8: dev {"accuracy": 0.1235}\n' in captured.out  # tqdm.write
+
+
+def test_model_inputs_keep_what_a_bert_forward_takes():
+    from ladc.train import model_inputs
+
+    batch = {"input_ids": 1, "attention_mask": 2, "token_type_ids": 3, "labels": 4, "idx": 5}
+    assert model_inputs(batch) == {"input_ids": 1, "attention_mask": 2, "token_type_ids": 3}
 
 
 def test_result_metrics_are_the_metrics_json_fields():
