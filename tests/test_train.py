@@ -158,9 +158,13 @@ def _fit(
     clock=None,
     on_batch=None,
     epochs_seen=None,
+    select_split="dev",
     **optim,
 ) -> TrainResult:
-    """ladc.train.fit on one classifier with plain cross-entropy and an in-order loader."""
+    """ladc.train.fit on one classifier with plain cross-entropy and an in-order loader.
+
+    `evaluate`: None scores a constant 0.5 at each evaluation; False passes no evaluator (the last step is kept).
+    """
     from torch.utils.data import DataLoader
 
     from ladc.tasks import get_task
@@ -189,8 +193,8 @@ def _fit(
     )
     return fit(
         plan, train_dataset=examples, make_loader=make_loader, **({"clock": clock} if clock else {}),
-        evaluate=evaluate or (lambda model, accelerator: {"accuracy": 0.5}), optim=config, run_dir=run_dir,
-        task=get_task("sst2"), resume=resume, score_dev=score_dev,
+        evaluate=(lambda model, accelerator: {"accuracy": 0.5}) if evaluate is None else evaluate or None, optim=config, run_dir=run_dir,
+        task=get_task("sst2"), resume=resume, score_dev=score_dev, select_split=select_split,
     )  # fmt: skip
 
 
@@ -293,7 +297,7 @@ def test_fit_keeps_the_best_evaluation_not_the_last(tmp_path, tiny_bert_config):
     assert any(not torch.equal(kept[name], snapshots[3][name]) for name in kept)
 
 
-def test_fit_continues_mid_epoch_from_a_checkpoint_like_the_uninterrupted_run(tmp_path, tiny_bert_config):
+def test_fit_continues_mid_epoch_from_a_checkpoint_like_the_uninterrupted_run(tmp_path, tiny_bert_config, capsys):
     """In-process resume: a run dir holding only the step-6 checkpoint (and best/) of a 12-step run, as a run killed
     after that checkpoint leaves it, continues to the uninterrupted run's weights, history and kept checkpoint.
 
@@ -320,7 +324,13 @@ def test_fit_continues_mid_epoch_from_a_checkpoint_like_the_uninterrupted_run(tm
     shutil.copytree(tmp_path / "full" / "best", cut / "best")  # best/ was written at step 6, before the checkpoint
 
     resumed_model = _tiny_classifier(tiny_bert_config, seed=1)  # other initial weights: all come from the checkpoint
+    again = tmp_path / "again"
+    shutil.copytree(cut, again)
+    capsys.readouterr()
     resumed = _fit(resumed_model, cut, _examples(), evaluate=scripted([0.7]), resume=True, **common)
+    assert f"resuming from {cut / 'checkpoints' / 'step-6'} (step 6 of 12)" in capsys.readouterr().out
+    fresh = _fit(_tiny_classifier(tiny_bert_config), again, _examples(), evaluate=scripted([0.9, 0.7]), **common)
+    assert fresh.resumed_from_step is None  # a checkpoint is there, but without --resume the run starts over
     assert (resumed.resumed_from_step, resumed.final_step, full.resumed_from_step) == (6, 12, None)
     assert (resumed.best_step, resumed.best_metrics) == (full.best_step, full.best_metrics) == (6, {"accuracy": 0.9})
     for (name, got), expected in zip(resumed_model.state_dict().items(), full_model.state_dict().values()):
@@ -367,6 +377,11 @@ def test_ctrl_c_checkpoints_the_current_step_and_stops(tmp_path, tiny_bert_confi
     full_model = _tiny_classifier(tiny_bert_config)
     _fit(full_model, tmp_path / "full", _examples(), **common)
     assert resumed.resumed_from_step == 5 and resumed.final_step == 8
+    # a Ctrl-C during the last step: nothing is left to resume, so the run ends normally
+    passed.clear()
+    resuming = False
+    last_step = {**common, "max_steps": 5}
+    assert _fit(_tiny_classifier(tiny_bert_config), tmp_path / "last", _examples(), **last_step).final_step == 5
     for (name, got), expected in zip(resumed_model.state_dict().items(), full_model.state_dict().values()):
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6, msg=name)
 
@@ -501,6 +516,31 @@ def test_model_inputs_keep_what_a_bert_forward_takes():
 
     batch = {"input_ids": 1, "attention_mask": 2, "token_type_ids": 3, "labels": 4, "idx": 5}
     assert model_inputs(batch) == {"input_ids": 1, "attention_mask": 2, "token_type_ids": 3}
+
+
+def test_what_picked_the_kept_checkpoint_is_recorded(tmp_path, tiny_bert_config):
+    """No evaluator: the last step is kept, with no selection figures and no dev figures from the loop. A holdout
+    evaluator is `train-holdout`; a dev one is `dev`, and then dev's last evaluation is the last model's dev score."""
+    from transformers import BertForSequenceClassification
+
+    common = {"micro_batch": 4, "max_steps": 8, "eval_steps": 4}
+    model = _tiny_classifier(tiny_bert_config)
+    last = _fit(model, tmp_path / "last", _examples(), evaluate=False, **common)
+    assert (last.selected_on, last.best_step, last.best_metrics, last.dev, last.dev_last) == ("last", 8, {}, {}, {})
+    assert last.mixed_precision == "no" and not any("dev" in h for h in last.history)
+    kept = BertForSequenceClassification.from_pretrained(tmp_path / "last" / "best").state_dict()
+    assert all(torch.equal(kept[name], tensor) for name, tensor in model.state_dict().items())
+
+    scores = iter([0.9, 0.7])
+    holdout = _fit(_tiny_classifier(tiny_bert_config), tmp_path / "holdout", _examples(),
+                   evaluate=lambda m, a: {"accuracy": next(scores)}, select_split="holdout", **common)  # fmt: skip
+    assert holdout.selected_on == "train-holdout" and [h["holdout"] for h in holdout.history if "holdout" in h] == [
+        {"accuracy": 0.9}, {"accuracy": 0.7},
+    ]  # fmt: skip
+    scores = iter([0.9, 0.7])
+    dev = _fit(_tiny_classifier(tiny_bert_config), tmp_path / "dev", _examples(),
+               evaluate=lambda m, a: {"accuracy": next(scores)}, **common)  # fmt: skip
+    assert (dev.selected_on, dev.dev, dev.dev_last) == ("dev", {"accuracy": 0.9}, {"accuracy": 0.7})
 
 
 def test_result_metrics_are_the_metrics_json_fields():
