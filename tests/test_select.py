@@ -260,6 +260,14 @@ def test_select_fastest_ranks_chooses_and_reports_on_a_scripted_clock(
     capsys.readouterr()
     print_selection({"selection": selection})  # off a terminal: 130 columns, not rich's 80
     assert 120 < max(len(line) for line in capsys.readouterr().out.splitlines()) <= 130
+    import re
+    import sys
+
+    monkeypatch.setenv("COLUMNS", "300")  # on a terminal: its own width
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    print_selection({"selection": selection})
+    shown = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in capsys.readouterr().out.splitlines()]
+    assert f"chosen: {selection['reason']}" in shown  # one line, not wrapped at 130
 
 
 def test_select_fastest_edge_cases_on_a_scripted_clock(tmp_path, tiny_model, tiny_data, tiny_tokenizer, monkeypatch):
