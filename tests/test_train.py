@@ -328,7 +328,9 @@ def test_fit_continues_mid_epoch_from_a_checkpoint_like_the_uninterrupted_run(tm
     shutil.copytree(cut, again)
     capsys.readouterr()
     resumed = _fit(resumed_model, cut, _examples(), evaluate=scripted([0.7]), resume=True, **common)
-    assert f"resuming from {cut / 'checkpoints' / 'step-6'} (step 6 of 12)" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert f"resuming from {cut / 'checkpoints' / 'step-6'} (step 6 of 12)" in captured.out
+    assert " 6/12 [" in captured.err  # the progress bar starts at the resumed step
     fresh = _fit(_tiny_classifier(tiny_bert_config), again, _examples(), evaluate=scripted([0.9, 0.7]), **common)
     assert fresh.resumed_from_step is None  # a checkpoint is there, but without --resume the run starts over
     assert (resumed.resumed_from_step, resumed.final_step, full.resumed_from_step) == (6, 12, None)
@@ -473,14 +475,14 @@ def test_a_plan_whose_optimizers_miss_a_trainable_module_is_refused(tmp_path, ti
 
 
 def test_samples_per_s_counts_training_time_only_and_each_micro_batch_has_its_own_seed(tmp_path, tiny_bert_config):
-    """On a fake clock each micro-batch takes 1 s and each evaluation 100 s: samples/s is then exactly the micro-batch
-    size, so evaluation and checkpoint time are left out. Each micro-batch runs under its own torch seed (its dropout
+    """On a fake clock each micro-batch takes 1/16 s and each evaluation 100 s: samples/s is then exactly 16 times the
+    micro-batch size, so evaluation and checkpoint time are left out. Each micro-batch runs under its own torch seed (its dropout
     masks), distinct across (seed, epoch, index), and the loader is asked for each epoch in turn."""
     now = [1000.0]  # not 0: the time training started is subtracted, not added
     seeds: list[int] = []
 
     def forward(batch):
-        now[0] += 1.0
+        now[0] += 0.0625  # under a second in all: samples/s must not floor the time at 1 s
         seeds.append(torch.initial_seed())
 
     def evaluate(model, accelerator):
@@ -493,7 +495,7 @@ def test_samples_per_s_counts_training_time_only_and_each_micro_batch_has_its_ow
     result = _fit(_tiny_classifier(tiny_bert_config), tmp_path / "a", _examples(), epochs_seen=epochs, seed=0, **common)
     assert epochs == [0, 0, 1]  # the step count, then epochs 0 and 1 (8 steps per epoch)
     logged = [h["samples_per_s"] for h in result.history if "samples_per_s" in h]
-    assert logged == [4.0] * 12 and result.train_samples_per_s == 4.0
+    assert logged == [64.0] * 12 and result.train_samples_per_s == 64.0  # 4 samples per 1/16 s
     _fit(_tiny_classifier(tiny_bert_config), tmp_path / "b", _examples(), seed=1, **common)
     assert len(seeds) == 24 and len(set(seeds)) == 24
 
@@ -518,14 +520,19 @@ def test_model_inputs_keep_what_a_bert_forward_takes():
     assert model_inputs(batch) == {"input_ids": 1, "attention_mask": 2, "token_type_ids": 3}
 
 
-def test_what_picked_the_kept_checkpoint_is_recorded(tmp_path, tiny_bert_config):
+def test_what_picked_the_kept_checkpoint_is_recorded(tmp_path, tiny_bert_config, monkeypatch):
     """No evaluator: the last step is kept, with no selection figures and no dev figures from the loop. A holdout
     evaluator is `train-holdout`; a dev one is `dev`, and then dev's last evaluation is the last model's dev score."""
     from transformers import BertForSequenceClassification
 
     common = {"micro_batch": 4, "max_steps": 8, "eval_steps": 4}
+    import ladc.train
+
+    points: list[str] = []
+    monkeypatch.setattr(ladc.train, "kill_point", lambda name, step=None: points.append(name))
     model = _tiny_classifier(tiny_bert_config)
     last = _fit(model, tmp_path / "last", _examples(), evaluate=False, **common)
+    assert points.count("best-write") == 1  # best/ written once, at the last step
     assert (last.selected_on, last.best_step, last.best_metrics, last.dev, last.dev_last) == ("last", 8, {}, {}, {})
     assert last.mixed_precision == "no" and not any("dev" in h for h in last.history)
     kept = BertForSequenceClassification.from_pretrained(tmp_path / "last" / "best").state_dict()
@@ -541,6 +548,8 @@ def test_what_picked_the_kept_checkpoint_is_recorded(tmp_path, tiny_bert_config)
     dev = _fit(_tiny_classifier(tiny_bert_config), tmp_path / "dev", _examples(),
                evaluate=lambda m, a: {"accuracy": next(scores)}, **common)  # fmt: skip
     assert (dev.selected_on, dev.dev, dev.dev_last) == ("dev", {"accuracy": 0.9}, {"accuracy": 0.7})
+    bf16 = _fit(_tiny_classifier(tiny_bert_config), tmp_path / "bf16", _examples(), mixed_precision="bf16", **common)
+    assert bf16.mixed_precision == "bf16"  # the precision trained in is recorded
 
 
 def test_result_metrics_are_the_metrics_json_fields():
