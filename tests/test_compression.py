@@ -139,7 +139,24 @@ def test_markdown_shows_every_figure(run_dir):
         == "**Fastest correct artifact on this machine: `fused_int8`** (Test CPU; none of the tracked ISA flags)."
     )
     assert lines[12].endswith("fused_int8: fastest at b32_s128 (50.00 ms).")
-    assert len(lines) == 13
+    assert len(lines) == 13 and lines[1] == lines[3] == lines[10] == ""
+
+
+def test_markdown_names_the_cpu_and_its_flags_from_either_key_and_rounds_parameters():
+    row = {"artifact": "student (PyTorch fp32)", "parameters": 1_050_000, "size_mb": 4.0, "metric": 0.5,
+           "p50_ms_b1": 1.0, "p50_ms_b32": 2.0, "speedup_b1": 1.0, "speedup_b32": 1.0, "retention": 1.0}  # fmt: skip
+    context = {"task": "sst2", "metric": "accuracy", "chosen": "int8", "chosen_reason": "int8: fastest",
+               "machine": {"cpu_model": "EPYC 9R14", "cpu": "other", "cpu_flags": ["avx512_vnni", "amx_int8"]}}  # fmt: skip
+    lines = render_compression_markdown([row], context).splitlines()
+    assert "on EPYC 9R14;" in lines[2] and lines[6].startswith("| student (PyTorch fp32) | 1.1M | 4.0 |")
+    assert lines[7:9] == [
+        "",
+        "**Fastest correct artifact on this machine: `int8`** (EPYC 9R14; avx512_vnni, amx_int8).",
+    ]
+    context["machine"] = {"cpu": "bench's own key"}  # bench.json of an older ladc
+    assert "on bench's own key;" in render_compression_markdown([row], context)
+    del context["machine"]
+    assert "on unknown CPU;" in render_compression_markdown([row], context)
 
 
 def test_plot_puts_each_artifact_at_its_latency_and_accuracy_sized_by_disk_size(run_dir):
@@ -163,6 +180,23 @@ def test_plot_puts_each_artifact_at_its_latency_and_accuracy_sized_by_disk_size(
     assert axes.get_title() == "ladc compression (sst2): accuracy vs latency (marker area = size)"
 
 
+def test_plot_style_size_and_canvas(run_dir):
+    """The figure's fixed look: 7.5 x 5 in at 120 dpi on an Agg canvas (no display), translucent markers, small
+    labels offset in points, a light grid, 20 % margins."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    rows, context = compression_rows(run_dir)
+    figure = compression_figure(rows, context)
+    axes = figure.axes[0]
+    assert tuple(figure.get_size_inches()) == (7.5, 5.0) and figure.dpi == 120
+    assert isinstance(figure.canvas, FigureCanvasAgg)
+    assert {c.get_alpha() for c in axes.collections} == {0.6}
+    assert {(t.get_fontsize(), t.anncoords) for t in axes.texts} == {(8.0, "offset points")}
+    gridlines = axes.xaxis.get_gridlines() + axes.yaxis.get_gridlines()
+    assert all(line.get_visible() and line.get_alpha() == 0.3 for line in gridlines)
+    assert axes.margins() == (0.2, 0.2)
+
+
 def test_write_compression_report_writes_json_markdown_and_plot(run_dir):
     markdown = write_compression_report(run_dir)
     assert (run_dir / "report.md").read_text() == markdown
@@ -181,3 +215,19 @@ def test_missing_bench_or_artifacts_are_user_errors(run_dir):
     bench_file.unlink()
     with pytest.raises(LadcError, match="bench.json is missing; run the bench stage first"):
         compression_rows(run_dir)
+
+
+def test_artifact_rows_are_labelled_by_engine_and_the_precision_that_ran(tmp_path):
+    from ladc.compression import _stage_targets
+
+    (tmp_path / "onnx").mkdir()
+    artifacts = [{"name": "fp32", "path": "model.onnx", "precision": "fp32"},  # export.json before engines existed
+                 {"name": "openvino", "engine": "openvino", "precision": "auto", "inference_precision": "bf16"},
+                 {"name": "w4", "engine": "tvm", "precision": "w4"}]  # fmt: skip
+    (tmp_path / "onnx" / "export.json").write_text(json.dumps({"artifacts": artifacts}))
+    labels = [(label, target, stage) for label, target, stage, _ in _stage_targets(tmp_path)]
+    assert labels[-3:] == [
+        ("student ONNX Runtime fp32 (fp32)", "onnx/fp32", "onnx"),
+        ("student OpenVINO openvino (bf16)", "onnx/openvino", "onnx"),
+        ("student tvm w4 (w4)", "onnx/w4", "onnx"),
+    ]
