@@ -231,3 +231,10 @@ def test_artifact_rows_are_labelled_by_engine_and_the_precision_that_ran(tmp_pat
         ("student OpenVINO openvino (bf16)", "onnx/openvino", "onnx"),
         ("student tvm w4 (w4)", "onnx/w4", "onnx"),
     ]
+
+
+def test_a_run_without_an_export_reports_the_models_alone(run_dir):
+    (run_dir / "onnx" / "export.json").unlink()
+    rows, context = compression_rows(run_dir)
+    assert [r["artifact"] for r in rows] == ["teacher (PyTorch fp32)", "student (PyTorch fp32)"]
+    assert not context.get("chosen") and "Fastest correct" not in render_compression_markdown(rows, context)
