@@ -424,6 +424,12 @@ def test_group_by_length_is_deterministic_and_pads_less(tiny_tokenizer):
     assert sorted(_order(grouped)) == list(range(400))
     assert _order(grouped) == _order(make_dataloader(dataset, collator, 8, shuffle=True, seed=0, group_by_length=True))
     assert padded_tokens(grouped) < 0.8 * padded_tokens(plain)
+    # the loader's order is exactly SeededSampler's for its seed, epoch and batch size
+    lengths = [len(ids) for ids in dataset["input_ids"]]
+    loader = make_dataloader(dataset, collator, 8, shuffle=True, seed=3, epoch=2, group_by_length=True)
+    expected = list(SeededSampler(400, seed=3, epoch=2, lengths=lengths, batch_size=8))
+    assert list(loader.sampler) == expected != list(SeededSampler(400, seed=0, epoch=2, lengths=lengths, batch_size=8))
+    assert expected != list(SeededSampler(400, seed=3, epoch=2, lengths=lengths, batch_size=1))
 
 
 class CountingTokenizer(BertTokenizerFast):
