@@ -367,6 +367,33 @@ def test_collator_pads_to_longest_in_batch(tiny_tokenizer):
     assert batch["idx"].tolist() == [7, 3]
 
 
+def test_collator_pads_left_reads_raw_labels_and_keeps_only_what_rows_have(tiny_tokenizer):
+    from ladc.data import PaddingCollator
+
+    rows = [{"input_ids": [2, 13, 3], "attention_mask": [1] * 3, "label": "1", "idx": 7},  # raw `label`, as text
+            {"input_ids": [2, 3], "attention_mask": [1] * 2, "label": 0, "idx": 3}]  # fmt: skip
+    left = PaddingCollator(pad_token_id=9, padding_side="left", keep_idx=True)
+    batch = left(rows)
+    assert torch.equal(batch["input_ids"], torch.tensor([[2, 13, 3], [9, 2, 3]]))
+    assert torch.equal(batch["attention_mask"], torch.tensor([[1, 1, 1], [0, 1, 1]]))
+    assert batch["input_ids"].dtype == batch["attention_mask"].dtype == torch.long
+    assert batch["labels"].tolist() == [1, 0] and batch["labels"].dtype == torch.long
+    assert "token_type_ids" not in batch and batch["idx"].tolist() == [7, 3]
+    unlabelled = PaddingCollator(pad_token_id=0)([{"input_ids": [2, 3], "attention_mask": [1, 1]}])
+    assert set(unlabelled) == {"input_ids", "attention_mask"}  # a test split: no labels to batch
+    # a float id from a JSON file is still a class id; keep_idx with rows that carry one
+    floats = PaddingCollator(pad_token_id=0, keep_idx=True)([{"input_ids": [2], "labels": 1.0, "idx": 4.0}])
+    assert floats["labels"].dtype == torch.long and floats["idx"].dtype == torch.long and floats["idx"].tolist() == [4]
+
+
+def test_a_tokenizer_without_a_pad_token_is_refused_by_name(tiny_tokenizer):
+    tiny_tokenizer.pad_token = None
+    tiny_tokenizer.name_or_path = "some/tokenizer"
+    with pytest.raises(LadcError) as caught:
+        make_collator(tiny_tokenizer, get_task("sst2"))
+    assert str(caught.value) == f"tokenizer {tiny_tokenizer.name_or_path!r} has no pad token; set one first"
+
+
 def _toy_tokenized(num_rows: int, seed: int = 0) -> datasets.Dataset:
     rng = random.Random(seed)
     lengths = [rng.randint(3, 60) for _ in range(num_rows)]
