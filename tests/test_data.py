@@ -387,6 +387,11 @@ def test_collator_pads_left_reads_raw_labels_and_keeps_only_what_rows_have(tiny_
 
 
 def test_a_tokenizer_without_a_pad_token_is_refused_by_name(tiny_tokenizer):
+    tiny_tokenizer.padding_side, tiny_tokenizer._pad_token_type_id = "left", 1  # read from the tokenizer
+    collator = make_collator(tiny_tokenizer, get_task("sst2"))
+    assert (collator.padding_side, collator.pad_token_type_id, collator.pad_token_id) == (
+        "left", 1, tiny_tokenizer.pad_token_id,
+    )  # fmt: skip
     tiny_tokenizer.pad_token = None
     tiny_tokenizer.name_or_path = "some/tokenizer"
     with pytest.raises(LadcError) as caught:
@@ -489,6 +494,16 @@ def test_load_tokenized_caches_on_disk(tmp_path, tiny_vocab_file):
     os.utime(train_file, ns=(train_file.stat().st_atime_ns, train_file.stat().st_mtime_ns + 10**9))
     assert len(load_tokenized(data, tokenizer, "train")) == 3  # source changed: re-tokenized
     assert tokenizer.calls > calls_after_first
+    # the marker says what the cache holds (readable JSON); a damaged cache is rebuilt, not an error
+    from ladc.data import _cache_description
+
+    cache = tokenized_cache_dir(data, tokenizer, "train")
+    marker = (cache / "ladc_cache.json").read_text()
+    assert marker == json.dumps(_cache_description(data, tokenizer, "train"), indent=2) + "\n"
+    for arrow in cache.glob("*.arrow"):
+        arrow.unlink()
+    calls_before_rebuild = tokenizer.calls
+    assert len(load_tokenized(data, tokenizer, "train")) == 3 and tokenizer.calls > calls_before_rebuild
 
 
 @pytest.mark.integration
