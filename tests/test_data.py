@@ -591,3 +591,33 @@ def test_tokenize_needs_room_for_one_token_per_segment_and_stores_compact_ids(ti
     with pytest.raises(LadcError, match=r"^max_seq_len 3 is too short for rte: special tokens alone need 3$"):
         tokenize(pair, tiny_tokenizer, get_task("rte"), max_seq_len=3)
     assert len(tokenize(pair, tiny_tokenizer, get_task("rte"), max_seq_len=4)[0]["input_ids"]) == 4
+
+
+def test_cache_key_follows_the_source_file_and_its_columns(tmp_path, tiny_vocab_file):
+    """Two files with the same bytes and mtime in two places are two caches; so are other text or label columns of
+    one file; a GLUE directory and the hub each have their own key."""
+    tokenizer = BertTokenizerFast(vocab_file=str(tiny_vocab_file), do_lower_case=True)
+    text = "s,y\na good film,1\n"
+    first, second = tmp_path / "a" / "train.csv", tmp_path / "b" / "train.csv"
+    for path in (first, second):
+        path.parent.mkdir()
+        path.write_text(text)
+        os.utime(path, ns=(10**18, 10**18))
+
+    def key(**overrides):
+        values = {"task": "sst2", "train_file": str(first), "text_fields": ("s",), "label_field": "y",
+                  "cache_dir": str(tmp_path / "c")}  # fmt: skip
+        return tokenized_cache_dir(DataConfig(**{**values, **overrides}), tokenizer, "train")
+
+    assert key() != key(train_file=str(second))
+    second.write_text("s,z\na good film,1\n")
+    os.utime(second, ns=(10**18, 10**18))
+    assert key(train_file=str(second), label_field="z") != key(train_file=str(second), label_field="y")
+    assert key(train_file=str(second), label_field="z", text_fields=("z",)) != key(
+        train_file=str(second), label_field="z"
+    )
+    hub = DataConfig(task="sst2", cache_dir=str(tmp_path / "c"))  # no data dir: the hub, keyed offline
+    assert tokenized_cache_dir(hub, tokenizer, "train") != key()
+    assert tokenized_cache_dir(hub, tokenizer, "train") != tokenized_cache_dir(
+        DataConfig(task="qnli", cache_dir=str(tmp_path / "c")), tokenizer, "train"
+    )
