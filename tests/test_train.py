@@ -357,7 +357,11 @@ def test_ctrl_c_checkpoints_the_current_step_and_stops(tmp_path, tiny_bert_confi
     def record(name, step=None):
         passed.append((name, step))
         if name == "train-step" and sum(n == "train-step" for n, _ in passed) == 5 and not resuming:
-            signal.raise_signal(signal.SIGINT)  # as a Ctrl-C arriving during step 5
+            # as a Ctrl-C arriving during step 5: fit's own SIGINT handler is called directly, not through the OS,
+            # so a test process whose SIGINT is handled otherwise (a pytest-xdist worker) cannot be killed by it
+            handler = signal.getsignal(signal.SIGINT)
+            assert callable(handler) and handler is not signal.default_int_handler, handler
+            handler(signal.SIGINT, None)
 
     monkeypatch.setattr(ladc.train, "kill_point", record)
     common = {"micro_batch": 4, "grad_accum": 2, "max_steps": 8, "save_steps": 3, "eval_steps": 4}
