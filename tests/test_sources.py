@@ -20,6 +20,13 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
+def _sst2_dev_error(path: Path) -> str:
+    """The one-line error `read_table_file` gives for `path` read as SST-2's dev file."""
+    with pytest.raises(LadcError) as caught:
+        read_table_file(path, DataConfig(task="sst2"), get_task("sst2"), resolve_split(get_task("sst2"), "dev"))
+    return str(caught.value)
+
+
 # ----------------------------------------------------------------------------- splits and sources
 
 
@@ -196,28 +203,19 @@ def test_table_errors_name_file_and_record(tmp_path):
 
 
 def test_table_files_name_what_is_wrong_exactly(tmp_path):
-    sst2, dev = get_task("sst2"), resolve_split(get_task("sst2"), "dev")
     # a .json array, whitespace before it allowed; records are "item N" from 1
     array = _write(tmp_path / "d.json", '\n  [{"sentence": "a", "label": 0}, 5]')
-    with pytest.raises(LadcError) as caught:
-        read_table_file(array, DataConfig(task="sst2"), sst2, dev)
-    assert str(caught.value) == f"{array} item 2: expected a JSON object, got int"
+    assert _sst2_dev_error(array) == f"{array} item 2: expected a JSON object, got int"
     broken = _write(tmp_path / "e.json", '[{"sentence": "a",\n "label": }]')
-    with pytest.raises(LadcError) as caught:
-        read_table_file(broken, DataConfig(task="sst2"), sst2, dev)
-    assert str(caught.value) == f"{broken} line 2: invalid JSON (Expecting value)"
+    assert _sst2_dev_error(broken) == f"{broken} line 2: invalid JSON (Expecting value)"
     # no rows: a header-only CSV says so, an empty JSON Lines file has no header to speak of
     header_only, empty = _write(tmp_path / "f.csv", "sentence,label\n"), _write(tmp_path / "g.jsonl", "\n")
     for path, after in ((header_only, " after the header"), (empty, "")):
-        with pytest.raises(LadcError) as caught:
-            read_table_file(path, DataConfig(task="sst2"), sst2, dev)
-        assert str(caught.value) == f"{path} has no data rows{after}; expected at least one example"
+        assert _sst2_dev_error(path) == f"{path} has no data rows{after}; expected at least one example"
     # a missing text column: a suggestion, and column names listed raw up to 40 printable characters, else quoted
     long_40, long_41 = "c" * 40, "d" * 41
     typo = _write(tmp_path / "h.csv", f"sentense,label,{long_40},{long_41},tab\x01\nx,1,a,b,c\n")
-    with pytest.raises(LadcError) as caught:
-        read_table_file(typo, DataConfig(task="sst2"), sst2, dev)
-    assert str(caught.value) == (
+    assert _sst2_dev_error(typo) == (
         f"{typo}: missing text column 'sentence' (did you mean 'sentense'?); columns: sentense, label, {long_40}, "
         f"'{long_41[:40]}'..., 'tab\\x01'"
     )
@@ -227,9 +225,7 @@ def test_table_files_name_what_is_wrong_exactly(tmp_path):
     assert str(caught.value) == "data.text_fields ['only_one']: rte needs 2 text column(s) (sentence1, sentence2)"
     # a JSON record without the text field the others have
     missing = _write(tmp_path / "i.jsonl", '{"sentence": "a", "label": 1}\n{"label": 0}\n')
-    with pytest.raises(LadcError) as caught:
-        read_table_file(missing, DataConfig(task="sst2"), sst2, dev)
-    assert str(caught.value) == f"{missing} line 2: no text field 'sentence'"
+    assert _sst2_dev_error(missing) == f"{missing} line 2: no text field 'sentence'"
 
 
 def test_tsv_train_files_keep_quotes_and_unlabelled_test_rows_are_minus_one_of_the_label_type(tmp_path):
@@ -281,11 +277,8 @@ def test_load_hub_asks_for_the_task_config_and_split_and_casts_to_the_glue_schem
 def test_unclosed_quotes_empty_glue_files_and_long_column_lists_have_exact_messages(tmp_path):
     from ladc.sources import _names
 
-    sst2, dev = get_task("sst2"), resolve_split(get_task("sst2"), "dev")
     unclosed = _write(tmp_path / "a.csv", 'sentence,label\nfine,1\n"never closed,0\n')
-    with pytest.raises(LadcError) as caught:
-        read_table_file(unclosed, DataConfig(task="sst2"), sst2, dev)
-    assert str(caught.value) == f"{unclosed} line 3: a quoted field is never closed"
+    assert _sst2_dev_error(unclosed) == f"{unclosed} line 3: a quoted field is never closed"
     rte = get_task("rte")
     (tmp_path / "RTE").mkdir()
     empty = _write(tmp_path / "RTE" / "dev.tsv", "")
@@ -324,6 +317,4 @@ def test_csv_keeps_line_breaks_inside_quoted_fields_and_names_an_unreadable_path
     assert columns["sentence"] == ["two\r\nlines", "plain"] and columns["label"] == [1, 0]
     directory = tmp_path / "folder.csv"
     directory.mkdir()
-    with pytest.raises(LadcError) as caught:
-        read_table_file(directory, data, sst2, resolve_split(sst2, "dev"))
-    assert str(caught.value) == f"cannot read {directory}: Is a directory"
+    assert _sst2_dev_error(directory) == f"cannot read {directory}: Is a directory"
