@@ -146,6 +146,12 @@ def _tiny_classifier(tiny_bert_config, seed: int = 0):
     return BertForSequenceClassification(config)
 
 
+def _scripted(*scores: float):
+    """An evaluator that returns these accuracies, one per evaluation, whatever the model."""
+    remaining = iter(scores)
+    return lambda model, accelerator: {"accuracy": next(remaining)}
+
+
 def _fit(
     model,
     run_dir: Path,
@@ -307,14 +313,10 @@ def test_fit_continues_mid_epoch_from_a_checkpoint_like_the_uninterrupted_run(tm
 
     from ladc.checkpoints import KEEP_CHECKPOINTS
 
-    def scripted(scores):
-        scores = iter(scores)
-        return lambda model, accelerator: {"accuracy": next(scores)}
-
     common = {"micro_batch": 4, "grad_accum": 2, "max_steps": 12, "save_steps": 3, "eval_steps": 6,
               "warmup_steps": 2, "weight_decay": 0.1, "max_grad_norm": 1.0}  # fmt: skip
     full_model = _tiny_classifier(tiny_bert_config)
-    full = _fit(full_model, tmp_path / "full", _examples(), evaluate=scripted([0.9, 0.7]), **common)
+    full = _fit(full_model, tmp_path / "full", _examples(), evaluate=_scripted(0.9, 0.7), **common)
     # checkpoints at steps 3, 6 and 9 (none at the last step); the newest KEEP_CHECKPOINTS are kept
     assert KEEP_CHECKPOINTS == 2 and sorted(p.name for p in (tmp_path / "full" / "checkpoints").iterdir()) == [
         "step-6", "step-9",
@@ -327,11 +329,11 @@ def test_fit_continues_mid_epoch_from_a_checkpoint_like_the_uninterrupted_run(tm
     again = tmp_path / "again"
     shutil.copytree(cut, again)
     capsys.readouterr()
-    resumed = _fit(resumed_model, cut, _examples(), evaluate=scripted([0.7]), resume=True, **common)
+    resumed = _fit(resumed_model, cut, _examples(), evaluate=_scripted(0.7), resume=True, **common)
     captured = capsys.readouterr()
     assert f"resuming from {cut / 'checkpoints' / 'step-6'} (step 6 of 12)" in captured.out
     assert " 6/12 [" in captured.err  # the progress bar starts at the resumed step
-    fresh = _fit(_tiny_classifier(tiny_bert_config), again, _examples(), evaluate=scripted([0.9, 0.7]), **common)
+    fresh = _fit(_tiny_classifier(tiny_bert_config), again, _examples(), evaluate=_scripted(0.9, 0.7), **common)
     assert fresh.resumed_from_step is None  # a checkpoint is there, but without --resume the run starts over
     assert (resumed.resumed_from_step, resumed.final_step, full.resumed_from_step) == (6, 12, None)
     assert (resumed.best_step, resumed.best_metrics) == (full.best_step, full.best_metrics) == (6, {"accuracy": 0.9})
@@ -405,13 +407,9 @@ def test_dev_is_scored_once_after_training_for_the_kept_and_the_last_model(tmp_p
         calls.append(float(weights.sum()))
         return {"accuracy": calls[-1]}
 
-    def holdout(scores):
-        scores = iter(scores)
-        return lambda model, accelerator: {"accuracy": next(scores)}
-
     model = _tiny_classifier(tiny_bert_config)
     common = {"micro_batch": 4, "max_steps": 8, "eval_steps": 4}
-    result = _fit(model, tmp_path / "a", _examples(), evaluate=holdout([0.9, 0.7]), score_dev=fingerprint, **common)
+    result = _fit(model, tmp_path / "a", _examples(), evaluate=_scripted(0.9, 0.7), score_dev=fingerprint, **common)
     best_weights = BertForSequenceClassification.from_pretrained(tmp_path / "a" / "best").classifier.weight
     last = calls[0]
     assert result.best_step == 4 and len(calls) == 2 and last != calls[1]
@@ -419,7 +417,7 @@ def test_dev_is_scored_once_after_training_for_the_kept_and_the_last_model(tmp_p
     assert result.dev_last == {"accuracy": last}
     # the kept model is the last one: one dev pass, reported twice
     calls.clear()
-    result = _fit(_tiny_classifier(tiny_bert_config), tmp_path / "b", _examples(), evaluate=holdout([0.7, 0.9]),
+    result = _fit(_tiny_classifier(tiny_bert_config), tmp_path / "b", _examples(), evaluate=_scripted(0.7, 0.9),
                   score_dev=fingerprint, **common)  # fmt: skip
     assert result.best_step == 8 and len(calls) == 1 and result.dev == result.dev_last == {"accuracy": calls[0]}
 
@@ -542,15 +540,13 @@ def test_what_picked_the_kept_checkpoint_is_recorded(tmp_path, tiny_bert_config,
     kept = BertForSequenceClassification.from_pretrained(tmp_path / "last" / "best").state_dict()
     assert all(torch.equal(kept[name], tensor) for name, tensor in model.state_dict().items())
 
-    scores = iter([0.9, 0.7])
     holdout = _fit(_tiny_classifier(tiny_bert_config), tmp_path / "holdout", _examples(),
-                   evaluate=lambda m, a: {"accuracy": next(scores)}, select_split="holdout", **common)  # fmt: skip
+                   evaluate=_scripted(0.9, 0.7), select_split="holdout", **common)  # fmt: skip
     assert holdout.selected_on == "train-holdout" and [h["holdout"] for h in holdout.history if "holdout" in h] == [
         {"accuracy": 0.9}, {"accuracy": 0.7},
     ]  # fmt: skip
-    scores = iter([0.9, 0.7])
-    dev = _fit(_tiny_classifier(tiny_bert_config), tmp_path / "dev", _examples(),
-               evaluate=lambda m, a: {"accuracy": next(scores)}, **common)  # fmt: skip
+    dev = _fit(_tiny_classifier(tiny_bert_config), tmp_path / "dev", _examples(), evaluate=_scripted(0.9, 0.7),
+               **common)  # fmt: skip
     assert (dev.selected_on, dev.dev, dev.dev_last) == ("dev", {"accuracy": 0.9}, {"accuracy": 0.7})
     bf16 = _fit(_tiny_classifier(tiny_bert_config), tmp_path / "bf16", _examples(), mixed_precision="bf16", **common)
     assert bf16.mixed_precision == "bf16"  # the precision trained in is recorded
