@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,8 +106,10 @@ def tokenize(raw: datasets.Dataset, tokenizer, task: TaskSpec, max_seq_len: int)
             f"{len(task.text_fields) + 1}"
         )
     fields = list(task.text_fields)
-    probe = tokenizer(*[["a"] for _ in fields], truncation=True, max_length=max_seq_len)
-    names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in probe]
+    # what a call returns: input_ids, plus attention_mask and token_type_ids if the tokenizer's model takes them
+    names = ["input_ids"] + [
+        name for name in ("attention_mask", "token_type_ids") if name in tokenizer.model_input_names
+    ]
     features = datasets.Features(
         {
             **{name: datasets.List(datasets.Value("int32" if name == "input_ids" else "int8")) for name in names},
@@ -144,11 +145,11 @@ def _tokenizer_fingerprint(tokenizer) -> dict:
     else:
         blob = json.dumps(sorted(tokenizer.get_vocab().items())) + str(getattr(tokenizer, "do_lower_case", None))
     return {
-        "name_or_path": str(getattr(tokenizer, "name_or_path", "")),
+        "name_or_path": str(tokenizer.name_or_path),
         "class": type(tokenizer).__name__,
         "vocab_size": len(tokenizer),
         "vocab_sha256": hashlib.sha256(blob.encode()).hexdigest(),
-        "truncation_side": getattr(tokenizer, "truncation_side", "right"),
+        "truncation_side": tokenizer.truncation_side,
     }
 
 
@@ -195,9 +196,11 @@ def load_tokenized(data: DataConfig, tokenizer, split: str) -> datasets.Dataset:
     if marker.is_file():
         try:
             return datasets.load_from_disk(str(target))
-        except (OSError, ValueError):  # damaged cache (e.g. a file deleted by hand): rebuild it
-            shutil.rmtree(target, ignore_errors=True)
+        except (OSError, ValueError):  # damaged cache (e.g. a file deleted by hand): rebuilt and swapped in below
+            pass
     tokenized = tokenize(load_raw(data, split), tokenizer, get_task(data.task), data.max_seq_len)
+    if len(tokenized) == 0:  # nothing to cache, and datasets cannot load an empty saved split back (IndexError)
+        return tokenized
     with atomic_dir(target) as tmp:
         tokenized.save_to_disk(str(tmp))
         # written last: a directory with this file is complete
@@ -262,11 +265,11 @@ def make_collator(
         LadcError: the tokenizer has no pad token.
     """
     if tokenizer.pad_token_id is None:
-        raise LadcError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no pad token; set one first")
+        raise LadcError(f"tokenizer {tokenizer.name_or_path!r} has no pad token; set one first")
     return PaddingCollator(
         pad_token_id=int(tokenizer.pad_token_id),
-        pad_token_type_id=int(getattr(tokenizer, "pad_token_type_id", 0)),
-        padding_side=getattr(tokenizer, "padding_side", "right"),
+        pad_token_type_id=int(tokenizer.pad_token_type_id),
+        padding_side=tokenizer.padding_side,
         regression=task.is_regression,
         keep_idx=keep_idx,
         pad_to_multiple_of=pad_to_multiple_of,
@@ -344,11 +347,10 @@ def make_dataloader(
         group_by_length: with shuffle, batches of similar length (less padding); ignored without shuffle.
         num_workers: DataLoader worker processes.
     """
+    sampler = None  # DataLoader's default: dataset order
     if shuffle:
         lengths = _row_lengths(dataset) if group_by_length else None
         sampler = SeededSampler(len(dataset), seed=seed, epoch=epoch, lengths=lengths, batch_size=batch_size)
-    else:
-        sampler = torch.utils.data.SequentialSampler(dataset)
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, collate_fn=collator, num_workers=num_workers
     )

@@ -28,6 +28,7 @@ from ladc.data import (
     tokenized_cache_dir,
 )
 from ladc.errors import LadcError
+from ladc.sources import raw_features
 from ladc.tasks import get_task
 
 MNLI_TRAIN_COLUMNS = (
@@ -621,3 +622,122 @@ def test_cache_key_follows_the_source_file_and_its_columns(tmp_path, tiny_vocab_
     assert tokenized_cache_dir(hub, tokenizer, "train") != tokenized_cache_dir(
         DataConfig(task="qnli", cache_dir=str(tmp_path / "c")), tokenizer, "train"
     )
+
+
+def _sst2_dir(root: Path, num_rows: int) -> Path:
+    rows = ["sentence|label"] + [f"row {i}|{i % 2}" for i in range(num_rows)]
+    for stem in ("train", "dev"):
+        write_tsv(root / "SST-2" / f"{stem}.tsv", rows)
+    return root
+
+
+def test_limits_of_one_row_and_of_all_but_one_row(tmp_path):
+    root = _sst2_dir(tmp_path, 10)
+    one = DataConfig(task="sst2", data_dir=str(root), train_limit=1, dev_limit=1)
+    assert len(load_raw(one, "train")) == 1 and load_raw(one, "dev")["idx"] == [0]
+    # a subset drawn without replacement: nine different rows, in file order
+    nine = load_raw(DataConfig(task="sst2", data_dir=str(root), train_limit=9), "train")["idx"]
+    assert len(set(nine)) == 9 and nine == sorted(nine)
+    with pytest.raises(LadcError) as caught:
+        load_raw(DataConfig(task="sst2", data_dir=str(root), dev_limit=-3), "dev")
+    assert str(caught.value) == "data.dev_limit must be a positive number of examples, got -3"
+
+
+def test_the_cache_marker_names_everything_the_key_covers(tmp_path, tiny_vocab_file, monkeypatch):
+    """ladc_cache.json is the readable record of what a cached split holds; its fields are pinned here."""
+    import re
+
+    from ladc.data import _cache_description
+
+    tokenizer = BertTokenizerFast(vocab_file=str(tiny_vocab_file), do_lower_case=True, name_or_path="tiny/bert")
+    root = _sst2_dir(tmp_path / "glue", 6)
+    data = DataConfig(task="sst2", data_dir=str(root), train_limit=4, cache_dir=str(tmp_path / "c"), max_seq_len=32)
+    load_tokenized(data, tokenizer, "train")
+    cache = tokenized_cache_dir(data, tokenizer, "train")
+    assert re.fullmatch(r"sst2-train-[0-9a-f]{20}", cache.name)
+    marker = json.loads((cache / "ladc_cache.json").read_text())
+    stat = (root / "SST-2" / "train.tsv").stat()
+    fingerprint = marker["tokenizer"]
+    assert re.fullmatch(r"[0-9a-f]{64}", fingerprint.pop("vocab_sha256"))
+    assert fingerprint == {"name_or_path": "tiny/bert", "class": "BertTokenizerFast", "vocab_size": len(tokenizer),
+                           "truncation_side": "right"}  # fmt: skip
+    assert marker == {
+        "format": 1, "task": "sst2", "split": "train",
+        "source": {"kind": "tsv", "path": str((root / "SST-2" / "train.tsv").resolve()), "size": stat.st_size,
+                   "mtime_ns": stat.st_mtime_ns},
+        "train_limit": 4, "train_subset_seed": 0, "dev_limit": None, "tokenizer": fingerprint, "max_seq_len": 32,
+    }  # fmt: skip
+    # a CSV/JSONL file adds the columns it was read with; the hub is named by dataset and config
+    csv = tmp_path / "train.csv"
+    csv.write_text("s,y\na good film,1\n")
+    from_file = DataConfig(task="sst2", train_file=str(csv), text_fields=("s",), label_field="y")
+    assert _cache_description(from_file, tokenizer, "train")["source"] == {
+        "kind": "file", "path": str(csv.resolve()), "size": csv.stat().st_size, "mtime_ns": csv.stat().st_mtime_ns,
+        "text_fields": ["s"], "label_field": "y",
+    }  # fmt: skip
+    hub = _cache_description(DataConfig(task="sst2", dev_limit=5), tokenizer, "dev")
+    assert hub["source"] == {"hub": "nyu-mll/glue", "config": "sst2"}
+    assert (hub["split"], hub["train_limit"], hub["dev_limit"]) == ("validation", None, 5)
+    # without cache_dir the cache lives under ~/.cache/ladc
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    default = tokenized_cache_dir(DataConfig(task="sst2", data_dir=str(root)), tokenizer, "train")
+    assert default.parent == tmp_path / "home" / ".cache" / "ladc" / "tokenized"
+
+
+def test_a_split_cache_follows_its_own_limit_only(tmp_path, tiny_tokenizer):
+    root = _sst2_dir(tmp_path / "glue", 6)
+
+    def data(**limits) -> DataConfig:
+        return DataConfig(task="sst2", data_dir=str(root), cache_dir=str(tmp_path / "c"), **limits)
+
+    assert len(load_tokenized(data(train_limit=2), tiny_tokenizer, "train")) == 2
+    assert len(load_tokenized(data(train_limit=4), tiny_tokenizer, "train")) == 4  # not the 2-row cache
+    assert len(load_tokenized(data(dev_limit=3), tiny_tokenizer, "dev")) == 3
+    assert len(load_tokenized(data(dev_limit=5), tiny_tokenizer, "dev")) == 5
+    # another split's limit does not re-tokenize this one
+    assert tokenized_cache_dir(data(train_limit=2), tiny_tokenizer, "dev") == tokenized_cache_dir(
+        data(train_limit=4), tiny_tokenizer, "dev"
+    )
+    assert tokenized_cache_dir(data(dev_limit=3), tiny_tokenizer, "train") == tokenized_cache_dir(
+        data(dev_limit=5), tiny_tokenizer, "train"
+    )
+
+
+def test_tokenize_keeps_the_label_type_of_the_task(tiny_tokenizer):
+    stsb = datasets.Dataset.from_dict(
+        {"sentence1": ["a"], "sentence2": ["b"], "label": [3.8], "idx": [0]}, features=raw_features(get_task("stsb"))
+    )
+    tokenized = tokenize(stsb, tiny_tokenizer, get_task("stsb"), max_seq_len=8)
+    assert tokenized.features["labels"].dtype == "float32" and tokenized.features["idx"].dtype == "int64"
+
+
+def test_collator_pads_token_types_of_rows_without_an_attention_mask():
+    from ladc.data import PaddingCollator
+
+    rows = [{"input_ids": [2, 13, 3], "token_type_ids": [0, 0, 0]}, {"input_ids": [2, 3], "token_type_ids": [1, 1]}]
+    batch = PaddingCollator(pad_token_id=0, pad_token_type_id=5)(rows)
+    assert set(batch) == {"input_ids", "token_type_ids"}
+    assert batch["token_type_ids"].tolist() == [[0, 0, 0], [1, 1, 5]]
+
+
+def test_dataloader_defaults_and_workers(tiny_tokenizer):
+    dataset = _toy_tokenized(30)
+    collator = make_collator(tiny_tokenizer, get_task("sst2"), keep_idx=True)
+    shuffled = make_dataloader(dataset, collator, 4, shuffle=True)  # seed 0, epoch 0, no workers
+    assert list(shuffled.sampler) == list(SeededSampler(30, seed=0, epoch=0)) and shuffled.num_workers == 0
+    assert make_dataloader(dataset, collator, 4, shuffle=False, num_workers=1).num_workers == 1
+
+
+def test_an_empty_dev_split_is_refused_by_name(tmp_path, tiny_tokenizer, monkeypatch):
+    """Local sources refuse an empty file themselves; an empty hub split reaches dev_loader's own check. The hub is
+    not reachable offline: `datasets.load_dataset` answers with an empty Dataset built by datasets itself."""
+    task = get_task("mnli")
+
+    def empty(path, name=None, split=None):
+        return datasets.Dataset.from_dict({name: [] for name in raw_features(task)}, features=raw_features(task))
+
+    monkeypatch.setattr(datasets, "load_dataset", empty)
+    data = DataConfig(task="mnli", cache_dir=str(tmp_path / "c"))
+    with pytest.raises(LadcError) as caught:
+        dev_loader(data, tiny_tokenizer, task, 8, split="dev_mismatched")
+    assert str(caught.value) == "the mnli dev_mismatched split is empty; evaluation needs at least one example"
