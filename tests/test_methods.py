@@ -92,3 +92,50 @@ def test_term_weights_come_from_the_named_loss_weight():
     mse = ((1.0**2) + (2.0**2)) / 4  # mean over the 4 logits
     assert terms["a"].item() == pytest.approx(mse) and terms["b"].item() == pytest.approx(mse)
     assert terms["loss"].item() == pytest.approx(3.0 * mse + mse)
+
+
+def test_a_method_needs_distinct_term_names_other_than_loss():
+    term = LossTerm("a", _logit_mse)
+    for terms, names in (((), []), ((term, LossTerm("loss", _logit_mse)), ["a", "loss"]), ((term, term), ["a", "a"])):
+        with pytest.raises(ValueError) as caught:
+            Method("m", "logits", terms)
+        assert str(caught.value) == f"method 'm': terms need distinct names other than 'loss', got {names}"
+    with pytest.raises(
+        ValueError, match=r"^teacher_outputs 'all' is not one of \('none', 'logits', 'hidden_states'\)$"
+    ):
+        Method("m", "all", (term,))
+
+
+@pytest.mark.parametrize(
+    ("mapping", "reverse"),
+    [((2, 4, 6), False), ((2, 4, 6), True), ((1, 3), False), ((2, 3), False), ((3, 5), True), ((4, 6), True)],
+)
+def test_lad_trains_exactly_the_gates_its_loss_reaches(mapping, reverse):
+    """The gates LAD's build freezes are the ones its hidden loss sends no gradient to (DDP needs a gradient for every
+    trainable parameter): unfreeze all, run the term, and compare which gates got one."""
+    from types import SimpleNamespace
+
+    from transformers import BertConfig
+
+    teacher_layers, hidden = 6, 8
+    (extra,) = METHODS["lad"].modules
+    gates = extra.build(BertConfig(num_hidden_layers=teacher_layers, hidden_size=hidden), mapping, reverse)
+    trainable = []
+    for gate in gates.gates:
+        flags = {p.requires_grad for p in gate.parameters()}
+        assert len(flags) == 1  # a gate is frozen or trained as a whole
+        trainable.append(flags.pop())
+    gates.requires_grad_(True)
+    generator = torch.Generator().manual_seed(0)
+
+    def states(count: int) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.randn(2, 5, hidden, generator=generator) for _ in range(count + 1))
+
+    inputs = methods.TermInputs(
+        SimpleNamespace(logits=torch.zeros(2, 2), hidden_states=states(len(mapping))),
+        SimpleNamespace(logits=torch.zeros(2, 2), hidden_states=states(teacher_layers)),
+        torch.tensor([0, 1]), torch.ones(2, 5), {"gates": gates}, mapping=mapping, reverse=reverse,
+    )  # fmt: skip
+    methods.lad_hidden_term(inputs).backward()
+    reached = [any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in g.parameters()) for g in gates.gates]
+    assert trainable == reached and not trainable[0]
