@@ -132,6 +132,16 @@ def test_layer_matches_and_validation():
         LossWeights(temperature=0.0)
 
 
+def test_resolve_matches_tags_every_match_with_the_loss_that_reads_it():
+    from ladc.lad import resolve_matches
+
+    default = resolve_matches(None, 12, 4, "pkd_cls")  # no mapping given: layer_map's pairs
+    assert [(m.student_layer, m.teacher_layer, m.loss) for m in default] == [
+        (1, 3, "pkd_cls"), (2, 6, "pkd_cls"), (3, 9, "pkd_cls"), (4, 12, "pkd_cls"),
+    ]  # fmt: skip
+    assert [m.loss for m in resolve_matches((2, 4), 4, 2, "pkd_cls")] == ["pkd_cls", "pkd_cls"]
+
+
 def test_weights_accept_zero_and_reject_negative_or_infinite_values():
     assert LayerMatch(1, 2, weight=0.0).weight == 0.0 and LayerMatch(1, 2, weight=0.5).weight == 0.5
     with pytest.raises(LadcError, match="^layer match loss='cosine' is unknown; expected one of hidden_mse, pkd_cls$"):
