@@ -164,7 +164,7 @@ def _fit(
     clock=None,
     on_batch=None,
     epochs_seen=None,
-    select_split="dev",
+    select_split=None,
     **optim,
 ) -> TrainResult:
     """ladc.train.fit on one classifier with plain cross-entropy and an in-order loader.
@@ -199,8 +199,9 @@ def _fit(
     )
     return fit(
         plan, train_dataset=examples, make_loader=make_loader, **({"clock": clock} if clock else {}),
+        **({"select_split": select_split} if select_split else {}),  # fit's own default ("dev") otherwise
         evaluate=(lambda model, accelerator: {"accuracy": 0.5}) if evaluate is None else evaluate or None, optim=config, run_dir=run_dir,
-        task=get_task("sst2"), resume=resume, score_dev=score_dev, select_split=select_split,
+        task=get_task("sst2"), resume=resume, score_dev=score_dev,
     )  # fmt: skip
 
 
