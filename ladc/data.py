@@ -134,7 +134,8 @@ def tokenize(raw: datasets.Dataset, tokenizer, task: TaskSpec, max_seq_len: int)
 
 
 def _tokenizer_fingerprint(tokenizer) -> dict:
-    """What decides the token ids: name, class, vocab size and a hash of the vocab (plus normalizer etc.)."""
+    """What decides the token ids and columns: name, class, vocab size, a hash of the vocab (plus normalizer etc.),
+    truncation side and the model input names."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
         spec = json.loads(backend.to_str())
@@ -150,6 +151,8 @@ def _tokenizer_fingerprint(tokenizer) -> dict:
         "vocab_size": len(tokenizer),
         "vocab_sha256": hashlib.sha256(blob.encode()).hexdigest(),
         "truncation_side": tokenizer.truncation_side,
+        # which columns `tokenize` makes (a tokenizer without token type ids makes none)
+        "model_input_names": list(tokenizer.model_input_names),
     }
 
 
@@ -189,7 +192,8 @@ def load_tokenized(data: DataConfig, tokenizer, split: str) -> datasets.Dataset:
     """`load_raw` + `tokenize`, cached with `save_to_disk`: a second call with the same inputs reads the cache.
 
     The cache key covers the source (file path + size + mtime, or the hub name), split, limits, tokenizer
-    (name, class, vocab size, vocab hash) and `max_seq_len`; the directory is written atomically.
+    (name, class, vocab size, vocab hash, truncation side, model input names) and `max_seq_len`; the directory is
+    written atomically.
     """
     target = tokenized_cache_dir(data, tokenizer, split)
     marker = target / "ladc_cache.json"

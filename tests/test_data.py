@@ -548,6 +548,15 @@ def test_cache_key_follows_what_decides_the_token_ids(tmp_path, tiny_vocab_file)
     assert tokenized_cache_dir(data, left, "train") != key
     renamed = BertTokenizerFast(vocab_file=str(tiny_vocab_file), do_lower_case=True, name_or_path="other/model")
     assert tokenized_cache_dir(data, renamed, "train") != key
+    # the same ids without token type ids: other columns, so another cache (it once read this one's, with them)
+    no_types = BertTokenizerFast(
+        vocab_file=str(tiny_vocab_file), do_lower_case=True, model_input_names=["input_ids", "attention_mask"]
+    )
+    assert tokenized_cache_dir(data, no_types, "train") != key
+    assert load_tokenized(data, fast, "train").column_names == [
+        "input_ids", "attention_mask", "token_type_ids", "labels", "idx",
+    ]  # fmt: skip
+    assert "token_type_ids" not in load_tokenized(data, no_types, "train").column_names
     bigger_vocab = tmp_path / "vocab2.txt"
     bigger_vocab.write_text(tiny_vocab_file.read_text() + "zebra\n")
     assert tokenized_cache_dir(data, BertTokenizerFast(vocab_file=str(bigger_vocab)), "train") != key
@@ -660,7 +669,8 @@ def test_the_cache_marker_names_everything_the_key_covers(tmp_path, tiny_vocab_f
     fingerprint = marker["tokenizer"]
     assert re.fullmatch(r"[0-9a-f]{64}", fingerprint.pop("vocab_sha256"))
     assert fingerprint == {"name_or_path": "tiny/bert", "class": "BertTokenizerFast", "vocab_size": len(tokenizer),
-                           "truncation_side": "right"}  # fmt: skip
+                           "truncation_side": "right",
+                           "model_input_names": ["input_ids", "token_type_ids", "attention_mask"]}  # fmt: skip
     assert marker == {
         "format": 1, "task": "sst2", "split": "train",
         "source": {"kind": "tsv", "path": str((root / "SST-2" / "train.tsv").resolve()), "size": stat.st_size,
