@@ -194,7 +194,7 @@ def distill(cfg: DistillConfig) -> dict:
         save_fn=save_fn, frozen={"teacher": teacher}, frozen_device=cfg.teacher_device,
     )  # fmt: skip
     result = fit(
-        plan, train_dataset=data.train, make_loader=data.make_loader, evaluate=data.select, optim=optim,
+        plan, make_loader=data.make_loader, evaluate=data.select, optim=optim,
         run_dir=run_dir, task=task, resume=cfg.resume, select_split=data.select_split, score_dev=data.score_dev,
     )  # fmt: skip
     teacher_dev = recorded_dev(cfg.teacher)

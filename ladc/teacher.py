@@ -55,7 +55,7 @@ def tune_teacher(cfg: TuneTeacherConfig) -> dict:
         save_fn=save_fn,
     )
     result = fit(
-        plan, train_dataset=data.train, make_loader=data.make_loader, evaluate=data.select, optim=optim,
+        plan, make_loader=data.make_loader, evaluate=data.select, optim=optim,
         run_dir=run_dir, task=task, resume=cfg.resume, select_split=data.select_split, score_dev=data.score_dev,
     )  # fmt: skip
     metrics = {**result_metrics(result, task, len(data.train), data.holdout_examples), "lr": lr, "lr_source": lr_source}

@@ -199,11 +199,11 @@ def _schedule_lengths(optim: OptimConfig, batches_per_epoch: int) -> tuple[int, 
 class _Loop:
     """State of one `fit` call; split out so each phase (setup, step, eval, checkpoint) stays small."""
 
-    def __init__(self, plan, train_dataset, make_loader, evaluate, optim, run_dir, task, select_split, clock):
+    def __init__(self, plan, make_loader, evaluate, optim, run_dir, task, select_split, clock):
         from transformers import get_linear_schedule_with_warmup
 
         self.plan, self.optim, self.run_dir, self.task, self.clock = plan, optim, Path(run_dir), task, clock
-        self.train_dataset, self.make_loader, self.evaluate = train_dataset, make_loader, evaluate
+        self.make_loader, self.evaluate = make_loader, evaluate
         self.select_split = select_split
         self.accelerator = make_accelerator(optim)
         covered = [k for spec in plan.optimizers for k in spec.module_keys]
@@ -404,7 +404,6 @@ def result_metrics(result: TrainResult, task: TaskSpec, train_examples: int, hol
 def fit(
     plan: TrainPlan,
     *,
-    train_dataset,
     make_loader: Callable[[int], object],
     evaluate: Callable[[nn.Module, object], dict[str, float]] | None,
     optim: OptimConfig,
@@ -419,7 +418,6 @@ def fit(
 
     Args:
         plan: modules, optimizers, loss and save function of the method.
-        train_dataset: the tokenized train set (only used for its length in logs).
         make_loader: epoch -> a deterministic train DataLoader for that epoch (same order on every call).
         evaluate: (model, accelerator) -> metrics on the selection split, which pick the kept checkpoint; None keeps
             the last step.
@@ -438,7 +436,7 @@ def fit(
     Returns:
         TrainResult with the best step, its metrics, the history and the measured samples/s.
     """
-    loop = _Loop(plan, train_dataset, make_loader, evaluate, optim, run_dir, task, select_split, clock)
+    loop = _Loop(plan, make_loader, evaluate, optim, run_dir, task, select_split, clock)
     if loop.accelerator.is_main_process:
         remove_stale_temps(run_dir)
     checkpoint = latest_checkpoint(run_dir) if resume else None

@@ -198,7 +198,7 @@ def _fit(
         frozen=frozen or {},
     )
     return fit(
-        plan, train_dataset=examples, make_loader=make_loader, **({"clock": clock} if clock else {}),
+        plan, make_loader=make_loader, **({"clock": clock} if clock else {}),
         **({"select_split": select_split} if select_split else {}),  # fit's own default ("dev") otherwise
         evaluate=(lambda model, accelerator: {"accuracy": 0.5}) if evaluate is None else evaluate or None, optim=config, run_dir=run_dir,
         task=get_task("sst2"), resume=resume, score_dev=score_dev,
@@ -472,7 +472,7 @@ def test_a_plan_whose_optimizers_miss_a_trainable_module_is_refused(tmp_path, ti
     plan = TrainPlan(trainable={"model": model, "gates": GateChain(3, 32)},
                      optimizers=[OptimizerSpec("model", ("model",), 1e-3)], loss_fn=None, save_fn=None)  # fmt: skip
     with pytest.raises(ValueError) as caught:
-        fit(plan, train_dataset=[], make_loader=lambda epoch: [], evaluate=None, optim=OptimConfig(),
+        fit(plan, make_loader=lambda epoch: [], evaluate=None, optim=OptimConfig(),
             run_dir=tmp_path, task=get_task("sst2"))  # fmt: skip
     assert str(caught.value) == "optimizer specs cover ['model'], trainable modules are ['model', 'gates']"
 
