@@ -201,7 +201,7 @@ def _fit(
         plan, make_loader=make_loader, **({"clock": clock} if clock else {}),
         **({"select_split": select_split} if select_split else {}),  # fit's own default ("dev") otherwise
         evaluate=(lambda model, accelerator: {"accuracy": 0.5}) if evaluate is None else evaluate or None, optim=config, run_dir=run_dir,
-        task=get_task("sst2"), resume=resume, score_dev=score_dev,
+        task=get_task("sst2"), score_dev=score_dev, **({"resume": True} if resume else {}),  # else fit's default
     )  # fmt: skip
 
 
