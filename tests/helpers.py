@@ -215,3 +215,20 @@ class LadcForkServer:
     def __exit__(self, *exc) -> None:
         self.proc.stdin.close()
         self.proc.wait(timeout=30)
+
+
+ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def export_plain_onnx(model, path: Path, example: tuple | None = None) -> Path:
+    """`model` as fp32 ONNX fed ONNX_INPUTS, with dynamic batch and sequence axes (torch's TorchScript exporter).
+
+    `example`: one tensor per input to trace with; default a (1, 4) batch of ones.
+    """
+    import torch
+
+    example = example or tuple(torch.ones(1, 4, dtype=torch.long) for _ in ONNX_INPUTS)
+    axes = {name: {0: "batch", 1: "sequence"} for name in ONNX_INPUTS} | {"logits": {0: "batch"}}
+    torch.onnx.export(model, example, str(path), input_names=list(ONNX_INPUTS), output_names=["logits"],
+                      dynamic_axes=axes, opset_version=17, dynamo=False)  # fmt: skip
+    return path

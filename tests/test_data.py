@@ -187,6 +187,13 @@ def write_glue_task(root: Path, task_name: str) -> Path:
     return root
 
 
+def _sst2_dir(root: Path, num_rows: int) -> Path:
+    rows = ["sentence|label"] + [f"row {i}|{i % 2}" for i in range(num_rows)]
+    for stem in ("train", "dev"):
+        write_tsv(root / "SST-2" / f"{stem}.tsv", rows)
+    return root
+
+
 def rows_of(dataset, task) -> list[tuple]:
     return [tuple(row[f] for f in task.text_fields) + (row["label"],) for row in dataset]
 
@@ -270,10 +277,7 @@ def test_hub_unreachable_is_one_line_error(monkeypatch):
 
 
 def test_train_limit_is_a_seeded_subset_and_dev_limit_the_head(tmp_path):
-    rows = ["sentence|label"] + [f"row {i}|{i % 2}" for i in range(50)]
-    write_tsv(tmp_path / "SST-2" / "train.tsv", rows)
-    write_tsv(tmp_path / "SST-2" / "dev.tsv", rows)
-    data = DataConfig(task="sst2", data_dir=str(tmp_path), train_limit=10, dev_limit=7)
+    data = DataConfig(task="sst2", data_dir=str(_sst2_dir(tmp_path, 50)), train_limit=10, dev_limit=7)
     subset = load_raw(data, "train")
     assert len(subset) == 10 and subset["idx"] == sorted(subset["idx"])
     assert subset["sentence"] == [f"row {i}" for i in subset["idx"]]
@@ -631,13 +635,6 @@ def test_cache_key_follows_the_source_file_and_its_columns(tmp_path, tiny_vocab_
     assert tokenized_cache_dir(hub, tokenizer, "train") != tokenized_cache_dir(
         DataConfig(task="qnli", cache_dir=str(tmp_path / "c")), tokenizer, "train"
     )
-
-
-def _sst2_dir(root: Path, num_rows: int) -> Path:
-    rows = ["sentence|label"] + [f"row {i}|{i % 2}" for i in range(num_rows)]
-    for stem in ("train", "dev"):
-        write_tsv(root / "SST-2" / f"{stem}.tsv", rows)
-    return root
 
 
 def test_limits_of_one_row_and_of_all_but_one_row(tmp_path):

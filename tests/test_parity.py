@@ -246,18 +246,14 @@ def test_run_parity_judges_each_entry_against_pytorch(tmp_path, tiny_model, tiny
 def test_run_parity_refuses_a_graph_the_tokenizer_cannot_feed(tmp_path, tiny_model, tiny_data, tiny_vocab_file):
     """A graph exported from a model with token type ids, checked with a tokenizer that makes none: one named error
     before any inference, not onnxruntime's own."""
-    import torch
     from transformers import BertTokenizerFast
 
     from ladc.models import load_classifier
+    from tests.helpers import ONNX_INPUTS, export_plain_onnx
 
     task = get_task("sst2")
     model = load_classifier(str(tiny_model), task)
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-    example = tuple(torch.ones(1, 4, dtype=torch.long) for _ in names)
-    torch.onnx.export(model, example, str(tmp_path / "model.onnx"), input_names=names, output_names=["logits"],
-                      dynamic_axes={name: {0: "batch", 1: "sequence"} for name in names}, opset_version=17,
-                      dynamo=False)  # fmt: skip
+    export_plain_onnx(model, tmp_path / "model.onnx")
     no_types = BertTokenizerFast(vocab_file=str(tiny_vocab_file), model_input_names=["input_ids", "attention_mask"])
     parity_set = load_parity_set(_data(tiny_data), no_types, task)
     assert list(parity_set.batches[0]) == ["input_ids", "attention_mask"]
@@ -266,7 +262,7 @@ def test_run_parity_refuses_a_graph_the_tokenizer_cannot_feed(tmp_path, tiny_mod
     with pytest.raises(LadcError) as caught:
         run_parity(manifest, tmp_path, model, parity_set, task, allow_drop=None)
     assert str(caught.value) == (
-        f"{tmp_path / 'model.onnx'} expects inputs {names} but the tokenizer gives ['input_ids', 'attention_mask'] "
+        f"{tmp_path / 'model.onnx'} expects inputs {list(ONNX_INPUTS)} but the tokenizer gives ['input_ids', 'attention_mask'] "
         "(missing: ['token_type_ids']); was it exported from another model?"
     )
 

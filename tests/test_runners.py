@@ -11,6 +11,7 @@ import torch
 
 from ladc.errors import LadcError
 from ladc.runners import OrtRunner, Provider, TorchRunner, open_artifact, open_session, predict_logits
+from tests.helpers import ONNX_INPUTS, export_plain_onnx
 
 
 @pytest.fixture(scope="module")
@@ -46,13 +47,8 @@ def batches(tiny_vocab_file) -> list[dict[str, np.ndarray]]:
 @pytest.fixture(scope="module")
 def onnx_file(tmp_path_factory, tiny_classifier, batches) -> Path:
     """The tiny classifier as fp32 ONNX with dynamic batch and sequence axes (torch's TorchScript exporter)."""
-    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-    example = tuple(torch.from_numpy(batches[1][name]) for name in names)
-    axes = {name: {0: "batch", 1: "sequence"} for name in names} | {"logits": {0: "batch"}}
-    torch.onnx.export(tiny_classifier, example, str(path), input_names=names, output_names=["logits"],
-                      dynamic_axes=axes, opset_version=17, dynamo=False)  # fmt: skip
-    return path
+    example = tuple(torch.from_numpy(batches[1][name]) for name in ONNX_INPUTS)
+    return export_plain_onnx(tiny_classifier, tmp_path_factory.mktemp("onnx") / "model.onnx", example)
 
 
 def _plain_forward(model, batches) -> np.ndarray:
