@@ -182,7 +182,10 @@ def _cache_description(data: DataConfig, tokenizer, split: str) -> dict:
 
 def tokenized_cache_dir(data: DataConfig, tokenizer, split: str) -> Path:
     """Where `load_tokenized` keeps this split: `<cache_dir or ~/.cache/ladc>/tokenized/<task>-<split>-<hash>`."""
-    description = _cache_description(data, tokenizer, split)
+    return _cache_dir_of(data, _cache_description(data, tokenizer, split))
+
+
+def _cache_dir_of(data: DataConfig, description: dict) -> Path:
     digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:20]
     root = Path(data.cache_dir).expanduser() if data.cache_dir else Path.home() / ".cache" / "ladc"
     return root / "tokenized" / f"{description['task']}-{description['split']}-{digest}"
@@ -195,7 +198,8 @@ def load_tokenized(data: DataConfig, tokenizer, split: str) -> datasets.Dataset:
     (name, class, vocab size, vocab hash, truncation side, model input names) and `max_seq_len`; the directory is
     written atomically.
     """
-    target = tokenized_cache_dir(data, tokenizer, split)
+    description = _cache_description(data, tokenizer, split)  # once: the key and the marker describe the same inputs
+    target = _cache_dir_of(data, description)
     marker = target / "ladc_cache.json"
     if marker.is_file():
         try:
@@ -209,7 +213,7 @@ def load_tokenized(data: DataConfig, tokenizer, split: str) -> datasets.Dataset:
         tokenized.save_to_disk(str(tmp))
         # written last: a directory with this file is complete
         marker_tmp = tmp / marker.name
-        marker_tmp.write_text(json.dumps(_cache_description(data, tokenizer, split), indent=2) + "\n")
+        marker_tmp.write_text(json.dumps(description, indent=2) + "\n")
     return datasets.load_from_disk(str(target))
 
 
