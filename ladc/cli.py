@@ -105,6 +105,16 @@ LOSS_OPTIONS = (
     Opt("gate_lr", float, "Learning rate of the highway gates (default {default:g})."),
 )
 
+# the student's shape beside --student-layers (ladc.pruning.student_shape fills what is left unset)
+SHAPE_OPTIONS = (
+    Opt("student_hidden", int, "Student hidden size (default: the teacher's; narrower -> pruned from the teacher)."),
+    Opt("student_intermediate", int, "Student FFN size (default: the teacher's FFN ratio at the student's width)."),
+    Opt("student_heads", int, "Student attention heads (default: the teacher's head size at the student's width)."),
+    Opt("prune_samples", int, "Train rows whose teacher activations rank what a pruned student keeps "
+        "(default {default})."),
+    Opt("projection_lr", float, "Learning rate of the student -> teacher width projection (default {default:g})."),
+)  # fmt: skip
+
 
 def with_options(cfg_cls: type, options: tuple[Opt, ...]) -> Callable:
     """Add `options` to a command's signature; the command receives their values as `overrides` (dotted keys)."""
@@ -190,13 +200,15 @@ def evaluate_cmd(
 
 @app.command("distill")
 @user_errors
-@with_options(DistillConfig, LOSS_OPTIONS + TRAINING_OPTIONS)
+@with_options(DistillConfig, SHAPE_OPTIONS + LOSS_OPTIONS + TRAINING_OPTIONS)
 def distill_cmd(
     teacher: Annotated[str | None, typer.Option("--teacher", help="Fine-tuned teacher run dir.")] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Student run dir.")] = None,
     method: Annotated[str | None, typer.Option("--method", help="lad (default) | pkd | kd | none.")] = None,
     student_layers: Annotated[int | None, typer.Option(help="Student depth (default: half the teacher's).")] = None,
-    student_init: Annotated[str | None, typer.Option(help="even (default) | first | teacher | random.")] = None,
+    student_init: Annotated[
+        str | None, typer.Option(help="even (default) | first | teacher | prune (default when narrower) | random.")
+    ] = None,
     init_from: Annotated[str | None, typer.Option(help="Pretrained checkpoint for even/first init.")] = None,
     preset: Annotated[str | None, typer.Option(help="`paper`: the LAD paper's per-task hyperparameters.")] = None,
     reverse_gates: Annotated[bool | None, typer.Option("--reverse-gates/--forward-gates")] = None,

@@ -172,7 +172,15 @@ class DistillConfig:
     output: str | None = None  # None -> ladc.runs.default_output: runs/student
     method: str = "lad"  # a key of ladc.methods.METHODS: lad | pkd | kd | none
     student_layers: int | None = None  # None -> half the teacher's layers (12 -> 6, 6 -> 3)
-    student_init: str = "even"  # one of ladc.models.STUDENT_INITS: even | first | teacher | random
+    # the student's width (ladc.pruning.student_shape); None -> the teacher's hidden size
+    student_hidden: int | None = None
+    student_intermediate: int | None = None  # FFN size; None -> the teacher's FFN ratio at the student's width
+    student_heads: int | None = None  # None -> the teacher's head size at the student's width (192 / 32 -> 6)
+    # one of ladc.models.STUDENT_INITS: even | first | teacher | prune | random; None -> even at the teacher's width,
+    # prune when the student is narrower (Minitron: slicing the teacher beats training the small shape from scratch)
+    student_init: str | None = None
+    prune_samples: int = 2048  # train examples whose teacher activations rank the channels, heads and neurons kept
+    projection_lr: float = 1e-4  # learning rate of the student -> teacher width projection (narrower students only)
     init_from: str | None = None  # pretrained checkpoint for even/first; None -> the teacher's base model
     preset: str | None = None  # `paper`: the LAD paper's per-task hyperparameters (ladc.tasks.PRESETS)
     hard_weight: float = LossWeights.hard

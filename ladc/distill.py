@@ -8,7 +8,7 @@ import torch
 
 from ladc.config import DistillConfig, check_optim, to_dict
 from ladc.errors import LadcError
-from ladc.methods import METHODS, distill_terms, get_method
+from ladc.methods import METHODS, ModuleContext, distill_terms, get_method
 from ladc.models import STUDENT_INITS
 from ladc.runs import (
     SAVED_CONFIG,
@@ -40,8 +40,14 @@ def teacher_base_model(teacher_dir: str) -> str:
 def _check_config(cfg: DistillConfig) -> None:
     if cfg.method not in METHODS:
         raise LadcError(f"--method '{cfg.method}' is unknown; expected one of {', '.join(METHODS)}")
-    if cfg.student_init not in STUDENT_INITS:
+    if cfg.student_init is not None and cfg.student_init not in STUDENT_INITS:
         raise LadcError(f"--student-init '{cfg.student_init}' is unknown; expected one of {', '.join(STUDENT_INITS)}")
+    for name in ("student_hidden", "student_intermediate", "student_heads", "prune_samples"):
+        value = getattr(cfg, name)
+        if value is not None and value < 1:
+            raise LadcError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if cfg.projection_lr <= 0:
+        raise LadcError(f"projection_lr must be positive, got {cfg.projection_lr}")
     if not Path(cfg.teacher).is_dir():
         raise LadcError(f"teacher dir {cfg.teacher} does not exist; create it with `ladc tune-teacher`")
     METHODS[cfg.method].layer_choice(cfg.layer_choice)
@@ -95,6 +101,34 @@ def _check_vocab(teacher_tokenizer, init_from: str) -> None:
         )
 
 
+def _narrower(shape, teacher_config) -> bool:
+    """A student whose layers cannot take the teacher's weights whole (any of width, FFN or heads smaller)."""
+    return (shape.hidden_size, shape.intermediate_size, shape.num_heads) != (
+        teacher_config.hidden_size, teacher_config.intermediate_size, teacher_config.num_attention_heads,
+    )  # fmt: skip
+
+
+def _shape_of(config) -> dict:
+    return {
+        "num_layers": config.num_hidden_layers, "hidden_size": config.hidden_size,
+        "intermediate_size": config.intermediate_size, "num_heads": config.num_attention_heads,
+    }  # fmt: skip
+
+
+def _pruned_student(teacher, shape, mapping, data, samples: int):
+    """The teacher sliced to `shape` at its most active units on `samples` train rows (Minitron), and the teacher
+    channel of each student channel (the projection starts from that selection)."""
+    from itertools import islice
+
+    from ladc.pruning import measure_importance, select_kept, slice_teacher
+
+    loader = data.make_loader(0)
+    batches = -(-min(samples, len(data.train)) // max(1, loader.batch_size or 1))
+    importance = measure_importance(teacher, islice(iter(loader), batches))
+    kept = select_kept(importance, shape, mapping)
+    return slice_teacher(teacher, shape, kept), kept.hidden
+
+
 def _make_loss_fn(cfg: DistillConfig, task, teacher, loss_mapping, weights):
     """loss_fn(modules, batch) -> named terms. The teacher runs under inference_mode, once per batch."""
     from ladc.train import model_inputs
@@ -117,7 +151,7 @@ def _make_loss_fn(cfg: DistillConfig, task, teacher, loss_mapping, weights):
             teacher_out.logits = teacher_out.logits.to(device).clone()
             if needs_hidden:
                 teacher_out.hidden_states = tuple(h.to(device).clone() for h in teacher_out.hidden_states)
-        extra = {m.name: modules[m.name] for m in method.modules}
+        extra = {m.name: modules[m.name] for m in method.modules if m.name in modules}
         return distill_terms(
             method, student_out, teacher_out, batch["labels"], batch["attention_mask"], weights=weights,
             mapping=loss_mapping, is_regression=task.is_regression, reverse=cfg.reverse_gates, **extra,
@@ -149,7 +183,8 @@ def distill(cfg: DistillConfig) -> dict:
     from safetensors.torch import save_file
 
     from ladc.lr import resolve_lr
-    from ladc.models import build_student, check_inputs_fit, load_classifier, load_tokenizer
+    from ladc.models import build_student, check_inputs_fit, load_classifier, load_tokenizer, resolve_student_init
+    from ladc.pruning import student_config, student_shape
     from ladc.train import OptimizerSpec, TrainPlan, fit, result_metrics
     from ladc.training_data import prepare_data
 
@@ -161,31 +196,41 @@ def distill(cfg: DistillConfig) -> dict:
     loss_mapping = method.loss_layer_map(cfg.layer_choice, teacher_layers, student_layers)
     tokenizer = load_tokenizer(cfg.teacher)
     check_inputs_fit(tokenizer, teacher.config, cfg.data.max_seq_len, cfg.teacher)
+    shape = student_shape(
+        teacher.config, student_layers, cfg.student_hidden, cfg.student_intermediate, cfg.student_heads
+    )
+    init = resolve_student_init(cfg.student_init, _narrower(shape, teacher.config))
     init_from = cfg.init_from or teacher_base_model(cfg.teacher)
-    if cfg.student_init in ("even", "first"):
+    if init in ("even", "first"):
         _check_vocab(tokenizer, init_from)
     optim = cfg.optim
     set_seed(optim.seed)  # once per command: student head and gate init are part of the seeded run
-    student = build_student(
-        teacher, student_layers, init=cfg.student_init,
-        init_from=init_from if cfg.student_init in ("even", "first") else None, mapping=mapping,
-    )  # fmt: skip
+    data = prepare_data(cfg.data, optim, tokenizer, task)  # seeded by itself: draws nothing from the global RNG
+    kept_channels = None
+    if init == "prune":
+        student, kept_channels = _pruned_student(teacher, shape, mapping, data, cfg.prune_samples)
+    else:
+        student = build_student(
+            teacher, student_layers, init=init, init_from=init_from if init in ("even", "first") else None,
+            mapping=mapping, config=student_config(teacher.config, shape) if init == "random" else None,
+        )  # fmt: skip
     trainable = {"model": student}
     lr, lr_source = resolve_lr(optim.lr, student.config.hidden_size, "student")
     optimizers = [OptimizerSpec("student", ("model",), lr, optim.weight_decay, optim.max_grad_norm)]
-    for extra in method.modules:
-        trainable[extra.name] = extra.build(teacher.config, loss_mapping, cfg.reverse_gates)
+    context = ModuleContext(teacher.config, student.config, loss_mapping or mapping, cfg.reverse_gates, kept_channels)
+    extras = [extra for extra in method.modules if extra.is_needed(context)]
+    for extra in extras:
+        trainable[extra.name] = extra.build(context)
         optimizers.append(
             OptimizerSpec(extra.name, (extra.name,), getattr(cfg, extra.lr_field), 0.0, optim.max_grad_norm)
         )
 
-    data = prepare_data(cfg.data, optim, tokenizer, task)
     run_dir = create_run_dir(cfg)
 
     def save_fn(modules, directory: Path) -> None:
         modules["model"].save_pretrained(directory, safe_serialization=True)
         tokenizer.save_pretrained(directory)
-        for extra in method.modules:  # training-only: not part of the deployed model, kept for analysis / resume
+        for extra in extras:  # training-only: not part of the deployed model, kept for analysis / resume
             state = {k: v.contiguous() for k, v in modules[extra.name].state_dict().items()}
             save_file(state, directory / f"{extra.name}.safetensors")
 
@@ -213,7 +258,8 @@ def distill(cfg: DistillConfig) -> dict:
     manifest = RunManifest(
         kind="student", task=task.name, teacher=str(cfg.teacher), base_model=init_from, method=cfg.method,
         teacher_layers=teacher_layers, student_layers=student_layers,
-        layer_map=list(loss_mapping) if method.records_layer_map else None, student_init=cfg.student_init,
+        layer_map=list(loss_mapping) if method.records_layer_map else None, student_init=init,
+        student_shape=shape.as_dict(), teacher_shape=_shape_of(teacher.config),
         init_from=init_from, seed=optim.seed, data=to_dict(cfg.data), config=to_dict(cfg), dev=result.dev,
         teacher_dev=teacher_dev, retention=retention, lr=lr, lr_source=lr_source,
         mixed_precision=result.mixed_precision, versions=versions(),

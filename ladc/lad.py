@@ -23,6 +23,7 @@ __all__ = [
     "LAYER_LOSSES",
     "HighwayGate",
     "GateChain",
+    "HiddenProjection",
     "LayerMatch",
     "layer_map",
     "last_layers_map",
@@ -194,6 +195,37 @@ class GateChain(nn.Module):
         return aggregate(hidden_states, self.gates, reverse)
 
 
+class HiddenProjection(nn.Module):
+    """TinyBERT's W_h for a student narrower than its teacher: one linear map per student layer, student width ->
+    teacher width, applied to the student's hidden state before the layer loss. Trained, saved beside the student,
+    never deployed.
+
+    Args:
+        num_layers: S, the student's layer count.
+        student_hidden: h, the student's hidden size.
+        teacher_hidden: H, the teacher's.
+        kept_channels: (h,) teacher channel of each student channel (a pruned student): the maps start as that
+            selection (student channel i -> teacher channel kept[i]), so step 0 compares the channels the student
+            inherited and the rest are learned. None: Xavier init.
+    """
+
+    def __init__(self, num_layers: int, student_hidden: int, teacher_hidden: int, kept_channels: Tensor | None = None):
+        super().__init__()
+        self.maps = nn.ModuleList(nn.Linear(student_hidden, teacher_hidden) for _ in range(num_layers))
+        for linear in self.maps:
+            nn.init.zeros_(linear.bias)
+            if kept_channels is None:
+                nn.init.xavier_uniform_(linear.weight)
+            else:
+                with torch.no_grad():
+                    linear.weight.zero_()
+                    linear.weight[kept_channels, torch.arange(student_hidden)] = 1.0
+
+    def forward(self, student_layer: int, hidden: Tensor) -> Tensor:
+        """(B, L, h) of 1-based student layer `student_layer` -> (B, L, H)."""
+        return self.maps[student_layer - 1](hidden)
+
+
 def hard_loss(student_logits: Tensor, labels: Tensor, is_regression: bool) -> Tensor:
     """Label loss: cross-entropy, or MSE for regression (STS-B).
 
@@ -311,5 +343,5 @@ def check_hidden_sizes(student_hidden: Tensor, teacher_hidden: Tensor) -> None:
     if student_hidden.shape[-1] != teacher_hidden.shape[-1]:
         raise LadcError(
             f"student hidden size {student_hidden.shape[-1]} differs from the teacher's {teacher_hidden.shape[-1]}; "
-            "layer distillation needs equal sizes (build the student with `build_student`)"
+            "layer distillation needs equal sizes or a HiddenProjection (methods.py adds one for a narrower student)"
         )

@@ -16,6 +16,7 @@ from ladc.config import LossWeights
 from ladc.errors import LadcError
 from ladc.lad import (
     GateChain,
+    HiddenProjection,
     LayerMatch,
     check_hidden_sizes,
     hard_loss,
@@ -28,7 +29,9 @@ from ladc.lad import (
     soft_mse,
 )
 
-__all__ = ["TEACHER_OUTPUTS", "TermInputs", "LossTerm", "ExtraModule", "Method", "METHODS", "distill_terms"]
+__all__ = [
+    "TEACHER_OUTPUTS", "TermInputs", "LossTerm", "ModuleContext", "ExtraModule", "Method", "METHODS", "distill_terms",
+]  # fmt: skip
 
 # what a method needs the teacher to return, cheapest first: nothing (no teacher forward), logits, all hidden states
 TEACHER_OUTPUTS = ("none", "logits", "hidden_states")
@@ -65,6 +68,15 @@ class TermInputs:
         """(student layer outputs h_1..h_S, teacher layer outputs h_1..h_T), embeddings left out."""
         return tuple(self.student_out.hidden_states[1:]), tuple(self.teacher_out.hidden_states[1:])
 
+    def project(self, student_layer: int, student_hidden: Sequence[Tensor], cls_only: bool = False) -> Tensor:
+        """1-based student layer's hidden state at the teacher's width: through the ``projection`` module when the
+        student is narrower, as it is otherwise. ``cls_only`` keeps position 0 alone, (B, 1, H)."""
+        hidden = student_hidden[student_layer - 1]
+        if cls_only:
+            hidden = hidden[:, :1]
+        projection = self.modules.get("projection")
+        return hidden if projection is None else projection(student_layer, hidden)
+
 
 @dataclass(frozen=True)
 class LossTerm:
@@ -79,13 +91,39 @@ class LossTerm:
 
 
 @dataclass(frozen=True)
+class ModuleContext:
+    """What an extra module is built from.
+
+    Attributes:
+        teacher_config, student_config: the two HF configs.
+        mapping: 1-based teacher layer the loss reads for each student layer.
+        reverse: aggregate teacher layers top-down (LAD).
+        kept_channels: (h,) teacher channel of each student channel when the student was pruned from the teacher.
+    """
+
+    teacher_config: object
+    student_config: object
+    mapping: Sequence[int]
+    reverse: bool = False
+    kept_channels: Tensor | None = None
+
+    @property
+    def narrower(self) -> bool:
+        return self.student_config.hidden_size != self.teacher_config.hidden_size
+
+
+@dataclass(frozen=True)
 class ExtraModule:
     """A module a method trains beside the student with its own AdamW (no weight decay), saved as NAME.safetensors
     next to the student but not part of the deployed model."""
 
     name: str
-    build: Callable[[object, Sequence[int], bool], nn.Module]  # (teacher HF config, layer map, reverse) -> module
+    build: Callable[[ModuleContext], nn.Module]
     lr_field: str  # the DistillConfig field holding its learning rate
+    needed: Callable[[ModuleContext], bool] | None = None  # None: always built
+
+    def is_needed(self, context: ModuleContext) -> bool:
+        return self.needed is None or self.needed(context)
 
 
 @dataclass(frozen=True)
@@ -174,9 +212,10 @@ def lad_hidden_term(x: TermInputs) -> Tensor:
     matches = resolve_matches(x.mapping, len(teacher_hidden), len(student_hidden), "hidden_mse")
     aggregated = gates(teacher_hidden, reverse=x.reverse)
     total = sum(
-        m.weight * hidden_mse(student_hidden[m.student_layer - 1], aggregated[m.teacher_layer - 1], x.attention_mask)
+        m.weight * hidden_mse(x.project(m.student_layer, student_hidden), aggregated[m.teacher_layer - 1],
+                              x.attention_mask)
         for m in matches
-    )
+    )  # fmt: skip
     return total / len(matches)
 
 
@@ -186,41 +225,67 @@ def pkd_patient_term(x: TermInputs) -> Tensor:
     matches = resolve_matches(x.mapping, len(teacher_hidden), len(student_hidden), "pkd_cls")
     matches = [m for m in matches if m.teacher_layer < len(teacher_hidden)]
     patient = pkd_loss(
-        [student_hidden[m.student_layer - 1] for m in matches],
+        [x.project(m.student_layer, student_hidden, cls_only=True) for m in matches],
         [teacher_hidden[m.teacher_layer - 1] for m in matches],
         [m.weight for m in matches],
     )
     return patient.to(x.student_out.logits.device)  # no pairs: a CPU zero
 
 
-def _gate_chain(teacher_config, mapping: Sequence[int], reverse: bool) -> nn.Module:
+def _gate_chain(context: ModuleContext) -> nn.Module:
     """LAD's gate chain, with the gates the loss never reaches frozen (gates[0] always; with reverse also those below
     the lowest mapped layer).
 
     DDP (accelerate, several processes) expects a gradient for every trainable parameter and raises on the second
     step otherwise; a gate without a gradient is never updated anyway, so freezing it changes nothing else.
     """
-    gates = GateChain(teacher_config.num_hidden_layers, teacher_config.hidden_size)
+    mapping = context.mapping
+    gates = GateChain(context.teacher_config.num_hidden_layers, context.teacher_config.hidden_size)
     # aggregate() uses gates[1..n] in processing order; n is set by the last aggregate the layer map reads
-    used = len(gates.gates) - min(mapping) if reverse else max(mapping) - 1
+    used = len(gates.gates) - min(mapping) if context.reverse else max(mapping) - 1
     for index, gate in enumerate(gates.gates):
         gate.requires_grad_(1 <= index <= used)
     return gates
 
 
+def _projection(context: ModuleContext, top_left_to_kd: bool = False) -> nn.Module:
+    """TinyBERT's W_h, one map per student layer. A map no loss pair reads gets no gradient and is frozen (DDP, as
+    for the gates): a student layer beyond the map, and with `top_left_to_kd` (PKD) the one reading teacher layer T."""
+    teacher_layers = context.teacher_config.num_hidden_layers
+    projection = HiddenProjection(
+        context.student_config.num_hidden_layers, context.student_config.hidden_size,
+        context.teacher_config.hidden_size, context.kept_channels,
+    )  # fmt: skip
+    for layer, linear in enumerate(projection.maps, start=1):
+        read = layer <= len(context.mapping) and not (top_left_to_kd and context.mapping[layer - 1] == teacher_layers)
+        linear.requires_grad_(read)
+    return projection
+
+
+def _pkd_projection(context: ModuleContext) -> nn.Module:
+    return _projection(context, top_left_to_kd=True)
+
+
+def _narrower(context: ModuleContext) -> bool:
+    return context.narrower
+
+
+# a student narrower than its teacher compares its hidden states through these; at equal width they are never built
+_LAD_PROJECTION = ExtraModule("projection", _projection, "projection_lr", needed=_narrower)
+_PKD_PROJECTION = ExtraModule("projection", _pkd_projection, "projection_lr", needed=_narrower)
 _HARD = LossTerm("hard", hard_term, "hard")
 _SOFT = LossTerm("soft", soft_term, "soft")
 
 METHODS: dict[str, Method] = {
     "lad": Method(
         "lad", "hidden_states", (_HARD, _SOFT, LossTerm("hidden", lad_hidden_term, "mu")),
-        modules=(ExtraModule("gates", _gate_chain, "gate_lr"),), records_layer_map=True,
+        modules=(ExtraModule("gates", _gate_chain, "gate_lr"), _LAD_PROJECTION), records_layer_map=True,
         layer_choices={"skip": layer_map},  # aggregated state j*T/S: the LAD reference's map
     ),
     # PKD-Skip (every T/S-th teacher layer, 12->3: {4, 8}) by default; `last` is PKD-Last (12->3: {10, 11})
     "pkd": Method(
         "pkd", "hidden_states", (_HARD, _SOFT, LossTerm("patient", pkd_patient_term, "beta")),
-        records_layer_map=True, layer_choices={"skip": layer_map, "last": last_layers_map},
+        modules=(_PKD_PROJECTION,), records_layer_map=True, layer_choices={"skip": layer_map, "last": last_layers_map},
     ),
     "kd": Method("kd", "logits", (_HARD, _SOFT)),
     "none": Method("none", "none", (LossTerm("hard", hard_term),)),  # plain fine-tuning: the label loss at weight 1
@@ -267,7 +332,8 @@ def distill_terms(
             raise ValueError(
                 f"method '{record.name}' needs hidden states: call both models with output_hidden_states=True"
             )
-        check_hidden_sizes(student_out.hidden_states[-1], teacher_out.hidden_states[-1])
+        if modules.get("projection") is None:
+            check_hidden_sizes(student_out.hidden_states[-1], teacher_out.hidden_states[-1])
     inputs = TermInputs(
         student_out, teacher_out, labels, attention_mask, {k: v for k, v in modules.items() if v is not None},
         weights, mapping, is_regression, reverse,

@@ -17,6 +17,7 @@ __all__ = [
     "check_encoder_config",
     "task_label_kwargs",
     "STUDENT_INITS",
+    "resolve_student_init",
     "build_student",
     "check_inputs_fit",
 ]
@@ -195,7 +196,32 @@ def _check_labels(model_dir: str, config, task: TaskSpec) -> None:
         )
 
 
-STUDENT_INITS = ("even", "first", "teacher", "random")
+STUDENT_INITS = ("even", "first", "teacher", "prune", "random")
+# inits that copy whole teacher-width layers: a narrower student can take none of them
+_LAYER_COPY_INITS = ("even", "first", "teacher")
+
+
+def resolve_student_init(init: str | None, narrower: bool) -> str:
+    """The init a student is built with: `init`, or (None) `even` at the teacher's width and `prune` when narrower.
+
+    Raises:
+        LadcError: an unknown init, or a layer-copy init for a narrower student.
+    """
+    from ladc.errors import did_you_mean
+
+    if init is None:
+        return "prune" if narrower else "even"
+    if init not in STUDENT_INITS:
+        raise LadcError(
+            f"--student-init '{init}' is unknown{did_you_mean(init, STUDENT_INITS)}; expected one of "
+            f"{', '.join(STUDENT_INITS)}"
+        )
+    if narrower and init in _LAYER_COPY_INITS:
+        raise LadcError(
+            f"--student-init {init} copies whole teacher layers, which do not fit a student narrower than the "
+            "teacher; use --student-init prune (slice the teacher) or random"
+        )
+    return init
 
 
 def _check_init_source(teacher_config, source_config, name: str) -> None:
@@ -251,7 +277,7 @@ def _student_mapping(mapping, init: str, teacher_layers: int, student_layers: in
     return mapping
 
 
-def build_student(teacher, num_layers: int, init: str = "even", init_from=None, mapping=None):
+def build_student(teacher, num_layers: int, init: str = "even", init_from=None, mapping=None, config=None):
     """A shallower copy of the teacher's architecture, initialized by copying layers.
 
     The student is the teacher's class (via `AutoModelForSequenceClassification.from_config`) with the teacher's
@@ -272,6 +298,8 @@ def build_student(teacher, num_layers: int, init: str = "even", init_from=None, 
         init: one of `STUDENT_INITS`.
         init_from: pretrained checkpoint (path, hub name, alias like `minilm`, or a loaded model) for even/first.
         mapping: optional 1-based teacher layer per student layer; used by even/teacher, ignored by first/random.
+        config: the student's HF config for `random` (a narrower shape, `ladc.pruning.student_config`); None: the
+            teacher's with `num_layers`. A pruned student is built by `ladc.pruning.slice_teacher` instead.
 
     Returns:
         The student model (S layers), in train mode like any fresh HF model.
@@ -285,6 +313,8 @@ def build_student(teacher, num_layers: int, init: str = "even", init_from=None, 
 
     from ladc.errors import did_you_mean
 
+    if init == "prune":
+        raise LadcError("student init 'prune' is built by ladc.pruning.slice_teacher, not build_student")
     if init not in STUDENT_INITS:
         raise LadcError(
             f"student init '{init}' is unknown{did_you_mean(init, STUDENT_INITS)}; expected one of "
@@ -296,6 +326,8 @@ def build_student(teacher, num_layers: int, init: str = "even", init_from=None, 
     if init in ("even", "first") and init_from is None:
         raise LadcError(f"student init '{init}' needs init_from: the pretrained checkpoint the teacher was tuned from")
 
+    if init == "random" and config is not None:
+        return AutoModelForSequenceClassification.from_config(config)
     config = copy.deepcopy(teacher.config)
     config.num_hidden_layers = num_layers
     student = AutoModelForSequenceClassification.from_config(config)

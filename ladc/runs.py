@@ -84,6 +84,9 @@ class RunManifest:
     mixed_precision: str | None = None  # the precision trained in: no | bf16 | fp16 (`auto` resolved on this machine)
     teacher_dev: dict | None = None
     retention: float | None = None  # student headline metric / teacher's
+    # student: its shape and the teacher's (num_layers, hidden_size, intermediate_size, num_heads)
+    student_shape: dict | None = None
+    teacher_shape: dict | None = None
     versions: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -95,7 +98,7 @@ class RunManifest:
 
 
 _STUDENT_ONLY = ("teacher", "method", "teacher_layers", "student_layers", "layer_map", "student_init", "init_from",
-                 "seed", "teacher_dev", "retention")  # fmt: skip
+                 "seed", "teacher_dev", "retention", "student_shape", "teacher_shape")  # fmt: skip
 
 
 def read_manifest(run_dir: str | Path) -> RunManifest | None:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from ladc import methods
 from ladc.config import DataConfig, DistillConfig, OptimConfig
 from ladc.errors import LadcError
-from ladc.methods import METHODS, LossTerm, Method, distill_terms
+from ladc.methods import METHODS, LossTerm, Method, ModuleContext, distill_terms
 from tests.helpers import write_tiny_teacher
 
 
@@ -71,8 +71,18 @@ def test_records_describe_what_each_method_needs():
         "lad": "hidden_states", "pkd": "hidden_states", "kd": "logits", "none": "none",
     }  # fmt: skip
     assert [t.name for t in METHODS["lad"].terms] == ["hard", "soft", "hidden"]
-    assert [m.name for m in METHODS["lad"].modules] == ["gates"] and METHODS["lad"].modules[0].lr_field == "gate_lr"
-    assert all(not m.modules for name, m in METHODS.items() if name != "lad")
+    assert [(m.name, m.lr_field) for m in METHODS["lad"].modules] == [
+        ("gates", "gate_lr"),
+        ("projection", "projection_lr"),
+    ]
+    assert [m.name for m in METHODS["pkd"].modules] == ["projection"]
+    assert not METHODS["kd"].modules and not METHODS["none"].modules
+    from transformers import BertConfig
+
+    wide, narrow = BertConfig(hidden_size=32), BertConfig(hidden_size=16)
+    needed = {(m.name, s.hidden_size): m.is_needed(ModuleContext(wide, s, (2,))) for m in METHODS["lad"].modules
+              for s in (wide, narrow)}  # fmt: skip
+    assert needed == {("gates", 32): True, ("gates", 16): True, ("projection", 32): False, ("projection", 16): True}
     with pytest.raises(ValueError, match="distinct names"):
         Method("twice", "logits", (LossTerm("a", _logit_mse), LossTerm("a", _logit_mse)))
     with pytest.raises(ValueError, match="teacher_outputs"):
@@ -118,8 +128,9 @@ def test_lad_trains_exactly_the_gates_its_loss_reaches(mapping, reverse):
     from transformers import BertConfig
 
     teacher_layers, hidden = 6, 8
-    (extra,) = METHODS["lad"].modules
-    gates = extra.build(BertConfig(num_hidden_layers=teacher_layers, hidden_size=hidden), mapping, reverse)
+    extra = METHODS["lad"].modules[0]
+    config = BertConfig(num_hidden_layers=teacher_layers, hidden_size=hidden)
+    gates = extra.build(ModuleContext(config, config, mapping, reverse))
     trainable = []
     for gate in gates.gates:
         flags = {p.requires_grad for p in gate.parameters()}
