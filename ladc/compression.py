@@ -21,9 +21,9 @@ MODEL_ROWS = (("teacher (PyTorch fp32)", "teacher"), ("student (PyTorch fp32)", 
 def count_parameters(model_dir: Path) -> int:
     """Parameters of an HF model dir, read from the safetensors header (no weights are loaded)."""
     total = 0
-    for path in sorted(Path(model_dir).glob("*.safetensors")):
-        if path.name == "gates.safetensors":
-            continue  # LAD's gates train with the student but are not part of the deployed model
+    # model.safetensors or its shards: LAD's gates and a narrow student's projection (gates.safetensors,
+    # projection.safetensors) train with the student but are not part of the deployed model
+    for path in sorted(Path(model_dir).glob("model*.safetensors")):
         with path.open("rb") as handle:
             header_len = struct.unpack("<Q", handle.read(8))[0]
             header = json.loads(handle.read(header_len))

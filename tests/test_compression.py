@@ -44,7 +44,8 @@ def _timing(name: str, batch_size: int, p50_ms: float, mode: str | None = "synth
 
 @pytest.fixture
 def run_dir(tmp_path) -> Path:
-    """teacher: 3x4 + 5 = 17 parameters; student: 2x4 = 8 (+ 100 gate parameters that do not count)."""
+    """teacher: 3x4 + 5 = 17 parameters; student: 2x4 = 8 (+ 100 gate and 8 projection parameters that do not
+    count)."""
     run = tmp_path / "run"
     for stage in ("teacher", "student", "onnx", "bench"):
         (run / stage).mkdir(parents=True)
@@ -55,6 +56,7 @@ def run_dir(tmp_path) -> Path:
     )
     save_file({"encoder.weight": torch.zeros(2, 4)}, run / "student" / "model.safetensors")
     save_file({"gates.0.weight": torch.zeros(10, 10)}, run / "student" / "gates.safetensors")
+    save_file({"maps.0.weight": torch.zeros(4, 2)}, run / "student" / "projection.safetensors")
     targets, timings = [], []
     for name, path, size_mb, accuracy, p50_b1, p50_b32 in ARTIFACTS:
         targets.append({"name": name, "path": str(run / path), "size_mb": size_mb, "metrics": {"accuracy": accuracy}})
@@ -69,7 +71,7 @@ def run_dir(tmp_path) -> Path:
     return run
 
 
-def test_count_parameters_reads_safetensors_headers_and_skips_gates(run_dir):
+def test_count_parameters_reads_safetensors_headers_and_skips_gates_and_projection(run_dir):
     assert count_parameters(run_dir / "teacher") == 17
     assert count_parameters(run_dir / "student") == 8
 
