@@ -372,15 +372,20 @@ def pipeline_cmd(
     start: Annotated[
         str | None, typer.Option("--from", help="Restart from this stage: teacher, student, onnx, bench, report.")
     ] = None,
+    max_drop: Annotated[
+        float | None, typer.Option(help="Pick the fastest student within this many holdout points of the teacher.")
+    ] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Teacher tuning -> LAD distillation -> ONNX export -> benchmark -> compression report, resumable by stage.
+    With `students:` in the YAML, every shape is trained and exported, and the report adds the accuracy-speed frontier.
 
-    Example: ladc pipeline --config configs/sst2-minilm-3L.yaml
+    Example: ladc pipeline --config configs/sst2-minilm-frontier.yaml --max-drop 1
     """
     from ladc.pipeline import load_pipeline_config, run_pipeline
 
-    _echo_report(run_pipeline(load_pipeline_config(config), start=start, overwrite=overwrite, echo=typer.echo))
+    cfg = load_pipeline_config(config, max_drop=max_drop)
+    _echo_report(run_pipeline(cfg, start=start, overwrite=overwrite, echo=typer.echo))
 
 
 @app.command("demo")

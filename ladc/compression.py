@@ -169,11 +169,14 @@ def render_compression_plot(rows: list[dict], context: dict, path: Path) -> None
     tmp.replace(path)
 
 
-def write_compression_report(run_dir: Path) -> str:
-    """Write report.md, report.png and report.json into the run dir; returns the Markdown."""
+def write_compression_report(run_dir: Path, extra_markdown: str = "") -> str:
+    """Write report.md, report.png and report.json into the run dir; returns the Markdown.
+
+    `extra_markdown` (the pipeline's frontier section) is appended to report.md.
+    """
     run_dir = Path(run_dir)
     rows, context = compression_rows(run_dir)
-    markdown = render_compression_markdown(rows, context)
+    markdown = render_compression_markdown(rows, context) + (f"\n{extra_markdown}" if extra_markdown else "")
     render_compression_plot(rows, context, run_dir / "report.png")
     atomic_write_json(run_dir / "report.json", {"rows": rows, **context})
     atomic_write_text(run_dir / "report.md", markdown)  # last: its presence marks the stage finished

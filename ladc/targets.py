@@ -111,7 +111,33 @@ def _export_targets(export_dir: Path) -> list[BenchTarget]:
     return [_export_target(export_dir, artifact, manifest_path) for artifact in artifacts]
 
 
+def _export_artifact_target(arg: str) -> BenchTarget:
+    """`EXPORT_DIR@NAME`: one artifact of an export dir; `EXPORT_DIR@chosen` is the one `--select fastest` chose."""
+    directory, _, name = arg.rpartition("@")
+    export_dir = Path(directory)
+    manifest_path = export_dir / "export.json"
+    if not manifest_path.is_file():
+        raise LadcError(f"target {arg}: {directory} is not a `ladc export` dir (no export.json)")
+    manifest = read_json(manifest_path)
+    artifacts = manifest.get("artifacts") if isinstance(manifest, dict) else None
+    if not isinstance(artifacts, list):
+        raise LadcError(f"{manifest_path} has no 'artifacts' list; re-run `ladc export`")
+    if name == "chosen":
+        name = (manifest.get("selection") or {}).get("chosen")
+        if not name:
+            raise LadcError(f"target {arg}: {manifest_path} names no chosen artifact; export with --select fastest")
+    names = [str(a.get("name")) for a in artifacts]
+    if name not in names:
+        raise LadcError(
+            f"target {arg}: {manifest_path} has no artifact '{name}'{did_you_mean(name, names)}; it has "
+            f"{', '.join(names)}"
+        )
+    return _export_target(export_dir, artifacts[names.index(name)], manifest_path)
+
+
 def _targets_of(arg: str, torch_bf16: bool) -> list[BenchTarget]:
+    if "@" in Path(arg).name and not Path(arg).exists():
+        return [_export_artifact_target(arg)]
     if arg.startswith("openvino:"):  # e.g. openvino:runs/onnx/model.onnx: OpenVINO's CPU plugin on any ONNX/IR file
         path = Path(arg.removeprefix("openvino:"))
         if not path.is_file() or path.suffix not in (".onnx", ".xml"):
