@@ -364,8 +364,17 @@ def test_existing_output_needs_overwrite(tmp_path, tiny_model, tiny_data):
     with pytest.raises(LadcError, match="already exists; pass --overwrite"):
         export_onnx(_cfg(tiny_model, out, tiny_data))
     assert (out / "keep.txt").is_file()
-    export_onnx(_cfg(tiny_model, out, tiny_data, overwrite=True, parity_samples=8))
-    assert not (out / "keep.txt").exists() and (out / "model.onnx").is_file()
+    # --overwrite replaces only what ladc wrote: a directory of someone else's files is refused, naming one
+    with pytest.raises(
+        LadcError, match=rf"^--overwrite would delete {out / 'keep.txt'}: {out} was not written by ladc"
+    ):
+        export_onnx(_cfg(tiny_model, out, tiny_data, overwrite=True, parity_samples=8))
+    assert (out / "keep.txt").is_file()
+    (out / "keep.txt").unlink()
+    export_onnx(_cfg(tiny_model, out, tiny_data, overwrite=True, parity_samples=8))  # an empty dir is replaced
+    (out / "stale.txt").write_text("x")
+    export_onnx(_cfg(tiny_model, out, tiny_data, overwrite=True, parity_samples=8))  # so is an export (export.json)
+    assert not (out / "stale.txt").exists() and (out / "model.onnx").is_file()
 
 
 def _run_cli(*args: str):
