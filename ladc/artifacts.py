@@ -58,21 +58,24 @@ class Tolerance:
 
     Attributes:
         max_abs_diff: max |Δlogit| over the parity set.
-        min_agreement_pct: % of examples with the same predicted label.
+        min_agreement_pct: % of examples with the same predicted label (classification).
         max_metric_drop_points: PyTorch's headline metric minus the artifact's, x100.
+        min_score_correlation: Pearson r of the artifact's scores with PyTorch's (regression: STS-B has no labels to
+            agree on, and its metric alone would pass an artifact whose scores are noise around the right mean).
     """
 
     max_abs_diff: float | None = None
     min_agreement_pct: float | None = None
     max_metric_drop_points: float | None = None
+    min_score_correlation: float | None = None
 
 
 # per precision an engine ran in (see ladc/parity.py for why these bounds); a row may carry its own instead
 TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_abs_diff=1e-4),
-    "fp16": Tolerance(min_agreement_pct=97.0, max_metric_drop_points=1.0),
-    "bf16": Tolerance(min_agreement_pct=97.0, max_metric_drop_points=1.0),
-    "int8": Tolerance(min_agreement_pct=97.0, max_metric_drop_points=1.0),
+    "fp16": Tolerance(min_agreement_pct=97.0, max_metric_drop_points=1.0, min_score_correlation=0.99),
+    "bf16": Tolerance(min_agreement_pct=97.0, max_metric_drop_points=1.0, min_score_correlation=0.99),
+    "int8": Tolerance(min_agreement_pct=97.0, max_metric_drop_points=1.0, min_score_correlation=0.99),
 }
 
 

@@ -268,7 +268,7 @@ def export_cmd(
     keep_head_fp32: Annotated[bool, typer.Option("--keep-head-fp32", help="Keep pooler + classifier fp32.")] = False,
     parity_samples: Annotated[int | None, typer.Option(help="Cap on dev examples (default: all).")] = None,
     allow_drop: Annotated[
-        float | None, typer.Option(help="Accept artifacts whose headline metric drops <= this many points.")
+        float | None, typer.Option(help="Accept a headline-metric drop <= this many points (other checks still apply).")
     ] = None,
     backend: Annotated[str | None, typer.Option(help="Engines, a,b: onnxruntime (default), openvino, torch.")] = None,
     select: Annotated[

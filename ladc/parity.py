@@ -8,14 +8,17 @@ Each artifact is judged by its table row's `Tolerance` (ladc/artifacts.py), by d
   1e-6 on MiniLM, far below the bound, so fused fp32 shares the bound.
 - reduced precision (int8, fp16, bf16) cannot match logits; it must keep predictions and quality: label agreement >= 97 %
   and a headline-metric drop <= 1 point (100 x the metric, e.g. accuracy 91.2 -> 90.2). Regression tasks (STS-B)
-  have no labels to agree on and are judged by the metric drop alone.
+  have no labels to agree on: their scores must correlate with PyTorch's at Pearson r >= 0.99 instead.
+- every artifact: no NaN or inf in its logits, and a headline metric that is a number. A comparison with NaN is
+  false, so without these checks a NaN drop passed "drop > 1" and an all-NaN STS-B artifact passed as a whole.
 
-`--allow-drop X` replaces all of that by a single question, "is the headline metric at most X points below
-PyTorch's?", for when a user has read the numbers and accepts the drift; the manifest still records the failure.
+`--allow-drop X` relaxes the metric drop only ("at most X points below PyTorch's"), for when a user has read the numbers
+and accepts the drift; logit, agreement, correlation and NaN checks still apply, and the manifest records the miss.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -96,8 +99,9 @@ def parity_figures(task, reference: np.ndarray, candidate: np.ndarray, labels: n
         labels: (N,) gold labels.
 
     Returns:
-        {examples, max_abs_diff, mean_abs_diff, label_agreement_pct (None for regression), metrics,
-        headline_metric, metric_drop_points}.
+        {examples, max_abs_diff, mean_abs_diff, nonfinite_logits (NaN/inf values in the artifact's logits),
+        label_agreement_pct (None for regression), score_correlation (None for classification), metrics,
+        headline_metric, metric_drop_points}. NaN logits give NaN differences, metrics and drop: judge fails them.
 
     Raises:
         LadcError: the artifact's logits have another shape than PyTorch's.
@@ -107,41 +111,61 @@ def parity_figures(task, reference: np.ndarray, candidate: np.ndarray, labels: n
     if candidate.shape != reference.shape:
         raise LadcError(f"ONNX logits have shape {candidate.shape}, PyTorch's {reference.shape}; inputs do not match")
     diff = np.abs(candidate.astype(np.float64) - reference.astype(np.float64))
-    agreement = None
-    if not task.is_regression:
+    agreement = correlation = None
+    if task.is_regression:
+        correlation = _correlation(candidate.reshape(-1), reference.reshape(-1))
+    else:
         agreement = float((candidate.argmax(-1) == reference.argmax(-1)).mean() * 100)
-    metrics = metrics_from_logits(task, candidate, labels)
-    reference_metric = metrics_from_logits(task, reference, labels)[task.headline_metric]
+    with np.errstate(invalid="ignore"):  # NaN scores: the metric is NaN, which judge fails
+        metrics = metrics_from_logits(task, candidate, labels)
+        reference_metric = metrics_from_logits(task, reference, labels)[task.headline_metric]
     return {
         "examples": int(len(labels)),
         "max_abs_diff": float(diff.max()),
         "mean_abs_diff": float(diff.mean()),
+        "nonfinite_logits": int((~np.isfinite(candidate)).sum()),
         "label_agreement_pct": agreement,
+        "score_correlation": correlation,
         "metrics": metrics,
         "headline_metric": task.headline_metric,
         "metric_drop_points": round((reference_metric - metrics[task.headline_metric]) * 100, 4),
     }
 
 
+def _correlation(candidate: np.ndarray, reference: np.ndarray) -> float:
+    """Pearson r of two score vectors; NaN when either holds a non-finite value or is constant (nothing to compare)."""
+    candidate, reference = candidate.astype(np.float64), reference.astype(np.float64)
+    if not (np.isfinite(candidate).all() and np.isfinite(reference).all()):
+        return math.nan
+    if candidate.std() == 0 or reference.std() == 0:
+        return math.nan
+    return float(np.corrcoef(candidate, reference)[0, 1])
+
+
 def judge(figures: dict, tolerance: Tolerance, allow_drop: float | None = None) -> dict:
     """Add `tolerance`, `within_tolerance`, `accepted` and `reason` to an artifact's parity figures.
 
-    `within_tolerance` compares against `tolerance`; `accepted` is what decides the exit code: the same, unless
-    `allow_drop` is given, in which case only `metric_drop_points <= allow_drop` counts.
+    `within_tolerance` compares against `tolerance`; `accepted` is what decides the exit code: the same, except that
+    `allow_drop`, when given, replaces the tolerance's bound on the metric drop. Every other check still applies.
     """
-    failures = []
-    if tolerance.max_abs_diff is not None and not figures["max_abs_diff"] <= tolerance.max_abs_diff:
-        failures.append(f"max|Δlogit| {figures['max_abs_diff']:.3g} > {tolerance.max_abs_diff:g}")
-    agreement = figures["label_agreement_pct"]
-    if tolerance.min_agreement_pct is not None and agreement is not None and agreement < tolerance.min_agreement_pct:
-        failures.append(f"label agreement {agreement:.2f}% < {tolerance.min_agreement_pct:g}%")
-    drop = figures["metric_drop_points"]
-    if tolerance.max_metric_drop_points is not None and drop > tolerance.max_metric_drop_points:
-        failures.append(f"{figures['headline_metric']} drop {drop:.2f} points > {tolerance.max_metric_drop_points:g}")
-    accepted = not failures if allow_drop is None else drop <= allow_drop
+    failures = _failures_besides_drop(figures, tolerance)
+    drop, headline = figures["metric_drop_points"], figures["headline_metric"]
+    if not math.isfinite(drop):  # a NaN metric: every comparison with it is false, so say it outright
+        failures.append(f"{headline} drop is {drop} (the metric is not a number)")
+    drop_failure = None
+    if math.isfinite(drop) and tolerance.max_metric_drop_points is not None:
+        if not drop <= tolerance.max_metric_drop_points:
+            drop_failure = f"{headline} drop {drop:.2f} points > {tolerance.max_metric_drop_points:g}"
+    if allow_drop is None:
+        accepted = not failures and drop_failure is None
+    else:
+        accepted = not failures and drop <= allow_drop
+    failures += [drop_failure] if drop_failure else []
     reason = "; ".join(failures) or "within tolerance"
     if allow_drop is not None:
-        reason += f" (--allow-drop {allow_drop:g}: drop {drop:.2f} {'<=' if accepted else '>'} {allow_drop:g})"
+        reason += (
+            f" (--allow-drop {allow_drop:g}: drop {drop:.2f} {'<=' if drop <= allow_drop else '>'} {allow_drop:g})"
+        )
     return {
         **figures,
         "tolerance": asdict(tolerance),
@@ -149,6 +173,28 @@ def judge(figures: dict, tolerance: Tolerance, allow_drop: float | None = None) 
         "accepted": accepted,
         "reason": reason,
     }
+
+
+def _failures_besides_drop(figures: dict, tolerance: Tolerance) -> list[str]:
+    """What `--allow-drop` never relaxes: non-finite logits, |Δlogit|, label agreement, score correlation."""
+    failures = []
+    nonfinite = figures.get("nonfinite_logits", 0)
+    if nonfinite:
+        failures.append(f"{nonfinite} logits are NaN or inf")
+    if tolerance.max_abs_diff is not None and not figures["max_abs_diff"] <= tolerance.max_abs_diff:
+        failures.append(f"max|Δlogit| {figures['max_abs_diff']:.3g} > {tolerance.max_abs_diff:g}")
+    agreement = figures["label_agreement_pct"]
+    if (
+        tolerance.min_agreement_pct is not None
+        and agreement is not None
+        and not agreement >= tolerance.min_agreement_pct
+    ):
+        failures.append(f"label agreement {agreement:.2f}% < {tolerance.min_agreement_pct:g}%")
+    correlation = figures.get("score_correlation")
+    if tolerance.min_score_correlation is not None and correlation is not None:
+        if not correlation >= tolerance.min_score_correlation:
+            failures.append(f"score correlation with PyTorch {correlation:.4f} < {tolerance.min_score_correlation:g}")
+    return failures
 
 
 def run_parity(manifest: dict, root: Path, model, parity_set, task, allow_drop: float | None) -> None:
@@ -165,6 +211,10 @@ def run_parity(manifest: dict, root: Path, model, parity_set, task, allow_drop: 
     from ladc.runners import TorchRunner, open_artifact, predict_logits
 
     reference, _ = predict_logits(TorchRunner(model.float(), device="cpu"), parity_set.batches)
+    if not np.isfinite(reference).all():  # nothing can be judged against NaN: the source model itself is broken
+        rows = int((~np.isfinite(reference)).any(axis=-1).sum())
+        raise LadcError(f"the PyTorch model's own logits are NaN or inf on {rows} of {len(reference)} dev examples; "
+                        "its weights are broken, so no export can be checked against it")  # fmt: skip
     reference_metrics = parity_figures(task, reference, reference, parity_set.labels)["metrics"]
     manifest["pytorch"] = {"precision": "fp32", "metrics": reference_metrics, "headline_metric": task.headline_metric}
     manifest["parity_set"] = {**manifest.get("parity_set", {}), **parity_set.describe()}

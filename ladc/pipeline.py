@@ -27,7 +27,7 @@ from ladc.config import (
 from ladc.errors import LadcError
 from ladc.faults import kill_point
 from ladc.runlock import locked_run
-from ladc.runs import EXPORT_MANIFEST, METRICS
+from ladc.runs import EXPORT_MANIFEST, METRICS, check_replaceable
 
 __all__ = [
     "StudentSpec", "PipelineConfig", "STAGES", "pipeline_stages", "load_pipeline_config", "run_pipeline", "run_demo",
@@ -242,6 +242,7 @@ def run_pipeline(cfg: PipelineConfig, *, start: str | None = None, overwrite: bo
         raise LadcError(f"--from '{start}' is not a stage; expected one of {', '.join(stages)}")
     run_dir = Path(cfg.run_dir)
     if overwrite and run_dir.exists():
+        check_replaceable(run_dir)  # a directory ladc did not write is refused, not deleted
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if start is not None:

@@ -33,7 +33,8 @@ from ladc.io import atomic_write_json, check_output_path, read_json
 from ladc.runlock import launcher_rank, run_lock
 
 __all__ = ["RUN_MANIFEST", "METRICS", "SAVED_CONFIG", "EXPORT_MANIFEST", "RunManifest", "read_manifest", "recorded_dev", "infer_task",
-    "data_config_from_run", "versions", "DEFAULT_OUTPUTS", "default_output", "with_default_output", "check_output", "build_run_config",
+    "data_config_from_run", "versions", "DEFAULT_OUTPUTS", "default_output", "with_default_output", "check_output",
+    "LADC_MANIFESTS", "check_replaceable", "build_run_config",
     "load_saved_config", "check_resume", "resolve_run_config", "create_run_dir", "finalize_run",
     "run_command"]  # fmt: skip
 
@@ -41,6 +42,10 @@ RUN_MANIFEST = "ladc.json"  # what a run dir is: task, data source, method, vers
 METRICS = "metrics.json"  # written last by a training run: its presence marks the run finished
 SAVED_CONFIG = "config.yaml"  # the resolved config, so `--config RUN/config.yaml` repeats the run
 EXPORT_MANIFEST = "export.json"  # what `ladc export` writes into an export dir (ladc.export.MANIFEST)
+# a directory holding one of these was written by ladc, so --overwrite may replace it: a finished training run, an
+# export, a bench report, a pipeline run dir (written first, before any stage)
+LADC_MANIFESTS = (RUN_MANIFEST, EXPORT_MANIFEST, "bench.json", "pipeline.yaml")
+_TRAINING_PARTS = ("checkpoints", "best", ".*.tmp-*", ".*.old-*", ".*.tmp")  # what an unfinished training run holds
 
 
 def versions() -> dict[str, str]:
@@ -215,7 +220,49 @@ def check_output(output: str | Path, *, overwrite: bool, resume: bool | None = N
     if not (resume or overwrite) and path.is_dir() and any(path.iterdir()) and launcher_rank() == 0:
         hint = " or --resume to continue it" if resume is not None else ""
         raise LadcError(f"output dir {path} already exists; pass --overwrite to replace it{hint}")
+    if overwrite:
+        check_replaceable(path)
     return path
+
+
+def check_replaceable(path: str | Path) -> None:
+    """Refuse to let --overwrite delete a directory ladc did not write. Touches nothing.
+
+    Replaceable: no directory, an empty one, one holding a ladc manifest (`LADC_MANIFESTS`), or an unfinished training
+    run (its saved config.yaml, a tune-teacher or distill config, beside checkpoints and temp files only).
+
+    Raises:
+        LadcError: naming a file the deletion would lose.
+    """
+    path = Path(path)
+    if not path.is_dir() or any((path / name).is_file() for name in LADC_MANIFESTS):
+        return
+    entries = sorted(path.iterdir())
+    if not entries or _unfinished_training_run(path, entries):
+        return
+    foreign = [e for e in entries if e.name != SAVED_CONFIG and not _is_training_part(e.name)] or entries
+    lost = next((f for e in foreign for f in ([e] if e.is_file() else sorted(e.rglob("*"))) if f.is_file()), foreign[0])
+    raise LadcError(
+        f"--overwrite would delete {lost}: {path} was not written by ladc (it holds no {', '.join(LADC_MANIFESTS)}); "
+        "choose another output, or empty the directory yourself"
+    )
+
+
+def _is_training_part(name: str) -> bool:
+    import fnmatch
+
+    return any(fnmatch.fnmatch(name, pattern) for pattern in _TRAINING_PARTS)
+
+
+def _unfinished_training_run(path: Path, entries: list[Path]) -> bool:
+    others = [e for e in entries if e.name != SAVED_CONFIG]
+    if len(others) == len(entries) or not all(_is_training_part(e.name) for e in others):
+        return False
+    try:
+        saved = load_yaml(path / SAVED_CONFIG)
+    except LadcError:
+        return False
+    return any(set(saved) <= {f.name for f in dataclasses.fields(cls)} for cls in (TuneTeacherConfig, DistillConfig))
 
 
 # ----------------------------------------------------------------------------- configs of run dirs

@@ -95,8 +95,21 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
-def from_dict(cls: type, values: dict, where: str = "config") -> Any:
+def _field_default(field: dataclasses.Field) -> Any:
+    """A field's default value (its default_factory called), or MISSING for a required field."""
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return dataclasses.MISSING
+
+
+def from_dict(cls: type, values: dict, where: str = "config", base: Any = None) -> Any:
     """Build dataclass `cls` from a (YAML) dict, rejecting unknown keys with a did-you-mean hint.
+
+    The mapping merges over `base` (default: the class's own defaults) at every depth: a nested section sets only
+    the keys it names and keeps the rest of its field's default, which may differ from the nested class's (distill's
+    `optim` default trains 4 epochs where `OptimConfig()` trains 3).
 
     Raises:
         LadcError: unknown key or a value of the wrong type, naming the dotted key path.
@@ -106,7 +119,8 @@ def from_dict(cls: type, values: dict, where: str = "config") -> Any:
     if not isinstance(values, dict):
         raise LadcError(f"{where or 'config'}: expected a mapping, got {shown(values)}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    names = set(fields)
     kwargs = {}
     for key, value in values.items():
         if key not in names:
@@ -118,11 +132,15 @@ def from_dict(cls: type, values: dict, where: str = "config") -> Any:
             raise error
         key_path = f"{where}.{key}" if where else key
         try:
-            kwargs[key] = _coerce(value, hints[key], key_path)
+            under = _field_default(fields[key]) if base is None else getattr(base, key)
+            if dataclasses.is_dataclass(hints[key]) and isinstance(value, dict) and isinstance(under, hints[key]):
+                kwargs[key] = from_dict(hints[key], value, key_path, base=under)  # a section merges over its default
+            else:
+                kwargs[key] = _coerce(value, hints[key], key_path)
         except LadcError as exc:
             exc.key = getattr(exc, "key", key_path)  # the innermost key: build_config finds its YAML line
             raise
-    return cls(**kwargs)
+    return cls(**kwargs) if base is None else dataclasses.replace(base, **kwargs)
 
 
 def to_dict(cfg: Any) -> dict:

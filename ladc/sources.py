@@ -7,7 +7,9 @@ in the hub's label order, float score for STS-B, -1 for unlabelled test rows) an
 Files are UTF-8 (a leading byte-order mark is dropped). Other bytes are a LadcError naming the file, the offset and
 line of the first bad byte, and an iconv command: guessing an encoding would silently change the text. Blank and
 whitespace-only lines are skipped; a file with no data rows (empty, or a header alone) is a LadcError; every other
-error names the file and line. Fields longer than `csv.field_size_limit()` (131072 characters) are rejected.
+error names the file and line, an empty (or whitespace-only) text field included: a model cannot classify nothing,
+and a silent skip would change the row count a run reports. Fields of any length load (csv's default limit of 131,072
+characters is raised while a file is read): the tokenizer truncates long documents to max_seq_len like any other row.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = [
 HUB_DATASET = "nyu-mll/glue"
 _TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
 _FLOAT32_MAX = 3.4028234663852886e38
+_FIELD_LIMIT = 2**31 - 1  # the largest csv accepts on every platform (a C long); its default is 131,072 characters
 
 
 # ----------------------------------------------------------------------------- splits and sources
@@ -181,7 +184,7 @@ def _is_blank(row: list[str]) -> bool:
 def _csv_error(exc: csv.Error, where: str) -> LadcError:
     reason = str(exc)
     if "field limit" in reason:
-        reason = f"a field is longer than {csv.field_size_limit()} characters (is a closing quote missing?)"
+        reason = f"a field is longer than {_FIELD_LIMIT} characters"
     elif "end of data" in reason:
         reason = "a quoted field is never closed"
     return LadcError(f"{where}: {reason}")
@@ -194,6 +197,7 @@ def _read_rows(path: Path, delimiter: str, quoting: int):
     left open a reported error instead of a field that silently swallows the rest of the file.
     """
     line = 1
+    previous_limit = csv.field_size_limit(_FIELD_LIMIT)  # process-wide: restored when the file is read
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle, delimiter=delimiter, quoting=quoting, strict=True)
@@ -211,6 +215,17 @@ def _read_rows(path: Path, delimiter: str, quoting: int):
         raise not_utf8_error(path) from None
     except OSError as exc:
         raise LadcError(f"cannot read {path}: {exc.strerror or exc}") from None
+    finally:
+        csv.field_size_limit(previous_limit)
+
+
+def _checked_text(text: str, where: str, name: str) -> str:
+    """A text cell, refused in one line when it is empty or whitespace only."""
+    if not text.strip():
+        raise LadcError(
+            f"{where}: text field '{name}' is empty; every example needs its text (fill it in or drop the row)"
+        )
+    return text
 
 
 def _no_rows(path: Path, has_header: bool) -> LadcError:
@@ -246,14 +261,15 @@ def read_glue_tsv(path: Path, task: TaskSpec, split: Split) -> dict[str, list]:
         width = len(header)
     else:
         text_columns = [int(c) for c in task.tsv_text_columns]
+        text_names = [f"column {c + 1}" for c in text_columns]
         label_column = int(task.tsv_label_column)
         width = max(*text_columns, label_column) + 1
     for line, row in rows:
         where = f"{path} line {line}"
         if len(row) != width:
             raise LadcError(f"{where}: expected {width} tab-separated columns, got {len(row)}")
-        for name, column in zip(task.text_fields, text_columns, strict=True):
-            columns[name].append(row[column])
+        for name, column, shown in zip(task.text_fields, text_columns, text_names, strict=True):
+            columns[name].append(_checked_text(row[column], where, shown))
         has_label = label_column is not None
         label = _label_or_unlabelled(row[label_column], task, split, where) if has_label else _unlabelled(task)
         columns["label"].append(label)
@@ -362,7 +378,9 @@ def read_table_file(path: Path, data: DataConfig, task: TaskSpec, split: Split) 
         for hub_name, name in zip(task.text_fields, text_fields, strict=True):
             if name not in record:
                 raise LadcError(f"{path} {where}: no text field '{name}'")
-            columns[hub_name].append(_text_cell(record[name], path, where, name))
+            columns[hub_name].append(
+                _checked_text(_text_cell(record[name], path, where, name), f"{path} {where}", name)
+            )
         if has_label and data.label_field in record:
             columns["label"].append(_label_or_unlabelled(record[data.label_field], task, split, f"{path} {where}"))
         elif split.kind == "test":

@@ -4,8 +4,9 @@ Each invocation must exit with code 2, print no traceback and at most 3 lines, a
 as it found them: no output directory created, no run dir changed (`test_no_invocation_created_or_changed_a_file`).
 The tiny models and files are built once. Most invocations run in this process through the same Typer app that
 `python -m ladc` runs (a process start costs seconds of torch imports and adds nothing to an argument check); the
-cases in REAL_PROCESS, one per way of failing (option check, YAML, model loading, ONNX loading), run as real
-`python -m ladc` processes, concurrently with the in-process ones, so the entry point itself stays covered.
+cases in REAL_PROCESS, one per way of failing (option check, YAML, model loading, ONNX loading, --overwrite of a
+directory ladc did not write), run as real `python -m ladc` processes, concurrently with the in-process ones, so the
+entry point itself stays covered.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class Case:
 
 
 DATA = ["--task", "sst2"]
+# the world's `foreign` dir holds a thesis and no ladc manifest: --overwrite names the file instead of deleting it
+OVERWRITE_REFUSED = "--overwrite would delete "
 FAST = ["--max-steps", "2", "--eval-steps", "1", "--batch-size", "4"]
 
 
@@ -126,6 +129,17 @@ CASES = [
          "--from 'distil' is not a stage"),
     Case("demo-output-under-a-file", lambda w: ["demo", "--output", str(w.file / "demo")],
          "is a file, not a directory"),
+    # ------------------------------------------------------------------ --overwrite of a directory ladc did not write
+    Case("export-overwrite-foreign-dir", lambda w: ["export", str(w.student), "--data-dir", str(w.glue), "-o",
+                                                    str(w.foreign), "--overwrite"], OVERWRITE_REFUSED),
+    Case("teacher-overwrite-foreign-dir", lambda w: ["tune-teacher", *_glue(w), "--model", str(w.base), *FAST, "-o",
+                                                     str(w.foreign), "--overwrite"], OVERWRITE_REFUSED),
+    Case("bench-overwrite-foreign-dir", lambda w: ["bench", str(w.student), *_glue(w), "-o", str(w.foreign),
+                                                   "--overwrite"], OVERWRITE_REFUSED),
+    Case("pipeline-overwrite-foreign-dir", lambda w: ["pipeline", "--config", str(w.pipeline_foreign), "--overwrite"],
+         OVERWRITE_REFUSED),
+    Case("demo-overwrite-foreign-dir", lambda w: ["demo", "--output", str(w.foreign), "--overwrite"],
+         OVERWRITE_REFUSED),
 ]  # fmt: skip
 
 
@@ -209,13 +223,24 @@ def _world(root: Path, tiny_tokenizer, tiny_bert_config) -> SimpleNamespace:
     w.yaml_inf.write_text("optim:\n  lr: .inf\n")
     w.pipeline_unknown = root / "pipeline-unknown.yaml"
     w.pipeline_unknown.write_text("run_dir: x\nteachr: {}\n")
+    w.foreign = root / "thesis"
+    w.foreign.mkdir()
+    (w.foreign / "thesis.tex").write_text("\\chapter{Years of work}\n")
+    w.pipeline_foreign = root / "pipeline-foreign.yaml"
+    w.pipeline_foreign.write_text(f"run_dir: {w.foreign}\ndata:\n  task: sst2\n  data_dir: {w.glue}\n")
     w.pipeline_ok = root / "pipeline.yaml"
     w.pipeline_ok.write_text(f"run_dir: {w.out / 'p1'}\ndata:\n  task: sst2\n  data_dir: {w.glue}\n")
     return w
 
 
 # real `python -m ladc` processes: an early option check, a YAML error, a model that fails to load, a broken ONNX file
-REAL_PROCESS = {"teacher-negative-lr", "teacher-yaml-latin1", "distill-corrupted-teacher", "bench-truncated-onnx"}
+REAL_PROCESS = {
+    "teacher-negative-lr",
+    "teacher-yaml-latin1",
+    "distill-corrupted-teacher",
+    "bench-truncated-onnx",
+    "export-overwrite-foreign-dir",
+}
 _ENV = {
     "HF_HUB_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",
@@ -298,6 +323,7 @@ def test_no_invocation_created_or_changed_a_file(outcomes):
     }
     assert not changed, changed
     assert not any(outcomes.world.out.iterdir())  # no output dir, no lock file left behind
+    assert (outcomes.world.foreign / "thesis.tex").read_text() == "\\chapter{Years of work}\n"  # --overwrite refused
 
 
 def test_at_least_thirty_invocations_across_every_command():
@@ -310,5 +336,5 @@ def test_at_least_thirty_invocations_across_every_command():
 _WORLD_KEYS = [
     "root", "out", "base", "glue", "glue_header_only", "glue_latin1", "teacher", "teacher_bare", "student",
     "corrupt_teacher", "bad_vocab", "partial_teacher", "damaged_run", "partial_student", "file", "truncated_onnx",
-    "yaml_unknown", "yaml_latin1", "yaml_inf", "pipeline_unknown", "pipeline_ok",
+    "yaml_unknown", "yaml_latin1", "yaml_inf", "pipeline_unknown", "pipeline_ok", "foreign", "pipeline_foreign",
 ]  # fmt: skip

@@ -11,6 +11,7 @@ from ladc.config import (
     DistillConfig,
     ExportConfig,
     LossWeights,
+    OptimConfig,
     TuneTeacherConfig,
     build_config,
     from_dict,
@@ -102,3 +103,27 @@ def test_bad_keys_and_values_name_the_file_line_and_key(tmp_path):
     with pytest.raises(LadcError, match="batch_sizes\\[1\\]: expected an integer"):
         build_config(BenchConfig, None, {"batch_sizes": "1,a"})
     assert build_config(BenchConfig, None, {"batch_sizes": "1,32"}).batch_sizes == (1, 32)  # comma lists parse here
+
+
+@pytest.mark.parametrize("cls", [TuneTeacherConfig, DistillConfig, ExportConfig, BenchConfig])
+def test_a_yaml_section_merges_over_the_commands_defaults_at_every_depth(cls):
+    """A nested section sets only the keys it names: the rest keep the command's own default for that section, which
+    may differ from the section class's (distill trains 4 epochs, OptimConfig() 3)."""
+    default = cls()
+    for section in (f.name for f in dataclasses.fields(cls) if dataclasses.is_dataclass(getattr(default, f.name))):
+        first = dataclasses.fields(getattr(default, section))[0].name
+        value = getattr(getattr(default, section), first)
+        changed = {"lr": 1e-4, "task": "rte"}[first]
+        assert value != changed
+        cfg = resolve_config(cls, {section: {first: changed}}, {})
+        assert cfg == dataclasses.replace(default, **{section: dataclasses.replace(getattr(default, section),
+                                                                                     **{first: changed})})  # fmt: skip
+        assert resolve_config(cls, {section: {}}, {}) == default
+
+
+def test_distill_optim_section_keeps_distills_own_epochs():
+    cfg = resolve_config(DistillConfig, {"optim": {"lr": 1e-4}}, {})
+    assert (cfg.optim.lr, cfg.optim.epochs) == (1e-4, 4.0) and OptimConfig().epochs == 3.0
+    # a preset fills in underneath and the YAML's section still merges over it
+    paper = resolve_config(DistillConfig, {"preset": "paper", "data": {"task": "sst2"}, "optim": {"seed": 3}}, {})
+    assert (paper.optim.seed, paper.optim.lr, paper.optim.batch_size, paper.data.max_seq_len) == (3, 1e-4, 32, 128)

@@ -290,11 +290,11 @@ def test_train_limit_is_a_seeded_subset_and_dev_limit_the_head(tmp_path):
 
 def test_csv_with_custom_columns_and_label_names_or_ids(tmp_path):
     path = tmp_path / "pairs.csv"
-    path.write_text('premise_text,hyp,gold\n"A man, tall",NA,entailment\nx,,1\n007,"He said ""hi""",0\n')
+    path.write_text('premise_text,hyp,gold\n"A man, tall",NA,entailment\nx,-,1\n007,"He said ""hi""",0\n')
     data = DataConfig(task="rte", train_file=str(path), text_fields=("premise_text", "hyp"), label_field="gold")
     raw = load_raw(data, "train")
     assert raw.column_names == ["sentence1", "sentence2", "label", "idx"]
-    assert rows_of(raw, get_task("rte")) == [("A man, tall", "NA", 0), ("x", "", 1), ("007", 'He said "hi"', 0)]
+    assert rows_of(raw, get_task("rte")) == [("A man, tall", "NA", 0), ("x", "-", 1), ("007", 'He said "hi"', 0)]
 
 
 def test_jsonl_and_tsv_files_and_unlabelled_test(tmp_path):

@@ -216,7 +216,7 @@ def test_optimum_ortmodel_and_pipeline_load_the_output_dir(full_export, tiny_mod
 # ----------------------------------------------------------------------------- failures the parity check must catch
 
 
-def test_verify_catches_a_perturbed_initializer_and_allow_drop_accepts_it(tmp_path, tiny_model, tiny_data):
+def test_verify_catches_a_perturbed_initializer_and_allow_drop_does_not_hide_it(tmp_path, tiny_model, tiny_data):
     from ladc.export import export_onnx, verify_export
 
     out = tmp_path / "onnx"
@@ -233,15 +233,17 @@ def test_verify_catches_a_perturbed_initializer_and_allow_drop_accepts_it(tmp_pa
     recorded = json.loads((out / "export.json").read_text())
     assert recorded["passed"] is False
     assert recorded["artifacts"][0]["parity"]["max_abs_diff"] == pytest.approx(10.0, abs=1e-3)
-    manifest = verify_export(out, allow_drop=100)
-    assert manifest["passed"] is True
-    assert manifest["artifacts"][0]["parity"]["within_tolerance"] is False
-    assert manifest["artifacts"][0]["parity"]["accepted"] is True
+    # --allow-drop relaxes the metric drop only: an fp32 graph off by 10 in its logits stays a failure
+    with pytest.raises(LadcError, match=r"model\.onnx: max\|Δlogit\| \d.*> 0\.0001 \(--allow-drop 100: drop"):
+        verify_export(out, allow_drop=100)
+    recorded = json.loads((out / "export.json").read_text())
+    assert recorded["passed"] is False and recorded["artifacts"][0]["parity"]["accepted"] is False
 
 
-def test_export_fails_when_int8_loses_accuracy_and_allow_drop_passes(tmp_path, tiny_model, tiny_data):
+def test_export_fails_when_int8_loses_accuracy_and_keep_head_fp32_passes(tmp_path, tiny_model, tiny_data):
     """With --per-tensor, one outlier weight in the pooler sets its int8 scale so high that every other pooler weight rounds
-    to 0: fp32 still matches PyTorch, INT8 loses the labels, --keep-head-fp32 (or --allow-drop) gets it through."""
+    to 0: fp32 still matches PyTorch, INT8 loses the labels, --keep-head-fp32 gets it through; --allow-drop does not
+    (it relaxes the metric drop, never label agreement)."""
     from transformers import AutoModelForSequenceClassification
 
     from ladc.export import export_onnx
@@ -258,10 +260,8 @@ def test_export_fails_when_int8_loses_accuracy_and_allow_drop_passes(tmp_path, t
     assert "model.onnx:" not in str(caught.value) and "\n" not in str(caught.value)  # fp32 still matches PyTorch
     recorded = json.loads((out / "export.json").read_text())  # the directory and its verdict are kept
     assert recorded["passed"] is False and recorded["artifacts"][1]["parity"]["accepted"] is False
-    manifest = export_onnx(
-        _cfg(broken, out, tiny_data, quantize="dynamic", per_channel=False, allow_drop=100, overwrite=True)
-    )
-    assert manifest["passed"] is True and manifest["artifacts"][1]["parity"]["within_tolerance"] is False
+    with pytest.raises(LadcError, match=r"model_int8\.onnx: label agreement [\d.]+% < 97%.*--allow-drop 100: drop"):
+        export_onnx(_cfg(broken, out, tiny_data, quantize="dynamic", per_channel=False, allow_drop=100, overwrite=True))
     manifest = export_onnx(
         _cfg(broken, out, tiny_data, quantize="dynamic", per_channel=False, keep_head_fp32=True, overwrite=True)
     )
@@ -364,8 +364,17 @@ def test_existing_output_needs_overwrite(tmp_path, tiny_model, tiny_data):
     with pytest.raises(LadcError, match="already exists; pass --overwrite"):
         export_onnx(_cfg(tiny_model, out, tiny_data))
     assert (out / "keep.txt").is_file()
-    export_onnx(_cfg(tiny_model, out, tiny_data, overwrite=True, parity_samples=8))
-    assert not (out / "keep.txt").exists() and (out / "model.onnx").is_file()
+    # --overwrite replaces only what ladc wrote: a directory of someone else's files is refused, naming one
+    with pytest.raises(
+        LadcError, match=rf"^--overwrite would delete {out / 'keep.txt'}: {out} was not written by ladc"
+    ):
+        export_onnx(_cfg(tiny_model, out, tiny_data, overwrite=True, parity_samples=8))
+    assert (out / "keep.txt").is_file()
+    (out / "keep.txt").unlink()
+    export_onnx(_cfg(tiny_model, out, tiny_data, overwrite=True, parity_samples=8))  # an empty dir is replaced
+    (out / "stale.txt").write_text("x")
+    export_onnx(_cfg(tiny_model, out, tiny_data, overwrite=True, parity_samples=8))  # so is an export (export.json)
+    assert not (out / "stale.txt").exists() and (out / "model.onnx").is_file()
 
 
 def _run_cli(*args: str):
@@ -443,9 +452,12 @@ def test_minilm_fused_int8_export_on_sst2_dev(tmp_path, minilm_dir, glue_dir):
     out = tmp_path / "onnx"
     cfg = ExportConfig(
         model=str(model_dir), output=str(out), task="sst2", data_dir=str(glue_dir), cache_dir=str(tmp_path / "cache"),
-        optimize=True, quantize="dynamic", parity_samples=200, allow_drop=100,
+        optimize=True, quantize="dynamic", parity_samples=200,
     )  # fmt: skip
-    manifest = export_onnx(cfg)
+    try:
+        manifest = export_onnx(cfg)
+    except LadcError:  # an untrained head's near-tied labels may flip under INT8; the graphs are what is tested here
+        manifest = json.loads((out / "export.json").read_text())
     by_name = {a["name"]: a for a in manifest["artifacts"]}
     assert by_name["fp32"]["parity"]["max_abs_diff"] <= 1e-4 and by_name["fused"]["parity"]["max_abs_diff"] <= 1e-4
     counts = op_counts(out / "model_fused_int8.onnx")

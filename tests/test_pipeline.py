@@ -32,7 +32,8 @@ def _tiny_pipeline_yaml(tmp_path, base, glue, run_dir, student_steps=8) -> Path:
             "gate_lr": 3e-4,
             "optim": {**optim, "max_steps": student_steps},
         },  # fmt: skip
-        "export": {"optimize": True, "quantize": "dynamic", "allow_drop": 100.0},  # random tiny models: no accuracy
+        # random tiny models: no accuracy; no ranking (the pipeline's default `select: fastest` times every backend)
+        "export": {"optimize": True, "quantize": "dynamic", "select": None, "allow_drop": 100.0},
         "bench": {"batch_sizes": [1, 32], "seq_lens": [16], "warmup": 1, "iterations": 2},
     }
     path = tmp_path / "pipeline.yaml"
@@ -52,6 +53,42 @@ def test_every_shipped_config_loads(path):
     cfg = load_pipeline_config(path)
     assert cfg.distill.student_layers in (2, 3, 4, 6)
     assert path.read_text().lstrip().startswith("#")  # each starts with the command that runs it (torchtune habit)
+
+
+def _leaves(mapping: dict, prefix: str = "") -> dict:
+    """{dotted key: value} of every leaf of a nested mapping (lists are leaves)."""
+    leaves = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict) and value:
+            leaves.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            leaves[f"{prefix}{key}"] = value
+    return leaves
+
+
+SHIPPED_CONFIGS = [*sorted((REPO / "configs").glob("*.yaml")), REPO / "ladc" / "configs" / "demo.yaml"]
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_shipped_config_keeps_each_default_it_does_not_name(path):
+    """Each value of a resolved shipped config is the file's own (or its preset's) where the file names the key, and
+    the command's default everywhere else: a section merges over the defaults, it never drops them (sst2-minilm-3L's
+    `export:` block lost the pipeline's `select: fastest`, and a distill `optim:` block lost distill's 4 epochs)."""
+    from ladc.config import DataConfig, to_dict, with_preset
+    from ladc.pipeline import PipelineConfig
+
+    raw = yaml.safe_load(path.read_text())
+    if "preset" in raw.get("distill", {}):
+        raw["distill"] = with_preset(raw["distill"], raw.get("data", {}).get("task", DataConfig().task))
+    named = _leaves(raw)
+    resolved = _leaves(to_dict(load_pipeline_config(path)))
+    defaults = _leaves(to_dict(PipelineConfig()))
+    assert set(named) <= set(resolved) and set(resolved) == set(defaults)
+    for key, value in resolved.items():
+        assert value == named.get(key, defaults[key]), key
+    # the pipeline's own defaults, not the bare classes': every shipped recipe ranks the artifacts it builds
+    assert load_pipeline_config(path).export.select == "fastest"
+    assert defaults["distill.optim.epochs"] == 4.0 and defaults["teacher.optim.epochs"] == 3.0
 
 
 def test_paper_preset_applies_inside_pipeline_config():

@@ -10,10 +10,12 @@ import pytest
 from ladc.config import BenchConfig, DataConfig, DistillConfig, ExportConfig, OptimConfig, TuneTeacherConfig, save_yaml
 from ladc.errors import LadcError
 from ladc.runs import (
+    LADC_MANIFESTS,
     RUN_MANIFEST,
     RunManifest,
     build_run_config,
     check_output,
+    check_replaceable,
     check_resume,
     create_run_dir,
     data_config_from_run,
@@ -136,7 +138,8 @@ def test_check_output(tmp_path):
         check_output(full, overwrite=False)
     with pytest.raises(LadcError, match="--overwrite to replace it or --resume to continue it"):
         check_output(full, overwrite=False, resume=False)
-    check_output(full, overwrite=True)
+    with pytest.raises(LadcError, match=rf"^--overwrite would delete {full / 'x'}: {full} was not written by ladc"):
+        check_output(full, overwrite=True)
     check_output(full, overwrite=False, resume=True)
     with pytest.raises(LadcError, match="pass one of them"):
         check_output(full, overwrite=True, resume=True)
@@ -170,9 +173,47 @@ def test_create_run_dir_saves_the_config_and_refuses_to_clobber(tmp_path):
     assert load_saved_config(TuneTeacherConfig, run_dir)["optim"]["lr"] == 0.001
     with pytest.raises(LadcError, match="already exists"):
         create_run_dir(cfg)
-    (run_dir / "stale.txt").write_text("x")
+    (run_dir / "checkpoints" / "step-2").mkdir(parents=True)  # an unfinished run: --overwrite starts it again
     create_run_dir(TuneTeacherConfig(model="m", output=str(run_dir), overwrite=True))
     assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml"]
+
+
+@pytest.mark.parametrize("manifest", [*LADC_MANIFESTS, None])
+def test_overwrite_replaces_only_what_ladc_wrote(tmp_path, manifest):
+    """A directory with a ladc manifest (whatever else it holds), an empty one, or an unfinished training run (its
+    config.yaml beside checkpoints and temp files) may be replaced; anything else is refused, naming a file."""
+    run_dir = tmp_path / "run"
+    (run_dir / "sub").mkdir(parents=True)
+    (run_dir / "sub" / "thesis.tex").write_text("years of work")
+    if manifest is not None:
+        (run_dir / manifest).write_text("{}")
+        check_replaceable(run_dir)
+        return
+    message = rf"^--overwrite would delete {run_dir / 'sub' / 'thesis.tex'}: {run_dir} was not written by ladc \("
+    with pytest.raises(LadcError, match=message):
+        check_replaceable(run_dir)
+    check_replaceable(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    check_replaceable(tmp_path / "empty")
+    unfinished = tmp_path / "unfinished"
+    save_yaml(DistillConfig(output=str(unfinished)), unfinished / "config.yaml")
+    for name in ("checkpoints", "best", ".best.tmp-123", ".ladc.json.abc.tmp"):
+        (unfinished / name).mkdir()
+    check_replaceable(unfinished)
+    (unfinished / "notes.md").write_text("mine")  # a file no training run writes: the dir is no longer only ladc's
+    with pytest.raises(LadcError, match=r"would delete .*notes\.md"):
+        check_replaceable(unfinished)
+    copied = tmp_path / "experiments"  # a config.yaml copied from a run beside the user's own files
+    save_yaml(TuneTeacherConfig(), copied / "config.yaml")
+    (copied / "results.csv").write_text("a,b\n")
+    with pytest.raises(LadcError, match=r"would delete .*experiments/results\.csv"):
+        check_replaceable(copied)
+    foreign_yaml = tmp_path / "foreign"
+    (foreign_yaml / "checkpoints").mkdir(parents=True)
+    (foreign_yaml / "config.yaml").write_text("learning_rate: 3\n")  # another tool's config
+    with pytest.raises(LadcError, match=r"would delete .*config\.yaml"):
+        check_replaceable(foreign_yaml)
+    assert (run_dir / "sub" / "thesis.tex").read_text() == "years of work"
 
 
 def test_finalize_moves_the_best_checkpoint_and_writes_the_manifest_last(tmp_path):

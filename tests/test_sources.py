@@ -173,11 +173,69 @@ def test_csv_with_renamed_columns_and_label_names(tmp_path):
     }  # fmt: skip
 
 
-def test_jsonl_numbers_as_text_null_as_empty_and_blank_lines_skipped(tmp_path):
+def test_jsonl_numbers_as_text_and_blank_lines_skipped(tmp_path):
     path = _write(tmp_path / "dev.jsonl", '{"sentence": "good", "label": 1}\n\n{"sentence": 42, "label": "0"}\n'
-                  '{"sentence": null, "label": "positive"}\n')  # fmt: skip
+                  '{"sentence": 0.5, "label": "positive"}\n')  # fmt: skip
     columns = read_table_file(path, DataConfig(task="sst2"), get_task("sst2"), resolve_split(get_task("sst2"), "dev"))
-    assert columns == {"sentence": ["good", "42", ""], "label": [1, 0, 1], "idx": [0, 1, 2]}
+    assert columns == {"sentence": ["good", "42", "0.5"], "label": [1, 0, 1], "idx": [0, 1, 2]}
+
+
+EMPTY_TEXT = "text field '{}' is empty; every example needs its text (fill it in or drop the row)"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "line", "column"),
+    [
+        ("dev.csv", "sentence,label\ngood,1\n,0\n", 3, "sentence"),
+        ("dev.csv", 'sentence,label\ngood,1\n"  ",0\n', 3, "sentence"),  # whitespace only: nothing to tokenize
+        ("dev.tsv", "sentence\tlabel\ngood\t1\n \t0\n", 3, "sentence"),
+        ("dev.jsonl", '{"sentence": "good", "label": 1}\n{"sentence": null, "label": 0}\n', 2, "sentence"),
+        ("dev.jsonl", '{"sentence": "good", "label": 1}\n\n{"sentence": "", "label": 0}\n', 3, "sentence"),
+    ],
+)
+def test_an_empty_text_field_is_a_one_line_error_naming_file_and_line(tmp_path, name, text, line, column):
+    path = _write(tmp_path / name, text)
+    assert _sst2_dev_error(path) == f"{path} line {line}: " + EMPTY_TEXT.format(column)
+
+
+def test_an_empty_text_field_in_a_glue_tsv_names_its_column(tmp_path):
+    rte, cola = get_task("rte"), get_task("cola")
+    (tmp_path / "RTE").mkdir()
+    pair = _write(tmp_path / "RTE" / "dev.tsv", "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n"
+                  "1\tthe premise\t\tnot_entailment\n")  # fmt: skip
+    with pytest.raises(LadcError) as caught:
+        read_glue_tsv(pair, rte, resolve_split(rte, "dev"))
+    assert str(caught.value) == f"{pair} line 3: " + EMPTY_TEXT.format("sentence2")
+    (tmp_path / "CoLA").mkdir()
+    headerless = _write(tmp_path / "CoLA" / "dev.tsv", "gj04\t1\t\tfine .\ngj04\t0\t*\t   \n")
+    with pytest.raises(LadcError) as caught:
+        read_glue_tsv(headerless, cola, resolve_split(cola, "dev"))
+    assert str(caught.value) == f"{headerless} line 2: " + EMPTY_TEXT.format("column 4")
+
+
+def test_a_200k_character_field_loads_whole_and_the_tokenizer_truncates_it(tmp_path, tiny_tokenizer):
+    """csv refuses a field over 131,072 characters unless its limit is raised; a long document is normal input."""
+    import csv
+
+    from ladc.data import tokenize
+    from ladc.sources import raw_features
+
+    sst2 = get_task("sst2")
+    document = "the movie was good . " * 10_000  # 210,000 characters
+    limit = csv.field_size_limit()
+    (tmp_path / "SST-2").mkdir()
+    tsv = _write(tmp_path / "SST-2" / "dev.tsv", f"sentence\tlabel\nshort one\t0\n{document}\t1\n")
+    csv_file = _write(tmp_path / "dev.csv", f'sentence,label\n"{document}",1\nshort one,0\n')
+    columns = read_glue_tsv(tsv, sst2, resolve_split(sst2, "dev"))
+    assert columns["sentence"] == ["short one", document] and columns["label"] == [0, 1]
+    table = read_table_file(csv_file, DataConfig(task="sst2"), sst2, resolve_split(sst2, "dev"))
+    assert table["sentence"] == [document, "short one"]
+    assert csv.field_size_limit() == limit  # raised only while a file is read
+    import datasets
+
+    raw = datasets.Dataset.from_dict(columns, features=raw_features(sst2))
+    tokenized = tokenize(raw, tiny_tokenizer, sst2, max_seq_len=32)
+    assert [len(ids) for ids in tokenized["input_ids"]] == [4, 32]
 
 
 def test_json_array_file_and_unlabelled_test_rows(tmp_path):
