@@ -76,3 +76,36 @@ def register_use_commands(app: typer.Typer, user_errors) -> None:
             f"{result['rows_per_s']} rows/s)",
             err=output == "-",
         )
+
+    @app.command("serve")
+    @user_errors
+    def serve_cmd(
+        target: TargetArg,
+        host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
+        port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+        artifact: ArtifactOpt = None,
+        task: TaskOpt = None,
+        max_seq_len: MaxSeqLenOpt = None,
+        threads: ThreadsOpt = None,
+        max_batch: Annotated[int | None, typer.Option(help="Rows per model call (default 32).")] = None,
+        max_wait_ms: Annotated[
+            float | None, typer.Option(help="How long a request waits for others to batch with (default 5).")
+        ] = None,
+        max_request_rows: Annotated[int | None, typer.Option(help="Texts per request (default 256).")] = None,
+        max_body_bytes: Annotated[int | None, typer.Option(help="Request body size (default 1000000).")] = None,
+        config: ConfigOpt = None,
+    ) -> None:
+        """Serve a compressed model over HTTP: POST /predict, GET /health, GET /metadata; requests micro-batched.
+
+        Example: ladc serve runs/demo/onnx --port 8000   then
+        curl -s localhost:8000/predict -d '{"texts": ["a charming film"]}'
+        """
+        from ladc.config import build_config
+        from ladc.serve import ServeConfig, serve
+
+        overrides = {
+            "target": target, "host": host, "port": port, "artifact": artifact, "task": task,
+            "max_seq_len": max_seq_len, "threads": threads, "max_batch": max_batch, "max_wait_ms": max_wait_ms,
+            "max_request_rows": max_request_rows, "max_body_bytes": max_body_bytes,
+        }  # fmt: skip
+        serve(build_config(ServeConfig, config, overrides), echo=lambda m: typer.echo(m, err=True))
