@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from ladc.cli_use import register_use_commands
 from ladc.config import BenchConfig, DistillConfig, ExportConfig, TuneTeacherConfig
 from ladc.errors import LadcError
 
@@ -413,6 +414,9 @@ def _echo_report(report: Path) -> None:
     typer.echo("")
     typer.echo(report.read_text())
     typer.echo(f"report written to {report} and {report.with_suffix('.png')}")
+
+
+register_use_commands(app, user_errors)  # predict, serve, push (ladc/cli_use.py)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -287,6 +287,7 @@ def export_onnx(cfg: ExportConfig, console=None) -> dict:
         LadcError: bad input (missing model dir, not a classifier, opset, --fp16 without CUDA, existing output),
             attention not fused under --optimize, or an artifact outside its parity tolerance (after OUT is written).
     """
+    from ladc.card import write_export_card
     from ladc.io import atomic_dir, atomic_write_json
     from ladc.parity import print_parity_table, raise_on_failure, run_parity
     from ladc.runs import versions
@@ -330,6 +331,7 @@ def export_onnx(cfg: ExportConfig, console=None) -> dict:
             )
         manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         atomic_write_json(build / MANIFEST, manifest)
+        write_export_card(build, manifest, name=output.name)  # README.md: the model card, from export.json
         kill_point("export-rename")  # test-only (ladc/faults.py)
     print_parity_table(manifest, console)
     if cfg.select:
@@ -359,6 +361,7 @@ def verify_export(
     """
     import dataclasses
 
+    from ladc.card import write_export_card
     from ladc.config import from_dict
     from ladc.io import atomic_write_json, read_json
     from ladc.parity import print_parity_table, raise_on_failure, run_parity
@@ -379,6 +382,7 @@ def verify_export(
     run_parity(manifest, out_dir, model, parity_set, task, allow_drop)
     manifest["verified"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     atomic_write_json(out_dir / MANIFEST, manifest)
+    write_export_card(out_dir, manifest)
     print_parity_table(manifest, console)
     raise_on_failure(manifest, out_dir)
     return manifest

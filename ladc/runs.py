@@ -421,6 +421,9 @@ def finalize_run(run_dir: Path, manifest: RunManifest, metrics: dict) -> None:
         kill_point("finalize")
     atomic_write_json(run_dir / RUN_MANIFEST, manifest.to_dict())
     kill_point("finalize-manifest")
+    from ladc.card import write_run_card
+
+    write_run_card(run_dir, manifest.to_dict(), metrics)  # README.md, the model card; before the finished marker
     atomic_write_json(run_dir / METRICS, metrics)
     shutil.rmtree(best, ignore_errors=True)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)

@@ -222,7 +222,7 @@ def test_finalize_moves_the_best_checkpoint_and_writes_the_manifest_last(tmp_pat
     (run_dir / "best" / "model.safetensors").write_text("weights")
     (run_dir / "checkpoints" / "step-3").mkdir(parents=True)
     finalize_run(run_dir, STUDENT, {"dev": {"accuracy": 0.61}})
-    assert sorted(p.name for p in run_dir.iterdir()) == ["ladc.json", "metrics.json", "model.safetensors"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["README.md", "ladc.json", "metrics.json", "model.safetensors"]
     assert read_manifest(run_dir) == STUDENT
     with pytest.raises(RuntimeError, match="no best checkpoint"):
         finalize_run(tmp_path / "empty", STUDENT, {})
