@@ -22,6 +22,14 @@ GLUE_HUB = "nyu-mll/glue"
 HUB_NAMES = {"minilm": "sentence-transformers/all-MiniLM-L6-v2"}
 
 
+def _shape(shape: dict | None) -> str:
+    """`3 layers x 192 hidden, FFN 768, 6 heads` (n/a for runs made before shapes were recorded)."""
+    if not shape:
+        return "n/a"
+    return (f"{shape['num_layers']} layers x {shape['hidden_size']} hidden, FFN {shape['intermediate_size']}, "
+            f"{shape['num_heads']} heads")  # fmt: skip
+
+
 def metric(value) -> str:
     """How a card shows a task metric (dev accuracy, F1, ...): 4 decimals."""
     return "n/a" if value is None else f"{value:.4f}"
@@ -112,9 +120,11 @@ def _hyperparameters(manifest: dict, metrics: dict) -> list[str]:
         rows[:0] = [("method", manifest.get("method")), ("teacher run", f"`{manifest.get('teacher')}`"),
                     ("layers (teacher -> student)", f"{manifest.get('teacher_layers')} -> "
                      f"{manifest.get('student_layers')}"), ("layer map", manifest.get("layer_map")),
-                    ("student init", f"{manifest.get('student_init')} from `{manifest.get('init_from')}`")]  # fmt: skip
+                    ("student init", f"{manifest.get('student_init')} from `{manifest.get('init_from')}`"),
+                    ("shape (teacher -> student)", f"{_shape(manifest.get('teacher_shape'))} -> "
+                     f"{_shape(manifest.get('student_shape'))}")]  # fmt: skip
         rows += [(key, config.get(key)) for key in ("hard_weight", "soft_weight", "temperature", "mu", "beta",
-                                                    "gate_lr") if key in config]  # fmt: skip
+                                                    "gate_lr", "projection_lr") if key in config]  # fmt: skip
     else:
         rows.insert(0, ("fine-tuned from", f"`{manifest.get('base_model')}`"))
     return ["## Method and hyperparameters", "", "| setting | value |", "|---|---|",

@@ -114,6 +114,7 @@ SHAPE_OPTIONS = (
     Opt("prune_samples", int, "Train rows whose teacher activations rank what a pruned student keeps "
         "(default {default})."),
     Opt("projection_lr", float, "Learning rate of the student -> teacher width projection (default {default:g})."),
+    Opt("projection", str, "learned (default): TinyBERT's W_h | fixed: compare the kept teacher channels only."),
 )  # fmt: skip
 
 

@@ -181,6 +181,8 @@ class DistillConfig:
     student_init: str | None = None
     prune_samples: int = 2048  # train examples whose teacher activations rank the channels, heads and neurons kept
     projection_lr: float = 1e-4  # learning rate of the student -> teacher width projection (narrower students only)
+    # learned: TinyBERT's W_h, started at the kept channels; fixed: those channels alone, never trained (pruned only)
+    projection: str = "learned"
     init_from: str | None = None  # pretrained checkpoint for even/first; None -> the teacher's base model
     preset: str | None = None  # `paper`: the LAD paper's per-task hyperparameters (ladc.tasks.PRESETS)
     hard_weight: float = LossWeights.hard

@@ -48,6 +48,8 @@ def _check_config(cfg: DistillConfig) -> None:
             raise LadcError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if cfg.projection_lr <= 0:
         raise LadcError(f"projection_lr must be positive, got {cfg.projection_lr}")
+    if cfg.projection not in ("learned", "fixed"):
+        raise LadcError(f"--projection '{cfg.projection}' is unknown; expected learned or fixed")
     if not Path(cfg.teacher).is_dir():
         raise LadcError(f"teacher dir {cfg.teacher} does not exist; create it with `ladc tune-teacher`")
     METHODS[cfg.method].layer_choice(cfg.layer_choice)
@@ -129,8 +131,10 @@ def _pruned_student(teacher, shape, mapping, data, samples: int):
     return slice_teacher(teacher, shape, kept), kept.hidden
 
 
-def _make_loss_fn(cfg: DistillConfig, task, teacher, loss_mapping, weights):
-    """loss_fn(modules, batch) -> named terms. The teacher runs under inference_mode, once per batch."""
+def _make_loss_fn(cfg: DistillConfig, task, teacher, loss_mapping, weights, fixed_modules=None):
+    """loss_fn(modules, batch) -> named terms. The teacher runs under inference_mode, once per batch.
+
+    `fixed_modules`: extra modules the loss reads but nothing trains (`--projection fixed`)."""
     from ladc.train import model_inputs
 
     method = get_method(cfg.method)
@@ -152,6 +156,8 @@ def _make_loss_fn(cfg: DistillConfig, task, teacher, loss_mapping, weights):
             if needs_hidden:
                 teacher_out.hidden_states = tuple(h.to(device).clone() for h in teacher_out.hidden_states)
         extra = {m.name: modules[m.name] for m in method.modules if m.name in modules}
+        for name, module in (fixed_modules or {}).items():
+            extra[name] = module.to(student_out.logits.device)
         return distill_terms(
             method, student_out, teacher_out, batch["labels"], batch["attention_mask"], weights=weights,
             mapping=loss_mapping, is_regression=task.is_regression, reverse=cfg.reverse_gates, **extra,
@@ -219,6 +225,15 @@ def distill(cfg: DistillConfig) -> dict:
     optimizers = [OptimizerSpec("student", ("model",), lr, optim.weight_decay, optim.max_grad_norm)]
     context = ModuleContext(teacher.config, student.config, loss_mapping or mapping, cfg.reverse_gates, kept_channels)
     extras = [extra for extra in method.modules if extra.is_needed(context)]
+    fixed_modules = {}
+    if cfg.projection == "fixed" and any(extra.name == "projection" for extra in extras):
+        if kept_channels is None:
+            raise LadcError(
+                "--projection fixed compares the channels a pruned student kept; it needs --student-init prune"
+            )
+        extras = [extra for extra in extras if extra.name != "projection"]
+        fixed_modules["projection"] = next(m for m in method.modules if m.name == "projection").build(context)
+        fixed_modules["projection"].requires_grad_(False)
     for extra in extras:
         trainable[extra.name] = extra.build(context)
         optimizers.append(
@@ -234,9 +249,10 @@ def distill(cfg: DistillConfig) -> dict:
             state = {k: v.contiguous() for k, v in modules[extra.name].state_dict().items()}
             save_file(state, directory / f"{extra.name}.safetensors")
 
+    loss_fn = _make_loss_fn(cfg, task, teacher, loss_mapping, weights, fixed_modules)
     plan = TrainPlan(
-        trainable=trainable, optimizers=optimizers, loss_fn=_make_loss_fn(cfg, task, teacher, loss_mapping, weights),
-        save_fn=save_fn, frozen={"teacher": teacher}, frozen_device=cfg.teacher_device,
+        trainable=trainable, optimizers=optimizers, loss_fn=loss_fn, save_fn=save_fn, frozen={"teacher": teacher},
+        frozen_device=cfg.teacher_device,
     )  # fmt: skip
     result = fit(
         plan, make_loader=data.make_loader, evaluate=data.select, optim=optim,

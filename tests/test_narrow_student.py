@@ -142,3 +142,12 @@ def test_a_narrow_student_exports_on_every_backend_and_passes_parity(narrow_stud
         runner = open_artifact(out, by_name[name], threads=1)
         logits = runner.to_numpy(runner.run(runner.prepare(batch)))
         np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
+
+
+def test_a_fixed_projection_compares_the_kept_channels_and_trains_nothing(tiny_teacher):
+    teacher, glue, tmp = tiny_teacher
+    metrics = distill(_config(teacher, glue, tmp / "fixed", projection="fixed"))
+    assert not (tmp / "fixed" / "projection.safetensors").exists()  # nothing trained, nothing saved
+    assert metrics["history"][0]["hidden"] > 0
+    with pytest.raises(LadcError, match="--projection fixed compares the channels a pruned student kept"):
+        distill(_config(teacher, glue, tmp / "fixed-random", projection="fixed", student_init="random"))
