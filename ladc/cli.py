@@ -280,6 +280,9 @@ def export_cmd(
         int | None, typer.Option(help="Train examples for OpenVINO/NNCF INT8 calibration (default 300).")
     ] = None,
     threads: Annotated[int | None, typer.Option(help="Threads when timing under --select (default: cores).")] = None,
+    push_to_hub: Annotated[
+        str | None, typer.Option(help="Then upload the export dir to this hub repo (OWNER/NAME), as `ladc push`.")
+    ] = None,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -302,6 +305,10 @@ def export_cmd(
     manifest = export_onnx(cfg)
     chosen = f"; fastest here: {manifest['selection']['chosen']}" if "selection" in manifest else ""
     typer.echo(f"{len(manifest['artifacts'])} artifacts and export.json written to {cfg.output}{chosen}")
+    if push_to_hub:
+        from ladc.push import push_to_hub as push
+
+        typer.echo(f"pushed {cfg.output} to {push_to_hub}: {push(cfg.output, push_to_hub)}")
 
 
 @app.command("bench")

@@ -109,3 +109,19 @@ def register_use_commands(app: typer.Typer, user_errors) -> None:
             "max_request_rows": max_request_rows, "max_body_bytes": max_body_bytes,
         }  # fmt: skip
         serve(build_config(ServeConfig, config, overrides), echo=lambda m: typer.echo(m, err=True))
+
+    @app.command("push")
+    @user_errors
+    def push_cmd(
+        directory: Annotated[str, typer.Argument(help="A teacher, student or export dir (with its model card).")],
+        repo: Annotated[str, typer.Argument(help="Hub repo id, OWNER/NAME (created if missing).")],
+        private: Annotated[bool, typer.Option("--private", help="Create the repo private.")] = False,
+        token: Annotated[str | None, typer.Option(help="Hub token (default: HF_TOKEN or `hf auth login`).")] = None,
+    ) -> None:
+        """Upload a model dir to the Hugging Face Hub as one commit (checkpoints and temp files stay local).
+
+        Example: ladc push runs/demo/onnx my-name/minilm-sst2-3L-onnx
+        """
+        from ladc.push import push_to_hub
+
+        typer.echo(f"pushed {directory} to {repo}: {push_to_hub(directory, repo, private=private, token=token)}")
