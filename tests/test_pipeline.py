@@ -267,3 +267,10 @@ def test_demo_runs_offline_end_to_end(tmp_path, minilm_dir):
     assert int8["retention"] == pytest.approx(int8["metric"] / teacher["metric"], abs=1e-4)
     chosen = [row for row in rows.values() if row["chosen"]]
     assert len(chosen) == 1 and "Fastest correct artifact on this machine" in result.stdout
+    # the frontier: the teacher at fp32 and at its own chosen artifact, today's student and the narrow one
+    frontier = json.loads((tmp_path / "demo" / "frontier.json").read_text())
+    shapes = [p["shape_name"] for p in frontier["points"]]
+    assert shapes == ["6L-384H-1536I", "6L-384H-1536I", "3L-384H-1536I", "3L-192H-768I"], shapes
+    assert "## Accuracy-speed frontier" in result.stdout and "**Picked:**" in result.stdout
+    narrow = frontier["points"][3]
+    assert narrow["parameters"] < frontier["points"][2]["parameters"] and narrow["retention"] >= 0.7
