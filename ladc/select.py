@@ -25,7 +25,7 @@ __all__ = [
 ]  # fmt: skip
 
 SELECT_SEQ_LEN = 128
-SELECT_WARMUP = 2  # untimed runs per artifact and shape, round-robin (arena growth, lazy kernels)
+SELECT_WARMUP = 1  # untimed runs per artifact and shape, round-robin (arena growth at a new shape)
 SELECT_BLOCK = 3  # most runs per artifact per round: a round's p50 is the median of up to 3 back-to-back runs
 SELECT_TURN_S = 0.25  # a turn ends past this: a 0.5 s batch-32 call gets one run per round, not three
 SELECT_MAX_S = 1.5  # timed seconds per artifact and shape after which it leaves the rounds (it keeps MIN_ROUNDS)
