@@ -1,5 +1,6 @@
-"""How `ladc bench` and `ladc export --select fastest` time targets: isolated (default) or interleaved, with an
-injectable clock so the scheduling is unit-tested without real time.
+"""How `ladc bench` and `ladc export --select fastest` time targets: isolated (bench's default), interleaved, or in
+interleaved rounds (`time_rounds`, the selection's), with an injectable clock so the scheduling is unit-tested
+without real time.
 
 Why isolation is the default: onnxruntime's intra-op pool (and OpenMP/TBB pools) spin for a while after each run.
 Interleaving several engines on 2 cores let one target's spinning pool steal cores from the next: the same INT8 model
