@@ -2,7 +2,9 @@
 
 Timing is isolated by default: one target at a time, each after its own warm-up (ladc/timing.py says why: spinning
 onnxruntime pools distorted interleaved figures 2x on 2 cores). `--isolation interleaved` runs round-robin blocks with
-non-spinning pools instead. Accuracy uses the data path and metrics of `ladc evaluate` on the full dev
+non-spinning pools instead. An artifact of an export dir whose `--select fastest` already timed a synthetic shape on
+this CPU model with these threads is not timed again: its row takes the selection's latencies (`source: export
+selection`; `--retime` times it here). Accuracy uses the data path and metrics of `ladc evaluate` on the full dev
 set. Target loading and the runners live in `ladc.runners`; tables and plots in `ladc.report`.
 """
 
@@ -40,6 +42,7 @@ __all__ = [
 ]
 
 DEFAULT_ITERATIONS = 30  # timed runs per target and shape when neither --iterations nor --min-duration is given
+SELECTION_SOURCE = "export selection"  # `source` of a timing row taken from export.json's selection (not re-timed)
 
 
 def synthetic_batch(tokenizer, batch_size: int, seq_len: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -130,41 +133,77 @@ def _dev_batches(item: _Loaded, cfg: BenchConfig, task: TaskSpec, batch_size: in
     return [{k: v.numpy() for k, v in batches[i].items() if k != "labels"} for i in order]
 
 
-def _timing_rows(loaded: list[_Loaded], inputs: list[list[dict]], label: dict, cfg: BenchConfig) -> list[dict]:
-    """Time every target on its list of input batches (cycled), isolated or interleaved; one row per target."""
-    from ladc.report import summarise_latencies
-
+def _time(loaded: list[_Loaded], inputs: list[list[dict]], cfg: BenchConfig) -> list[list[float]]:
+    """Time every target on its list of input batches (cycled), isolated or interleaved; latencies per target."""
+    if not loaded:
+        return []
     iterations = cfg.iterations or (None if cfg.min_duration_s else DEFAULT_ITERATIONS)
     prepared = [[item.runner.prepare(batch) for batch in batches] for item, batches in zip(loaded, inputs)]
     calls = [lambda k, r=item.runner, xs=xs: r.run(xs[k % len(xs)]) for item, xs in zip(loaded, prepared)]
-    latencies_ms = time_targets(calls, cfg.isolation, cfg.warmup, iterations, cfg.min_duration_s, cfg.interleave_block)
+    return time_targets(calls, cfg.isolation, cfg.warmup, iterations, cfg.min_duration_s, cfg.interleave_block)
+
+
+def _timing_row(item: _Loaded, batches: list[dict], lat: list[float], label: dict, cfg: BenchConfig) -> dict:
+    """One target's row at one shape from its latencies (batches cycled over the runs, as they were timed)."""
+    from ladc.report import summarise_latencies
+
+    shapes = [batches[k % len(batches)]["input_ids"].shape for k in range(len(lat))]
+    samples = [b for b, _ in shapes]
+    flops = sum(flops_per_token(item.config, s) * b * s for b, s in shapes)
+    gflops_per_s = flops / (sum(lat) / 1000.0) / 1e9
+    return {
+        "target": item.target.name, **label, "mean_seq_len": round(float(np.mean([s for _, s in shapes])), 1),
+        **summarise_latencies(lat, samples), "gflops_per_s": round(gflops_per_s, 2),
+        "peak_fraction": round(gflops_per_s / cfg.peak_gflops, 4) if cfg.peak_gflops else None,
+        "latencies_ms": [round(x, 4) for x in lat],
+    }  # fmt: skip
+
+
+def _timing_rows(loaded: list[_Loaded], inputs: list[list[dict]], label: dict, cfg: BenchConfig,
+                 reused: list[tuple[list[float], str] | None] | None = None) -> list[dict]:  # fmt: skip
+    """One row per target: timed here, or built from `reused[i]` (the export selection's latencies) where given."""
+    reused = reused or [None] * len(loaded)
+    fresh = [i for i, found in enumerate(reused) if found is None]
+    timed = dict(zip(fresh, _time([loaded[i] for i in fresh], [inputs[i] for i in fresh], cfg)))
     rows = []
-    for item, batches, lat in zip(loaded, inputs, latencies_ms):
-        shapes = [batches[k % len(batches)]["input_ids"].shape for k in range(len(lat))]
-        samples = [b for b, _ in shapes]
-        flops = sum(flops_per_token(item.config, s) * b * s for b, s in shapes)
-        gflops_per_s = flops / (sum(lat) / 1000.0) / 1e9
-        rows.append(
-            {
-                "target": item.target.name, **label, "mean_seq_len": round(float(np.mean([s for _, s in shapes])), 1),
-                **summarise_latencies(lat, samples), "gflops_per_s": round(gflops_per_s, 2),
-                "peak_fraction": round(gflops_per_s / cfg.peak_gflops, 4) if cfg.peak_gflops else None,
-                "latencies_ms": [round(x, 4) for x in lat],
-            }
-        )  # fmt: skip
+    for i, (item, batches) in enumerate(zip(loaded, inputs)):
+        if reused[i] is None:
+            rows.append({**_timing_row(item, batches, timed[i], label, cfg), "source": "bench"})
+        else:
+            latencies, timed_as = reused[i]
+            rows.append({**_timing_row(item, batches, latencies, label, cfg), "source": SELECTION_SOURCE,
+                         "selection_artifact": timed_as})  # fmt: skip
     return rows
 
 
-def _time_all(loaded: list[_Loaded], cfg: BenchConfig, task: TaskSpec, console) -> list[dict]:
+def _reusable(item: _Loaded, cfg: BenchConfig, batch_size: int, seq_len: int, threads: int, cpu: str):
+    """The export selection's latencies of this target at this synthetic shape, when they stand for what bench
+    would measure (an export artifact, CPU, onnxruntime's default graph level, the same threads and CPU model);
+    None under --retime or otherwise."""
+    from ladc.select import selection_latencies
+
+    target = item.target
+    if cfg.retime or cfg.provider != "cpu" or target.artifact is None:
+        return None
+    if target.kind == "onnx" and cfg.ort_graph_optimization != "all":  # select_fastest opens sessions at "all"
+        return None
+    return selection_latencies(target.model_dir, target.artifact, batch_size, seq_len, threads, cpu)
+
+
+def _time_all(loaded: list[_Loaded], cfg: BenchConfig, task: TaskSpec, console, threads: int, cpu: str) -> list[dict]:
     rows = []
     for batch_size in cfg.batch_sizes:
         for seq_len in cfg.seq_lens:
+            reused = [_reusable(item, cfg, batch_size, seq_len, threads, cpu) for item in loaded]
+            count = sum(found is not None for found in reused)
+            from_selection = f"; {count} from their export dir's --select fastest timings" if count else ""
             console.print(
-                f"timing batch {batch_size} x seq {seq_len} (synthetic), {len(loaded)} targets {cfg.isolation}"
+                f"timing batch {batch_size} x seq {seq_len} (synthetic), {len(loaded) - count} targets "
+                f"{cfg.isolation}{from_selection}"
             )
             inputs = [[synthetic_batch(item.tokenizer, batch_size, seq_len, cfg.seed)] for item in loaded]
             label = {"mode": "synthetic", "batch_size": batch_size, "seq_len": seq_len}
-            rows += _timing_rows(loaded, inputs, label, cfg)
+            rows += _timing_rows(loaded, inputs, label, cfg, reused)
         if cfg.real:
             console.print(f"timing batch {batch_size} on dev sentences (dynamic padding)")
             inputs = [_dev_batches(item, cfg, task, batch_size) for item in loaded]
@@ -227,6 +266,10 @@ def _runtime(cfg: BenchConfig, threads: int) -> dict:
         "interleave_block": cfg.interleave_block if cfg.isolation == "interleaved" else None,
         "timer": "time.perf_counter around the runner call (inputs already on the device)",
         "memory_method": MEMORY_METHOD, "peak_gflops": cfg.peak_gflops,
+        "selection_reuse": None if cfg.retime else (
+            f"rows with source '{SELECTION_SOURCE}' were not timed here: their latencies are those `ladc export "
+            "--select fastest` measured at the same batch, length, threads and CPU model (interleaved rounds, "
+            "onnxruntime pools not spinning; export.json selection.timing); --retime times them here"),
     }  # fmt: skip
 
 
@@ -296,7 +339,7 @@ def run_bench(cfg: BenchConfig) -> dict:
         for target in targets:
             console.print(f"loading {target.name} ({target.kind}, {target.precision})")
             loaded.append(_load_measured(target, task, cfg, threads))
-        timings = _time_all(loaded, cfg, task, console)
+        timings = _time_all(loaded, cfg, task, console, threads, machine["cpu"])
         warnings += busy_warning(machine, threads)
         entries = [_target_entry(item, cfg) for item in loaded]
         roofs = None

@@ -350,6 +350,9 @@ def bench_cmd(
     profile: Annotated[
         bool, typer.Option("--profile", help="Per-op profile (onnxruntime, OpenVINO) of each target at batch 1.")
     ] = False,
+    retime: Annotated[
+        bool, typer.Option("--retime", help="Time export artifacts here, not reusing their --select fastest timings.")
+    ] = False,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -368,7 +371,7 @@ def bench_cmd(
         "threads": threads, "provider": provider, "tensorrt": tensorrt or None, "torch_bf16": torch_bf16 or None,
         "baseline": baseline, "skip_accuracy": skip_accuracy or None, "eval_batch_size": eval_batch_size,
         "peak_gflops": peak_gflops, "ort_graph_optimization": ort_opt_level, "overwrite": overwrite or None,
-        "isolation": isolation, "roofline": roofline or None, "profile": profile or None,
+        "isolation": isolation, "roofline": roofline or None, "profile": profile or None, "retime": retime or None,
     }  # fmt: skip
     report = run_bench(build_run_config(BenchConfig, config, overrides))
     typer.echo(f"report written to {report['output']} (bench.json, bench.md, bench.png)")

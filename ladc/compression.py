@@ -133,7 +133,7 @@ def render_compression_markdown(rows: list[dict], context: dict) -> str:
         lines += [
             "",
             f"**Fastest correct artifact on this machine: `{context['chosen']}`** ({cpu}; {flags}).",
-            f"Why (`ladc export --select fastest`, timed alone per artifact): {context['chosen_reason']}.",
+            f"Why (`ladc export --select fastest`, timed in interleaved rounds): {context['chosen_reason']}.",
         ]
     return "\n".join(lines) + "\n"
 

@@ -128,7 +128,7 @@ class ExportConfig:
     # rank them in export.json (per batch size and sequence length); None: build what the flags ask, time nothing
     select: str | None = None
     calibration_samples: int = 300  # train examples for static INT8 calibration (OpenVINO/NNCF); NNCF's default
-    select_iterations: int = 20  # timed runs per artifact and shape under --select (after 3 warm-up runs)
+    select_iterations: int = 20  # timed runs per artifact and shape under --select, in interleaved rounds of 3
     threads: int | None = None  # intra-op threads when timing under --select; None -> physical cores
     overwrite: bool = False
 
@@ -236,6 +236,9 @@ class BenchConfig:
     roofline: bool = False  # measure this machine's fp32/bf16/int8 GEMM roofs at the model's shapes (roof_fraction)
     profile: bool = False  # per-op profile (onnxruntime profiler, OpenVINO perf counters) at batch 1, first seq len
     seed: int = 0  # synthetic token ids
+    # time export-dir artifacts here even where their export's --select fastest timed the same shape (by default
+    # those rows reuse the selection's latencies: same batch, length, threads and CPU model; no second timing)
+    retime: bool = False
     overwrite: bool = False
 
 

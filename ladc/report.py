@@ -185,6 +185,16 @@ def _isolation_text(runtime: dict) -> str:
     return f"interleaved in blocks of {runtime.get('interleave_block')}"  # bench.json written before isolation
 
 
+def _reuse_lines(report: dict) -> list[str]:
+    """Which rows bench took from an export's `--select fastest` instead of timing them (bench.json `source`)."""
+    reused = [
+        f"{row['target']} {shape_label(row)}" for row in report["timings"] if row.get("source") == "export selection"
+    ]
+    if not reused:
+        return []
+    return [f"- not timed here ({len(reused)} rows: {', '.join(reused)}): {report['runtime'].get('selection_reuse')}"]
+
+
 def _roofline_lines(report: dict) -> list[str]:
     roofs = report.get("roofline")
     if not roofs:
@@ -235,6 +245,7 @@ def render_markdown(report: dict) -> str:
         f"- {runtime['warmup']} warm-up runs, then {runtime['iterations'] or 'timed'} iterations"
         + (f" / at least {runtime['min_duration_s']} s" if runtime.get("min_duration_s") else "")
         + f" per target and shape; isolation: {_isolation_text(runtime)}",
+        *_reuse_lines(report),
         f"- CPU flags: {', '.join(machine.get('cpu_flags') or []) or 'none of the tracked ISA flags'}",
         *_roofline_lines(report),
         *_profile_lines(report),

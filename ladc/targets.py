@@ -46,6 +46,7 @@ class BenchTarget:
         size_mb: weights on disk (MB = 1e6 bytes), external data included.
         optimized: graph already fused (ORT transformer optimizer).
         runtime: engine options from export.json (e.g. {"inference_precision": "f32"} for OpenVINO).
+        artifact: its name in export.json when it comes from an export dir (bench reuses that dir's selection timings).
     """
 
     name: str
@@ -56,6 +57,7 @@ class BenchTarget:
     size_mb: float
     optimized: bool = False
     runtime: dict = field(default_factory=dict)
+    artifact: str | None = None
 
 
 def _size_mb(paths) -> float:
@@ -108,7 +110,8 @@ def _export_targets(export_dir: Path) -> list[BenchTarget]:
     artifacts = manifest.get("artifacts") if isinstance(manifest, dict) else None
     if not artifacts or not isinstance(artifacts, list):
         raise LadcError(f"{manifest_path} has no 'artifacts' list; re-run `ladc export`")
-    return [_export_target(export_dir, artifact, manifest_path) for artifact in artifacts]
+    return [replace(_export_target(export_dir, artifact, manifest_path), artifact=str(artifact.get("name")))
+            for artifact in artifacts]  # fmt: skip
 
 
 def _export_artifact_target(arg: str) -> BenchTarget:
@@ -132,7 +135,7 @@ def _export_artifact_target(arg: str) -> BenchTarget:
             f"target {arg}: {manifest_path} has no artifact '{name}'{did_you_mean(name, names)}; it has "
             f"{', '.join(names)}"
         )
-    return _export_target(export_dir, artifacts[names.index(name)], manifest_path)
+    return replace(_export_target(export_dir, artifacts[names.index(name)], manifest_path), artifact=name)
 
 
 def _targets_of(arg: str, torch_bf16: bool) -> list[BenchTarget]:

@@ -1,5 +1,6 @@
-"""How `ladc bench` and `ladc export --select fastest` time targets: isolated (default) or interleaved, with an
-injectable clock so the scheduling is unit-tested without real time.
+"""How `ladc bench` and `ladc export --select fastest` time targets: isolated (bench's default), interleaved, or in
+interleaved rounds (`time_rounds`, the selection's), with an injectable clock so the scheduling is unit-tested
+without real time.
 
 Why isolation is the default: onnxruntime's intra-op pool (and OpenMP/TBB pools) spin for a while after each run.
 Interleaving several engines on 2 cores let one target's spinning pool steal cores from the next: the same INT8 model
@@ -13,10 +14,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-__all__ = ["ISOLATION_MODES", "time_interleaved", "time_isolated", "time_targets"]
+__all__ = ["ISOLATION_MODES", "time_interleaved", "time_isolated", "time_rounds", "time_targets"]
 
 ISOLATION_MODES = ("isolated", "interleaved")
 MIN_RUNS = 3  # timed runs a target gets even past max_duration_s (a median needs a few)
+MIN_ROUNDS = 3  # rounds a target gets in time_rounds even past max_duration_s (an interval needs a few)
 PAUSE_S = 0.3  # between targets in isolated mode: onnxruntime and OpenMP pools stop spinning well within this
 
 
@@ -75,6 +77,65 @@ def time_interleaved(
                 latencies_ms[target].append(elapsed * 1000.0)
                 spent_s[target] += elapsed
         active = [t for t in active if not _finished(len(latencies_ms[t]), spent_s[t], iterations, min_duration_s)]
+    return latencies_ms
+
+
+def time_rounds(
+    calls: list[Callable[[int], object]],
+    warmup: int,
+    rounds: int,
+    block: int,
+    turn_s: float | None = None,
+    max_duration_s: float | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[list[list[float]]]:
+    """Time targets in interleaved rounds: each round gives every target one turn of up to `block` back-to-back runs.
+
+    The rounds are the unit of repetition: a target's turns in one round run seconds apart from the other targets',
+    so drift between rounds (a 2-core VM's 20-50 %) moves every target alike, and per-round figures can be compared
+    round by round. Only fair when no target leaves threads spinning after its call (ORT sessions opened with
+    `allow_spinning=False`), as in `time_interleaved`.
+
+    Args:
+        calls: per target, `call(k)` runs its k-th iteration to completion (k counts on across rounds).
+        warmup: untimed iterations per target, round-robin, before the first round.
+        rounds: rounds to run.
+        block: most runs per target per turn.
+        turn_s: a turn also ends once it has taken this many timed seconds (after at least one run), so a slow
+            shape gets one run per round instead of `block`.
+        max_duration_s: a target leaves the rotation once it has MIN_ROUNDS rounds and this many timed seconds
+            (an emulated-bf16 artifact must not hold a selection up for minutes).
+        clock: seconds, monotonic (tests pass a fake clock).
+
+    Returns:
+        latencies_ms[t][r]: target t's latencies in round r (a target that left early has fewer rounds).
+    """
+    if rounds < 1 or block < 1:
+        raise ValueError(f"time_rounds needs rounds >= 1 and block >= 1, got {rounds} and {block}")
+    for k in range(warmup):
+        for call in calls:
+            call(k)
+    latencies_ms: list[list[list[float]]] = [[] for _ in calls]
+    spent_s, runs = [0.0] * len(calls), [0] * len(calls)
+    for _ in range(rounds):
+        for target, call in enumerate(calls):
+            if (
+                max_duration_s is not None
+                and len(latencies_ms[target]) >= MIN_ROUNDS
+                and spent_s[target] >= max_duration_s
+            ):
+                continue
+            turn: list[float] = []
+            turn_spent_s = 0.0
+            while len(turn) < block and not (turn_s is not None and turn and turn_spent_s >= turn_s):
+                start = clock()
+                call(runs[target])
+                elapsed = clock() - start
+                turn.append(elapsed * 1000.0)
+                turn_spent_s += elapsed
+                runs[target] += 1
+            spent_s[target] += turn_spent_s
+            latencies_ms[target].append(turn)
     return latencies_ms
 
 

@@ -261,6 +261,69 @@ def test_report_accuracy_memory_and_flops(dirs, tmp_path):
         run_bench(_config([model_dir], dirs, tmp_path, skip_accuracy=True))
 
 
+def _export_dir_with_selection(dirs, path: Path, cpu: str, threads: int = 1) -> Path:
+    """A copy of the tiny optimum export with an export.json whose selection timed `fp32` at b1_s16 (scripted ms,
+    impossible to measure by chance) and dropped `fp32_copy` as identical to it."""
+    shutil.copytree(dirs.onnx.parent, path)
+    artifact = {"path": "model.onnx", "engine": "onnxruntime", "precision": "fp32"}
+    selection = {
+        "chosen": "fp32", "machine": {"cpu": cpu}, "timing": {"threads": threads},
+        "dropped": [{"name": "fp32_copy", "reason": "identical to fp32 here (fp32)", "same_as": "fp32"}],
+        "ranking": {"b1_s16": [{"name": "fp32", "p50_ms": 8.0, "latencies_ms": [7.0, 8.0, 9.0]}]},
+    }  # fmt: skip
+    manifest = {"task": "sst2", "artifacts": [{"name": "fp32", **artifact}, {"name": "fp32_copy", **artifact}],
+                "selection": selection}  # fmt: skip
+    (path / "export.json").write_text(json.dumps(manifest))
+    return path
+
+
+def test_bench_reuses_the_export_selections_timings_instead_of_timing_again(dirs, tmp_path, monkeypatch):
+    import ladc.bench
+    from ladc.hardware import cpu_model
+    from ladc.select import selection_latencies
+
+    export_dir = _export_dir_with_selection(dirs, tmp_path / "onnx-x", cpu_model())
+    timed: list[int] = []  # how many targets each timing call runs: the real timer, counted
+
+    def counting(calls, *args, **kwargs):
+        timed.append(len(calls))
+        return real_time_targets(calls, *args, **kwargs)
+
+    real_time_targets = ladc.bench.time_targets
+    monkeypatch.setattr(ladc.bench, "time_targets", counting)
+    cfg = _config([dirs.model, export_dir], dirs, tmp_path, batch_sizes=(1, 2), iterations=4, skip_accuracy=True)
+    report = run_bench(cfg)
+    rows = {(r["target"], r["batch_size"]): r for r in report["timings"]}
+    assert timed == [1, 3]  # batch 1: only the PyTorch dir; batch 2 (never selected at): all three
+    for name in ("onnx-x/fp32", "onnx-x/fp32_copy"):
+        row = rows[(name, 1)]
+        assert (row["source"], row["selection_artifact"], row["latencies_ms"]) == ("export selection", "fp32",
+                                                                                   [7.0, 8.0, 9.0])  # fmt: skip
+        assert (row["p50_ms"], row["iterations"], row["samples_per_s"]) == (8.0, 3, 125.0)
+        assert rows[(name, 2)]["source"] == "bench" and rows[(name, 2)]["iterations"] == 4
+    assert rows[("tiny", 1)]["source"] == "bench" and rows[("tiny", 1)]["iterations"] == 4
+    assert rows[("onnx-x/fp32", 1)]["speedup"] == pytest.approx(rows[("tiny", 1)]["p50_ms"] / 8.0, rel=1e-3)
+    markdown = (Path(report["output"]) / "bench.md").read_text()
+    assert "- not timed here (2 rows: onnx-x/fp32 b1 s16, onnx-x/fp32_copy b1 s16): rows with source" in markdown
+
+    timed.clear()
+    retimed = run_bench(_config([dirs.model, export_dir], dirs, tmp_path, batch_sizes=(1, 2), iterations=4,
+                                skip_accuracy=True, retime=True, output=str(tmp_path / "retimed")))  # fmt: skip
+    assert timed == [3, 3] and {row["source"] for row in retimed["timings"]} == {"bench"}
+    assert retimed["runtime"]["selection_reuse"] is None
+
+    # reused only where the selection measured what bench would: same CPU model, threads and synthetic shape
+    assert selection_latencies(export_dir, "fp32", 1, 16, 1, cpu_model()) == ([7.0, 8.0, 9.0], "fp32")
+    assert selection_latencies(export_dir, "fp32", 1, 16, 2, cpu_model()) is None
+    assert selection_latencies(export_dir, "fp32", 1, 16, 1, "another CPU") is None
+    assert selection_latencies(export_dir, "fp32", 1, 32, 1, cpu_model()) is None
+    assert selection_latencies(export_dir, "int8", 1, 16, 1, cpu_model()) is None
+    old = json.loads((export_dir / "export.json").read_text())
+    del old["selection"]["ranking"]["b1_s16"][0]["latencies_ms"]  # export.json written before the rounds
+    (export_dir / "export.json").write_text(json.dumps(old))
+    assert selection_latencies(export_dir, "fp32", 1, 16, 1, cpu_model()) is None
+
+
 # ----------------------------------------------------------------------------- errors
 
 

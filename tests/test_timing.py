@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ladc.timing import time_interleaved, time_isolated, time_targets
+from ladc.timing import MIN_ROUNDS, time_interleaved, time_isolated, time_rounds, time_targets
 
 
 class FakeClock:
@@ -96,3 +96,25 @@ def test_time_targets_dispatches_by_isolation_mode():
 def test_timing_needs_iterations_or_a_duration(timer):
     with pytest.raises(ValueError, match="iterations or min_duration_s"):
         timer([lambda k: None], warmup=0, iterations=None)
+
+
+def test_rounds_give_every_target_one_turn_per_round_and_k_counts_on():
+    clock = FakeClock([0.002, 0.003])
+    latencies = time_rounds(clock.calls(), warmup=1, rounds=3, block=2, clock=clock)
+    assert clock.log[:2] == [(0, 0), (1, 0)]  # warm-up, round-robin and untimed
+    timed = clock.log[2:]
+    assert timed[:4] == [(0, 0), (0, 1), (1, 0), (1, 1)]  # round 1: a block of 2 per target
+    assert timed[4:8] == [(0, 2), (0, 3), (1, 2), (1, 3)]  # round 2: k counts on, so cycled feeds keep cycling
+    assert latencies == [[pytest.approx([2.0, 2.0])] * 3, [pytest.approx([3.0, 3.0])] * 3]
+
+
+def test_a_turn_ends_after_turn_s_and_a_slow_target_leaves_after_its_minimum_rounds():
+    clock = FakeClock([0.001, 0.2, 0.5])
+    latencies = time_rounds(clock.calls(), warmup=0, rounds=6, block=3, turn_s=0.25, max_duration_s=1.0, clock=clock)
+    assert [len(turn) for turn in latencies[0]] == [3] * 6  # fast: full blocks, every round
+    assert [len(turn) for turn in latencies[1]] == [2] * 3  # 0.4 s per turn: 1.2 s after 3 rounds, then it leaves
+    # 0.5 s: one run per turn; 1.0 s after 2 rounds, but an interval needs MIN_ROUNDS rounds
+    assert [len(turn) for turn in latencies[2]] == [1] * MIN_ROUNDS
+    assert [t for t, _ in clock.log[-9:]] == [0] * 9  # rounds 4-6: the fast target alone
+    with pytest.raises(ValueError, match="rounds >= 1 and block >= 1"):
+        time_rounds(clock.calls(), warmup=0, rounds=0, block=1)
