@@ -22,6 +22,7 @@ __all__ = [
     "KEEP_CHECKPOINTS",
     "STATE_FILE",
     "check_checkpoint",
+    "check_world_size",
     "complete_checkpoints",
     "graceful_sigint",
     "latest_checkpoint",
@@ -96,6 +97,26 @@ def check_checkpoint(checkpoint: Path) -> None:
                 f"checkpoint {checkpoint} is damaged ({path.name}: {reason}); pass --overwrite instead of --resume "
                 "to start the run again"
             ) from None
+
+
+def check_world_size(state: dict, checkpoint: Path, world_size: int, global_batch: int) -> None:
+    """Refuse to resume a checkpoint written by another number of processes (or another global batch).
+
+    The position in the epoch and the lr schedule are counted in optimizer steps of the sharded loader, so with
+    another world size the same step number stands for another number of samples. Checkpoints of older ladc versions
+    record neither value and are resumed as before.
+
+    Raises:
+        LadcError: one line naming the saved and the current world size and global batch.
+    """
+    saved_size, saved_batch = state.get("world_size"), state.get("global_batch")
+    if saved_size is None or (saved_size, saved_batch) == (world_size, global_batch):
+        return
+    raise LadcError(
+        f"cannot resume from {checkpoint}: it was trained with world size {saved_size} (global batch {saved_batch}), "
+        f"this launch has world size {world_size} (global batch {global_batch}); relaunch with {saved_size} "
+        "process(es), or pass --overwrite instead of --resume to start again"
+    )
 
 
 def remove_stale_temps(run_dir: Path) -> None:

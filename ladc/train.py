@@ -27,6 +27,7 @@ from ladc.checkpoints import (
     CHECKPOINT_DIR,
     KEEP_CHECKPOINTS,
     STATE_FILE,
+    check_world_size,
     complete_checkpoints,
     graceful_sigint,
     latest_checkpoint,
@@ -238,6 +239,7 @@ class _Loop:
             self.accelerator.save_state(str(tmp))
             kill_point("checkpoint-write")
             state = {"step": self.step, "best_step": self.best_step, "best_metrics": self.best_metrics}
+            state.update(world_size=self.accelerator.num_processes, global_batch=self.global_batch)
             atomic_write_json(tmp / STATE_FILE, {**state, "history": self.history})
             kill_point("checkpoint-rename")
         kill_point("checkpoint-done", step=self.step)
@@ -246,9 +248,15 @@ class _Loop:
             (old / STATE_FILE).unlink()  # first: a prune cut short leaves an incomplete checkpoint, never a bad one
             shutil.rmtree(old, ignore_errors=True)
 
+    @property
+    def global_batch(self) -> int:
+        """Samples per optimizer step over all processes."""
+        return self.optim.batch_size * self.optim.grad_accum * self.accelerator.num_processes
+
     def load_checkpoint(self, checkpoint: Path) -> None:
-        self.accelerator.load_state(str(checkpoint))
         state = json.loads((checkpoint / STATE_FILE).read_text())
+        check_world_size(state, checkpoint, self.accelerator.num_processes, self.global_batch)
+        self.accelerator.load_state(str(checkpoint))
         self.step, self.best_step = state["step"], state["best_step"]
         self.best_metrics, self.history = state["best_metrics"], state["history"]
         self.resumed_from = self.step

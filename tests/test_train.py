@@ -348,6 +348,33 @@ def test_fit_continues_mid_epoch_from_a_checkpoint_like_the_uninterrupted_run(tm
     assert any(not torch.equal(kept[name], tensor) for name, tensor in resumed_model.state_dict().items())
 
 
+def test_resume_with_another_world_size_is_refused_naming_both(tmp_path, tiny_bert_config):
+    """A checkpoint records the world size and the global batch it was trained with; a launch with another number of
+    processes would count the same step as another number of samples, so it is refused before anything loads.
+
+    The other launch is stood in for by the recorded value (a 2-process checkpoint), so the run here is one process.
+    """
+    from ladc.checkpoints import STATE_FILE, latest_checkpoint
+
+    common = {"micro_batch": 4, "batch_size": 4, "grad_accum": 2, "max_steps": 4, "save_steps": 2, "eval_steps": 4}
+    run_dir = tmp_path / "run"
+    _fit(_tiny_classifier(tiny_bert_config), run_dir, _examples(), **common)
+    (run_dir / "metrics.json").unlink(missing_ok=True)  # fit alone writes none; the step-2 checkpoint is kept
+    shutil.copytree(run_dir, tmp_path / "copy")
+    state_path = latest_checkpoint(run_dir) / STATE_FILE
+    state = json.loads(state_path.read_text())
+    assert (state["world_size"], state["global_batch"]) == (1, 8)  # 1 process x micro-batch 4 x grad_accum 2
+    state_path.write_text(json.dumps({**state, "world_size": 2, "global_batch": 16}))
+    with pytest.raises(LadcError) as error:
+        _fit(_tiny_classifier(tiny_bert_config), run_dir, _examples(), resume=True, **common)
+    message = str(error.value)
+    assert "world size 2 (global batch 16)" in message and "world size 1 (global batch 8)" in message
+    assert "\n" not in message
+    # the same world size resumes from the same checkpoint
+    resumed = _fit(_tiny_classifier(tiny_bert_config), tmp_path / "copy", _examples(), resume=True, **common)
+    assert resumed.resumed_from_step == 2 and resumed.final_step == 4
+
+
 def test_ctrl_c_checkpoints_the_current_step_and_stops(tmp_path, tiny_bert_config, monkeypatch):
     """Ctrl-C lands after step 5 (save_steps 3): fit saves step 5 as well, raises KeyboardInterrupt, and a resume from
     there ends on the uninterrupted run's weights. The run passes its kill points in order, with the step."""
