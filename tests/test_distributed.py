@@ -96,6 +96,9 @@ def test_two_processes_train_like_one_on_the_same_global_batch(teacher_and_data,
     proc = _torchrun_distill(_config(teacher, glue, root / f"ddp-{method}", method, PER_PROCESS_BATCH), root)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert "Traceback" not in proc.stderr
+    # one report, from the main process: the last selection pass and the closing line once each, not once per rank
+    assert proc.stdout.count(f"step {EXPECTED_STEPS}: holdout") == 1, proc.stdout[-3000:]
+    assert proc.stdout.count(f"student written to {root / f'ddp-{method}'}: dev") == 1, proc.stdout[-3000:]
     ddp_dir = root / f"ddp-{method}"
     ddp = json.loads((ddp_dir / "metrics.json").read_text())
     single = distill(_config(teacher, glue, root / f"one-{method}", method, PER_PROCESS_BATCH * PROCESSES))
