@@ -179,7 +179,7 @@ def distill(cfg: DistillConfig) -> dict:
             OptimizerSpec(extra.name, (extra.name,), getattr(cfg, extra.lr_field), 0.0, optim.max_grad_norm)
         )
 
-    data = prepare_data(cfg.data, optim, tokenizer, task)
+    data = prepare_data(cfg.data, optim, tokenizer, task, teacher=cfg.teacher)
     run_dir = create_run_dir(cfg)
 
     def save_fn(modules, directory: Path) -> None:
@@ -196,6 +196,7 @@ def distill(cfg: DistillConfig) -> dict:
     result = fit(
         plan, make_loader=data.make_loader, evaluate=data.select, optim=optim,
         run_dir=run_dir, task=task, resume=cfg.resume, select_split=data.select_split, score_dev=data.score_dev,
+        select_examples=data.select_examples,
     )  # fmt: skip
     teacher_dev = recorded_dev(cfg.teacher)
     headline = task.headline_metric
@@ -216,7 +217,7 @@ def distill(cfg: DistillConfig) -> dict:
         layer_map=list(loss_mapping) if method.records_layer_map else None, student_init=cfg.student_init,
         init_from=init_from, seed=optim.seed, data=to_dict(cfg.data), config=to_dict(cfg), dev=result.dev,
         teacher_dev=teacher_dev, retention=retention, lr=lr, lr_source=lr_source,
-        mixed_precision=result.mixed_precision, versions=versions(),
+        mixed_precision=result.mixed_precision, versions=versions(), holdout=data.holdout,
     )  # fmt: skip
     finalize_run(run_dir, manifest, metrics)
     return metrics
