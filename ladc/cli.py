@@ -76,7 +76,7 @@ TRAINING_OPTIONS = (
     Opt("data.text_fields", str, "Comma-separated text columns of CSV/JSONL files."),
     Opt("data.label_field", str, "Label column of CSV/JSONL files."),
     Opt("data.max_seq_len", int, "Max tokens per example (default {default})."),
-    Opt("data.train_limit", int, "Seeded random subset of train."),
+    Opt("data.train_limit", int, "Rows trained on: a seeded subset of train, drawn outside the selection holdout."),
     Opt("data.dev_limit", int, "First N dev examples."),
     Opt("optim.lr", str, "Peak learning rate: a number, or auto (default: from the model's width, see ladc/lr.py)."),
     Opt("optim.batch_size", int, "Per-device batch size (default {default})."),

@@ -226,6 +226,7 @@ class _Loop:
         device = plan.frozen_device or self.accelerator.device
         for module in plan.frozen.values():
             module.to(device).eval().requires_grad_(False)
+        self.global_batch = optim.batch_size * optim.grad_accum * self.accelerator.num_processes  # samples per step
         self.step, self.best_step, self.best_metrics, self.history = 0, 0, {}, []
         self.resumed_from = None
 
@@ -246,11 +247,6 @@ class _Loop:
         for old in complete_checkpoints(self.run_dir)[KEEP_CHECKPOINTS:]:
             (old / STATE_FILE).unlink()  # first: a prune cut short leaves an incomplete checkpoint, never a bad one
             shutil.rmtree(old, ignore_errors=True)
-
-    @property
-    def global_batch(self) -> int:
-        """Samples per optimizer step over all processes."""
-        return self.optim.batch_size * self.optim.grad_accum * self.accelerator.num_processes
 
     def load_checkpoint(self, checkpoint: Path) -> None:
         state = json.loads((checkpoint / STATE_FILE).read_text())
