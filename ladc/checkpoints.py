@@ -130,9 +130,8 @@ def selection_margin(best_score: float, examples: int) -> float:
     Why one standard error: two checkpoints scored on the same n rows differ by about sqrt(d) / n from noise alone,
     d being the rows they disagree on; nearby checkpoints disagree on 5 to 15 % of the rows, which gives 0.22 to
     0.39 / sqrt(n), about the range of sqrt(p (1 - p) / n) at the accuracies we see (0.22 to 0.43 / sqrt(n) for
-    0.95 to 0.75). The same scale is used
-    for the correlation headlines (MCC, Pearson; their standard errors are of the same order), with p clipped to
-    [0, 1]. At 0.88 this is 6.5 of 400 rows, or 14.5 of 2,000.
+    0.95 to 0.75). The same scale serves the correlation headlines (MCC, Pearson: their standard errors are of the
+    same order), with p clipped to [0, 1]. At 0.88 this is 6.5 of 400 rows, or 14.5 of 2,000.
     """
     if examples <= 0:
         return 0.0

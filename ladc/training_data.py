@@ -120,7 +120,10 @@ def holdout_overlap(recorded: dict, row_ids: np.ndarray, holdout_rows: np.ndarra
     """
     if recorded.get("train_rows") != len(row_ids) or not isinstance(recorded.get("rows"), int):
         return None
-    trained, held = split_rows(len(row_ids), recorded["rows"], recorded.get("train_limit"))
+    try:
+        trained, held = split_rows(len(row_ids), recorded["rows"], recorded.get("train_limit"))
+    except (LadcError, TypeError, ValueError):  # a record no run could have written (edited by hand)
+        return None
     if row_ids_sha256(row_ids[held]) != recorded.get("sha256"):
         return None
     return int(np.intersect1d(trained, holdout_rows).size)

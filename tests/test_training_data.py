@@ -76,6 +76,7 @@ def test_holdout_overlap_counts_the_rows_another_run_trained_on():
     assert holdout_overlap({**record, "train_rows": 199}, ids[:199], teacher_held) is None  # another split
     assert holdout_overlap({**record, "sha256": "0" * 64}, ids, teacher_held) is None  # drawn otherwise
     assert holdout_overlap({}, ids, teacher_held) is None  # a teacher of an older ladc records none
+    assert holdout_overlap({**record, "rows": TRAIN_ROWS}, ids, teacher_held) is None  # no run could have made it
 
 
 def test_a_student_is_warned_when_its_teacher_trained_on_its_holdout(tmp_path, tiny_bert_config, tiny_tokenizer,
