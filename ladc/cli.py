@@ -77,7 +77,7 @@ TRAINING_OPTIONS = (
     Opt("data.text_fields", str, "Comma-separated text columns of CSV/JSONL files."),
     Opt("data.label_field", str, "Label column of CSV/JSONL files."),
     Opt("data.max_seq_len", int, "Max tokens per example (default {default})."),
-    Opt("data.train_limit", int, "Seeded random subset of train."),
+    Opt("data.train_limit", int, "Rows trained on: a seeded subset of train, drawn outside the selection holdout."),
     Opt("data.dev_limit", int, "First N dev examples."),
     Opt("optim.lr", str, "Peak learning rate: a number, or auto (default: from the model's width, see ladc/lr.py)."),
     Opt("optim.batch_size", int, "Per-device batch size (default {default})."),
@@ -142,6 +142,14 @@ def with_options(cfg_cls: type, options: tuple[Opt, ...]) -> Callable:
     return decorate
 
 
+def _report(message: str) -> None:
+    """A training command's closing line, once: under torchrun / `accelerate launch` only the main process says it."""
+    from ladc.runlock import launcher_rank
+
+    if launcher_rank() == 0:
+        typer.echo(message)
+
+
 @app.command("tune-teacher")
 @user_errors
 @with_options(TuneTeacherConfig, TRAINING_OPTIONS)
@@ -165,7 +173,7 @@ def tune_teacher_cmd(
     given = {"model": model, "output": output, "overwrite": overwrite or None, "resume": resume or None}
     cfg = build_run_config(TuneTeacherConfig, config, {**given, **overrides})
     metrics = tune_teacher(cfg)
-    typer.echo(f"teacher written to {cfg.output}: dev {metrics['dev']} (best step {metrics['best_step']})")
+    _report(f"teacher written to {cfg.output}: dev {metrics['dev']} (best step {metrics['best_step']})")
 
 
 @app.command("evaluate")
@@ -243,7 +251,7 @@ def distill_cmd(
     cfg = build_run_config(DistillConfig, config, {**given, **overrides})
     metrics = distill(cfg)
     retention = f", retention {metrics['retention']:.1%} of the teacher" if metrics.get("retention") else ""
-    typer.echo(f"student written to {cfg.output}: dev {metrics['dev']}{retention}")
+    _report(f"student written to {cfg.output}: dev {metrics['dev']}{retention}")
 
 
 @app.command("export")

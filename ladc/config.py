@@ -55,7 +55,7 @@ class DataConfig:
     text_fields: tuple[str, ...] | None = None  # CSV/JSONL column names of the text(s)
     label_field: str = "label"
     max_seq_len: int = 128  # BERT fine-tuning default; dynamic padding pads only to the longest in a batch
-    train_limit: int | None = None  # random subset of train (seeded), e.g. 8000 for quick CPU runs
+    train_limit: int | None = None  # rows trained on: a seeded subset of train outside the holdout, e.g. 8000 on CPU
     dev_limit: int | None = None  # first N dev examples; None = the full dev set
     cache_dir: str | None = None  # tokenized-dataset cache; None -> ~/.cache/ladc
 
@@ -79,7 +79,7 @@ class OptimConfig:
     # which checkpoint is kept: `train-holdout` (a seeded slice of train, never trained on, picks it; dev is scored
     # once, at the end), `dev` (pick on dev, as papers do; the reported dev score is then optimistic), `last`
     select_on: str = "train-holdout"
-    holdout_size: int | None = None  # train-holdout rows; None -> 10 % of train, at least 1, at most 2,000
+    holdout_size: int | None = None  # train-holdout rows; None -> 10 % of the whole train split, 1 to 2,000
     save_steps: int | None = None  # None -> checkpoint whenever we evaluate
     eval_batch_size: int = 64
     mixed_precision: str = "no"  # no | bf16 | fp16 (fp16 needs CUDA) | auto (bf16 where the CPU/GPU has it natively)

@@ -211,7 +211,8 @@ def distill(cfg: DistillConfig) -> dict:
         _check_vocab(tokenizer, init_from)
     optim = cfg.optim
     set_seed(optim.seed)  # once per command: student head and gate init are part of the seeded run
-    data = prepare_data(cfg.data, optim, tokenizer, task)  # seeded by itself: draws nothing from the global RNG
+    # seeded by itself (draws nothing from the global RNG); warns when the teacher trained on our holdout rows
+    data = prepare_data(cfg.data, optim, tokenizer, task, teacher=cfg.teacher)
     kept_channels = None
     if init == "prune":
         student, kept_channels = _pruned_student(teacher, shape, mapping, data, cfg.prune_samples)
@@ -257,6 +258,7 @@ def distill(cfg: DistillConfig) -> dict:
     result = fit(
         plan, make_loader=data.make_loader, evaluate=data.select, optim=optim,
         run_dir=run_dir, task=task, resume=cfg.resume, select_split=data.select_split, score_dev=data.score_dev,
+        select_examples=data.select_examples,
     )  # fmt: skip
     teacher_dev = recorded_dev(cfg.teacher)
     headline = task.headline_metric
@@ -278,7 +280,7 @@ def distill(cfg: DistillConfig) -> dict:
         student_shape=shape.as_dict(), teacher_shape=_shape_of(teacher.config),
         init_from=init_from, seed=optim.seed, data=to_dict(cfg.data), config=to_dict(cfg), dev=result.dev,
         teacher_dev=teacher_dev, retention=retention, lr=lr, lr_source=lr_source,
-        mixed_precision=result.mixed_precision, versions=versions(),
+        mixed_precision=result.mixed_precision, versions=versions(), holdout=data.holdout,
     )  # fmt: skip
     finalize_run(run_dir, manifest, metrics)
     return metrics

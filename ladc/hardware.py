@@ -10,7 +10,7 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
-__all__ = ["ISA_FLAGS", "cpu_model", "cpu_flags", "native_bf16", "resolve_mixed_precision"]
+__all__ = ["ISA_FLAGS", "cpu_model", "cpu_flags", "cuda_native_bf16", "native_bf16", "resolve_mixed_precision"]
 
 # flags recorded with every timing; the last four decide whether int8/bf16 kernels are native
 ISA_FLAGS = ("avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
@@ -40,13 +40,27 @@ def native_bf16(flags: list[str] | None = None) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_mixed_precision(requested: str, cuda: bool | None = None, flags: list[str] | None = None) -> str:
-    """`auto` -> `bf16` on a bf16-capable CUDA GPU or a CPU with native bf16, else `no`; other values unchanged.
+def cuda_native_bf16() -> bool:
+    """True when this machine's CUDA GPU computes bf16 in hardware (Ampere and later), False without CUDA.
+
+    `torch.cuda.is_bf16_supported()` also says yes, by default, where bf16 is only emulated (pre-Ampere GPUs such as
+    V100 or T4), where it is slower than fp32: ask without emulation.
+    """
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def resolve_mixed_precision(
+    requested: str, cuda: bool | None = None, flags: list[str] | None = None, cuda_bf16: bool | None = None
+) -> str:
+    """`auto` -> `bf16` on a CUDA GPU or a CPU with native bf16, else `no`; other values unchanged.
 
     Args:
         requested: no | bf16 | fp16 | auto.
         cuda: whether training runs on CUDA (None: torch.cuda.is_available()).
         flags: CPU flags (None: this machine's).
+        cuda_bf16: whether that GPU computes bf16 natively (None: `cuda_native_bf16()`).
     """
     if requested != "auto":
         return requested
@@ -54,5 +68,5 @@ def resolve_mixed_precision(requested: str, cuda: bool | None = None, flags: lis
 
     cuda = torch.cuda.is_available() if cuda is None else cuda
     if cuda:
-        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+        return "bf16" if (cuda_native_bf16() if cuda_bf16 is None else cuda_bf16) else "no"
     return "bf16" if native_bf16(flags) else "no"

@@ -4,7 +4,8 @@
 --overwrite deletes the directory and atomic writes rename it. The kernel drops an flock when its process dies,
 SIGKILL included, so a lock file left by a killed run is stale by construction: the next run takes it over, and no
 pid can be mistaken for a live holder after the pid is reused. The file's JSON (pid, command, host, start time) only
-serves the error message.
+serves the error message: a pid says nothing across PID namespaces (two containers sharing `runs/` both run ladc as
+PID 1), so nested use in one process is known from what this process holds, never from the pid in the file.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ from ladc.io import check_output_path
 __all__ = ["launcher_rank", "lock_path", "run_lock", "locked_run"]
 
 _log = logging.getLogger(__name__)
+
+# lock file -> pid of the process that took it: this process's own locks, so a nested `run_lock` (a pipeline stage
+# under the pipeline's lock) passes. Keyed by pid too because a forked child inherits this dict but not the lock.
+_held: dict[Path, int] = {}
 
 
 def lock_path(output: str | Path) -> Path:
@@ -90,9 +95,14 @@ def _remove_empty(created: list[Path]) -> None:
 def _acquire(path: Path, output: Path, command: str) -> tuple[int | None, dict]:
     """flock `path` (created if missing): (fd, previous holder), or (None, {}) when this process holds it already.
 
+    Whether this process holds it is read from `_held`, not from the pid in the file: another PID namespace can hold
+    the lock under the same pid.
+
     Raises:
         LadcError: another live process holds it (naming that process), or the file system cannot lock.
     """
+    if _held.get(path) == os.getpid():
+        return None, {}  # nested use in this process (e.g. a pipeline stage): the outer lock covers it
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -103,8 +113,6 @@ def _acquire(path: Path, output: Path, command: str) -> tuple[int | None, dict]:
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
-            if holder.get("pid") == os.getpid():
-                return None, {}  # nested use in this process (e.g. a pipeline stage): the outer lock covers it
             raise LadcError(
                 f"output {output} is in use by another ladc process ({_describe(holder)}); wait for it to finish "
                 f"or stop it (lock file {path})"
@@ -166,10 +174,12 @@ def run_lock(output: str | Path | None, command: str) -> Iterator[Path | None]:
         return
     if previous.get("pid"):
         _log.warning("ladc: took over the stale lock of %s (that process is gone)", _describe(previous))
+    _held[path] = os.getpid()
     try:
         _write_holder(fd, command)
         yield path
     finally:
+        _held.pop(path, None)
         with contextlib.suppress(OSError):
             path.unlink()  # before closing: a waiter that opened this file sees it unlinked and retries
         os.close(fd)

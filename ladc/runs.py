@@ -93,6 +93,9 @@ class RunManifest:
     student_shape: dict | None = None
     teacher_shape: dict | None = None
     versions: dict = field(default_factory=dict)
+    # the train holdout that picked the kept checkpoint: rows, sha256 of their ids, the full split's rows, train_limit
+    # (a student compares its own with its teacher's: ladc.training_data.holdout_overlap)
+    holdout: dict | None = None
 
     def to_dict(self) -> dict:
         """The JSON object; a teacher's omits the student-only keys so its file reads as before."""

@@ -57,12 +57,13 @@ def tune_teacher(cfg: TuneTeacherConfig) -> dict:
     result = fit(
         plan, make_loader=data.make_loader, evaluate=data.select, optim=optim,
         run_dir=run_dir, task=task, resume=cfg.resume, select_split=data.select_split, score_dev=data.score_dev,
+        select_examples=data.select_examples,
     )  # fmt: skip
     metrics = {**result_metrics(result, task, len(data.train), data.holdout_examples), "lr": lr, "lr_source": lr_source}
     manifest = RunManifest(
         kind="teacher", task=task.name, base_model=cfg.model, data=to_dict(cfg.data), config=to_dict(cfg),
         dev=result.dev, lr=lr, lr_source=lr_source, mixed_precision=result.mixed_precision,
-        versions=versions(),
+        versions=versions(), holdout=data.holdout,
     )  # fmt: skip
     finalize_run(run_dir, manifest, metrics)
     return metrics

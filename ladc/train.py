@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -27,8 +26,10 @@ from ladc.checkpoints import (
     CHECKPOINT_DIR,
     KEEP_CHECKPOINTS,
     STATE_FILE,
+    check_world_size,
     complete_checkpoints,
     graceful_sigint,
+    kept_index,
     latest_checkpoint,
     remove_stale_temps,
 )
@@ -36,6 +37,7 @@ from ladc.config import OptimConfig
 from ladc.errors import LadcError
 from ladc.faults import kill_point
 from ladc.io import atomic_dir, atomic_write_json
+from ladc.launch import cpu_process_group
 from ladc.tasks import TaskSpec
 
 __all__ = [
@@ -128,12 +130,10 @@ def make_accelerator(optim: OptimConfig):
     # (PartialState) is kept.
     AcceleratorState._reset_state()
     GradientState._reset_state()
-    # without cpu=True accelerate forms no gloo group on a CUDA-less machine: every torchrun rank would train alone
-    launched = int(os.environ.get("WORLD_SIZE") or 1) > 1
     return Accelerator(
         mixed_precision=mixed_precision,
         gradient_accumulation_steps=optim.grad_accum,
-        cpu=launched and not torch.cuda.is_available(),
+        cpu=cpu_process_group(),  # without it, no gloo group on a CUDA-less machine: every rank would train alone
         # the schedule is counted in optimizer steps of the sharded loader; accelerate's default would step it
         # num_processes times per optimizer step
         step_scheduler_with_optimizer=False,
@@ -199,12 +199,12 @@ def _schedule_lengths(optim: OptimConfig, batches_per_epoch: int) -> tuple[int, 
 class _Loop:
     """State of one `fit` call; split out so each phase (setup, step, eval, checkpoint) stays small."""
 
-    def __init__(self, plan, make_loader, evaluate, optim, run_dir, task, select_split, clock):
+    def __init__(self, plan, make_loader, evaluate, optim, run_dir, task, select_split, select_examples, clock):
         from transformers import get_linear_schedule_with_warmup
 
         self.plan, self.optim, self.run_dir, self.task, self.clock = plan, optim, Path(run_dir), task, clock
         self.make_loader, self.evaluate = make_loader, evaluate
-        self.select_split = select_split
+        self.select_split, self.select_examples = select_split, select_examples
         self.accelerator = make_accelerator(optim)
         covered = [k for spec in plan.optimizers for k in spec.module_keys]
         if sorted(covered) != sorted(plan.trainable):
@@ -226,6 +226,7 @@ class _Loop:
         device = plan.frozen_device or self.accelerator.device
         for module in plan.frozen.values():
             module.to(device).eval().requires_grad_(False)
+        self.global_batch = optim.batch_size * optim.grad_accum * self.accelerator.num_processes  # samples per step
         self.step, self.best_step, self.best_metrics, self.history = 0, 0, {}, []
         self.resumed_from = None
 
@@ -238,6 +239,7 @@ class _Loop:
             self.accelerator.save_state(str(tmp))
             kill_point("checkpoint-write")
             state = {"step": self.step, "best_step": self.best_step, "best_metrics": self.best_metrics}
+            state.update(world_size=self.accelerator.num_processes, global_batch=self.global_batch)
             atomic_write_json(tmp / STATE_FILE, {**state, "history": self.history})
             kill_point("checkpoint-rename")
         kill_point("checkpoint-done", step=self.step)
@@ -247,19 +249,22 @@ class _Loop:
             shutil.rmtree(old, ignore_errors=True)
 
     def load_checkpoint(self, checkpoint: Path) -> None:
-        self.accelerator.load_state(str(checkpoint))
         state = json.loads((checkpoint / STATE_FILE).read_text())
+        check_world_size(state, checkpoint, self.accelerator.num_processes, self.global_batch)
+        self.accelerator.load_state(str(checkpoint))
         self.step, self.best_step = state["step"], state["best_step"]
         self.best_metrics, self.history = state["best_metrics"], state["history"]
         self.resumed_from = self.step
 
     # ------------------------------------------------------------------ evaluation
     def run_eval(self) -> dict:
-        """Score the selection split; keep this step as `best/` when it beats the kept one."""
+        """Score the selection split; keep this step as `best/` unless an earlier one beat it by more than the noise
+        (`kept_index`)."""
         model = self.modules[self.plan.eval_key]
         metrics = self.evaluate(model, self.accelerator)
         headline = self.task.headline_metric
-        if not self.best_metrics or metrics[headline] > self.best_metrics[headline]:
+        earlier = [entry[self.select_split][headline] for entry in self.history if self.select_split in entry]
+        if kept_index([*earlier, metrics[headline]], self.select_examples) == len(earlier):
             self.keep(metrics)
         for module in self.modules.values():
             module.train()
@@ -349,7 +354,8 @@ class _Loop:
                     metrics = self.run_eval()
                     self.history.append({"step": self.step, self.select_split: metrics})
                     shown = json.dumps({k: round(v, 4) for k, v in metrics.items()})
-                    bar.write(f"step {self.step}: {self.select_split} {shown}")
+                    if accelerator.is_main_process:  # tqdm.write prints whether or not the bar is disabled
+                        bar.write(f"step {self.step}: {self.select_split} {shown}")
                 elif self.evaluate is None and self.step == self.total_steps:
                     self.keep({})  # select_on last: no selection pass, the last step is the kept one
                 saving = self.step < self.total_steps and (self.step % save_steps == 0 or interrupted())
@@ -411,6 +417,7 @@ def fit(
     task: TaskSpec,
     resume: bool = False,
     select_split: str = "dev",
+    select_examples: int = 0,
     score_dev: Callable[[nn.Module, object], dict[str, float]] | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> TrainResult:
@@ -426,6 +433,7 @@ def fit(
         task: the task, for the headline metric used to pick the best checkpoint.
         resume: continue from the newest complete checkpoint when there is one.
         select_split: the selection split's name in the history (`holdout` or `dev`).
+        select_examples: its rows, for the noise margin an earlier checkpoint must win by (0: unknown, no margin).
         score_dev: (model, accelerator) -> dev metrics, run once after training on the kept and the last model
             (needs an HF model as plan.trainable[plan.eval_key]); None when `evaluate` already scores dev.
         clock: seconds, for samples/s (training time only: evaluation and checkpoints are left out); tests pass a
@@ -436,7 +444,7 @@ def fit(
     Returns:
         TrainResult with the best step, its metrics, the history and the measured samples/s.
     """
-    loop = _Loop(plan, make_loader, evaluate, optim, run_dir, task, select_split, clock)
+    loop = _Loop(plan, make_loader, evaluate, optim, run_dir, task, select_split, select_examples, clock)
     if loop.accelerator.is_main_process:
         remove_stale_temps(run_dir)
     checkpoint = latest_checkpoint(run_dir) if resume else None

@@ -21,7 +21,7 @@ import yaml
 
 from ladc.config import DataConfig, DistillConfig, OptimConfig
 from tests.conftest import TINY_VOCAB
-from tests.helpers import write_tiny_base_model, write_tiny_sst2
+from tests.helpers import run_killed_at_step, write_tiny_base_model, write_tiny_sst2
 
 PER_PROCESS_BATCH, PROCESSES = 8, 2
 # 96 train rows less the 10-row selection holdout (ladc's default) = 86, global batch 16: 6 optimizer steps per epoch,
@@ -72,13 +72,37 @@ def _torchrun_distill(cfg: DistillConfig, root: Path) -> subprocess.CompletedPro
     raw = to_dict(cfg)
     path = root / f"{Path(cfg.output).name}.yaml"
     path.write_text(yaml.safe_dump(raw))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "RANK", "WORLD_SIZE"))}
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    env = _torch_env()
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(PROCESSES),
         "-m", "ladc", "distill", "--config", str(path),
     ]  # fmt: skip
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=240)
+
+
+def _torch_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "RANK", "WORLD_SIZE"))}
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    return env
+
+
+def test_resume_under_another_world_size_is_refused_in_one_line(teacher_and_data):
+    """A 1-process run killed after its step-2 checkpoint, continued by a 2-process torchrun with --resume: refused
+    before any step, naming both world sizes and global batches (each step would stand for twice the samples)."""
+    _, glue, root = teacher_and_data
+    output = root / "resume-world-size"
+    args = ["tune-teacher", "--task", "sst2", "--model", str(root / "base"), "--data-dir", str(glue), "--batch-size",
+            "8", "--max-steps", "6", "--save-steps", "2", "--eval-steps", "6", "--output", str(output)]  # fmt: skip
+    run_killed_at_step([sys.executable, "-m", "ladc", *args], step=2)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(PROCESSES),
+               "-m", "ladc", *args, "--resume"]  # fmt: skip
+    proc = subprocess.run(command, capture_output=True, text=True, env=_torch_env(), timeout=240)
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    refusals = [line for line in proc.stderr.splitlines() if "cannot resume from" in line]
+    assert refusals, proc.stderr[-4000:]
+    expected = "trained with world size 1 (global batch 8), this launch has world size 2 (global batch 16)"
+    assert all(expected in line and str(output / "checkpoints" / "step-2") in line for line in refusals), refusals
+    assert not (output / "metrics.json").exists() and (output / "checkpoints" / "step-2").is_dir()
 
 
 def _steps(metrics: dict) -> list[dict]:
@@ -96,6 +120,9 @@ def test_two_processes_train_like_one_on_the_same_global_batch(teacher_and_data,
     proc = _torchrun_distill(_config(teacher, glue, root / f"ddp-{method}", method, PER_PROCESS_BATCH), root)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert "Traceback" not in proc.stderr
+    # one report, from the main process: the last selection pass and the closing line once each, not once per rank
+    assert proc.stdout.count(f"step {EXPECTED_STEPS}: holdout") == 1, proc.stdout[-3000:]
+    assert proc.stdout.count(f"student written to {root / f'ddp-{method}'}: dev") == 1, proc.stdout[-3000:]
     ddp_dir = root / f"ddp-{method}"
     ddp = json.loads((ddp_dir / "metrics.json").read_text())
     single = distill(_config(teacher, glue, root / f"one-{method}", method, PER_PROCESS_BATCH * PROCESSES))

@@ -92,6 +92,49 @@ def test_second_process_is_refused_with_the_holders_pid(tmp_path, holder_factory
     assert "\n" not in message
 
 
+def test_a_holder_that_names_our_pid_is_still_another_process(tmp_path, holder_factory):
+    """Another PID namespace can hold the lock under our pid (two containers both run ladc as PID 1): the holder's
+    pid in the file must not make a live lock look like this process's own."""
+    output = tmp_path / "run"
+    holder_factory(output)
+    lock_path(output).write_text(json.dumps({"pid": os.getpid(), "command": "ladc in another container"}))
+    with pytest.raises(LadcError, match=rf"in use by another ladc process \(pid {os.getpid()}: ladc in another"):
+        with run_lock(output, "ladc tune-teacher"):
+            pass
+
+
+UNSHARED_TRY = """
+import sys
+from ladc.errors import LadcError
+from ladc.runlock import run_lock
+try:
+    with run_lock(sys.argv[1], "ladc second"):
+        print("taken", flush=True)
+except LadcError as exc:
+    print("refused:", exc, flush=True)
+"""
+
+
+def test_two_pid_namespaces_with_the_same_pid_do_not_share_the_lock(tmp_path):
+    """Two processes that are both PID 1 of their own namespace (`unshare -p -f`, as two containers)."""
+    probe = subprocess.run(["unshare", "-p", "-f", sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, env=ENV)  # fmt: skip
+    if probe.returncode != 0 or probe.stdout.strip() != "1":
+        pytest.skip(f"cannot make a PID namespace here (needs root): {probe.stderr.strip()[:200]}")
+    output = tmp_path / "run"
+    holder = subprocess.Popen(["unshare", "-p", "--kill-child", sys.executable, "-c", HOLDER, str(output)],
+                              stdout=subprocess.PIPE, env=ENV, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert json.loads(lock_path(output).read_text())["pid"] == 1
+        second = subprocess.run(["unshare", "-p", "-f", sys.executable, "-c", UNSHARED_TRY, str(output)],
+                                capture_output=True, text=True, env=ENV, timeout=120)  # fmt: skip
+    finally:
+        holder.kill()  # --kill-child: PID 1 of the namespace dies with unshare, and the kernel drops the flock
+        holder.wait(timeout=30)
+    assert second.stdout.startswith("refused: output") and "(pid 1: ladc test-holder)" in second.stdout, second
+
+
 def test_lock_of_a_killed_process_is_taken_over(tmp_path, holder_factory, caplog):
     output = tmp_path / "run"
     holder = holder_factory(output)

@@ -64,6 +64,7 @@ def test_a_teacher_manifest_keeps_to_its_own_keys(tmp_path):
         "lr_source",
         "mixed_precision",
         "versions",
+        "holdout",
     }
     assert read_manifest(_write(tmp_path / "t", json.dumps(teacher.to_dict()))) == teacher
     assert "torch" in teacher.versions

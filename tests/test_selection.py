@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import ladc.runners
+from ladc.checkpoints import kept_index
 from ladc.config import DataConfig, DistillConfig, OptimConfig, TuneTeacherConfig
 from ladc.distill import distill
 from ladc.errors import LadcError
@@ -18,7 +19,7 @@ from ladc.lad import last_layers_map, layer_map
 from ladc.lr import STUDENT_LR, auto_lr, parse_lr, resolve_lr
 from ladc.methods import METHODS
 from ladc.teacher import tune_teacher
-from ladc.training_data import HOLDOUT_MAX, default_holdout_size, split_holdout
+from ladc.training_data import HOLDOUT_MAX, default_holdout_size, split_rows
 from tests.helpers import sst2_dev_accuracy, sst2_rows, write_tiny_base_model, write_tiny_sst2
 
 DEV_MARKER = "journey"  # in the tiny vocab, in every dev sentence here and in no train sentence (helpers.sst2_rows)
@@ -90,7 +91,8 @@ def test_holdout_selection_reads_no_dev_example_before_the_final_score(
     assert not any("dev" in h for h in metrics["history"])
     # the reported dev score is that of the kept model, recomputed here outside ladc
     assert metrics["dev"]["accuracy"] == pytest.approx(sst2_dev_accuracy(tmp_path / "teacher", marked_glue))
-    best = max((h for h in metrics["history"] if "holdout" in h), key=lambda h: h["holdout"]["accuracy"])
+    evals = [h for h in metrics["history"] if "holdout" in h]
+    best = evals[kept_index([h["holdout"]["accuracy"] for h in evals], holdout)]  # the rule is tested on its own
     assert (metrics["best_step"], metrics["selection"]["best"]) == (best["step"], best["holdout"])
     manifest = json.loads((tmp_path / "teacher" / "ladc.json").read_text())
     assert manifest["dev"] == metrics["dev"]
@@ -117,19 +119,15 @@ def test_select_on_dev_and_last_keep_the_old_and_the_plain_behaviour(
     assert last["dev"] == on_dev["dev_last"]
 
 
-def test_split_holdout_is_seeded_disjoint_and_checked(tmp_path):
-    import datasets
-
-    train = datasets.Dataset.from_dict({"idx": list(range(50)), "label": [i % 2 for i in range(50)]})
-    rest, holdout = split_holdout(train, 7)
-    assert len(holdout) == 7 and len(rest) == 43
-    kept, held = list(rest["idx"]), list(holdout["idx"])
-    assert sorted(kept + held) == list(range(50))  # disjoint, nothing lost
-    assert held == sorted(held) and held != list(range(7))  # random rows, in file order
-    assert list(split_holdout(train, 7)[1]["idx"]) == held  # the same slice every time
+def test_split_rows_is_seeded_disjoint_and_checked():
+    rest, held = split_rows(50, 7, None)
+    assert len(held) == 7 and len(rest) == 43
+    assert sorted([*rest, *held]) == list(range(50))  # disjoint, nothing lost
+    assert list(held) == sorted(held) and list(held) != list(range(7))  # random rows, in file order
+    assert list(split_rows(50, 7, None)[1]) == list(held)  # the same slice every time
     assert [default_holdout_size(n) for n in (1, 9, 96, 10_000, 67_349)] == [1, 1, 10, 1000, HOLDOUT_MAX]
     with pytest.raises(LadcError, match="holdout_size 50 leaves nothing to train on: the train split has 50 rows"):
-        split_holdout(train, 50)
+        split_rows(50, 50, None)
 
 
 def test_auto_lr_follows_width_and_role():
@@ -191,7 +189,6 @@ def test_pkd_layer_choices_are_skip_and_last():
 def test_pkd_last_reads_the_top_teacher_layers(tmp_path, tiny_bert_config, tiny_tokenizer):
     """4 -> 2: skip matches student layer 1 with teacher layer 2, last with teacher layer 3; the first step's patient
     loss is recomputed here from the two models' hidden states (no dropout, one batch holding every train row)."""
-    import datasets
     from transformers import AutoTokenizer
 
     from ladc.lad import pkd_loss
@@ -221,7 +218,7 @@ def test_pkd_last_reads_the_top_teacher_layers(tmp_path, tiny_bert_config, tiny_
     student = build_student(teacher, 2, init="even", init_from=str(base), mapping=(2, 4)).eval()
     tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
     sentences = [line.split("\t")[0] for line in (glue / "SST-2" / "train.tsv").read_text().splitlines()[1:]]
-    trained = list(split_holdout(datasets.Dataset.from_dict({"i": list(range(len(sentences)))}), None)[0]["i"])
+    trained = list(split_rows(len(sentences), default_holdout_size(len(sentences)), None)[0])
     batch = tokenizer([sentences[i] for i in trained], padding=True, return_tensors="pt")
     with torch.no_grad():
         s_hidden = student(**batch, output_hidden_states=True).hidden_states[1:]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from ladc.checkpoints import kept_index
 from ladc.config import DataConfig, OptimConfig, TuneTeacherConfig
 from ladc.errors import LadcError
 from ladc.teacher import tune_teacher
@@ -50,7 +51,7 @@ def test_tune_teacher_learns_and_writes_hf_dir(tiny_setup):
     # the kept model is the best holdout evaluation's (the default selection); re-evaluated independently on dev it
     # gives the reported dev metric
     evals = [h for h in metrics["history"] if "holdout" in h]
-    best = max(evals, key=lambda h: h["holdout"]["accuracy"])  # max keeps the first of equal values
+    best = evals[kept_index([h["holdout"]["accuracy"] for h in evals], metrics["selection"]["examples"])]
     assert (metrics["best_step"], metrics["selection"]["best"]) == (best["step"], best["holdout"])
     accuracy = sst2_dev_accuracy(tmp / "teacher", glue)
     assert metrics["dev"]["accuracy"] == pytest.approx(accuracy)
@@ -281,7 +282,8 @@ def test_grad_accum_k_with_batch_b_equals_batch_k_times_b(tmp_path, tiny_bert_co
 
 
 def test_fit_keeps_the_best_evaluation_not_the_last(tmp_path, tiny_bert_config):
-    """Scripted dev scores 0.6, 0.9, 0.9, 0.7: the kept model is the one evaluated at step 4 (first of the ties)."""
+    """Scripted dev scores 0.6, 0.9, 0.9, 0.7: the kept model is the one evaluated at step 6 (the later of the ties;
+    the number of dev rows is not given, so there is no margin beyond a tie)."""
     from transformers import BertForSequenceClassification
 
     scores = iter([0.6, 0.9, 0.9, 0.7])
@@ -295,12 +297,12 @@ def test_fit_keeps_the_best_evaluation_not_the_last(tmp_path, tiny_bert_config):
         _tiny_classifier(tiny_bert_config), tmp_path / "run", _examples(), micro_batch=4, evaluate=evaluate,
         max_steps=8, eval_steps=2,
     )  # fmt: skip
-    assert (result.best_step, result.best_metrics) == (4, {"accuracy": 0.9})
+    assert (result.best_step, result.best_metrics) == (6, {"accuracy": 0.9})
     assert [h["dev"]["accuracy"] for h in result.history if "dev" in h] == [0.6, 0.9, 0.9, 0.7]
     kept = BertForSequenceClassification.from_pretrained(tmp_path / "run" / "best").state_dict()
     for name, tensor in kept.items():
-        torch.testing.assert_close(tensor, snapshots[1][name], msg=name)
-    assert any(not torch.equal(kept[name], snapshots[2][name]) for name in kept)  # step 6's model is another one
+        torch.testing.assert_close(tensor, snapshots[2][name], msg=name)
+    assert any(not torch.equal(kept[name], snapshots[1][name]) for name in kept)  # step 4's model is another one
     assert any(not torch.equal(kept[name], snapshots[3][name]) for name in kept)
 
 
@@ -346,6 +348,33 @@ def test_fit_continues_mid_epoch_from_a_checkpoint_like_the_uninterrupted_run(tm
     assert numbers(resumed.history) == pytest.approx(numbers(full.history), rel=1e-5)
     kept = BertForSequenceClassification.from_pretrained(cut / "best").state_dict()  # step 6's, not the last step's
     assert any(not torch.equal(kept[name], tensor) for name, tensor in resumed_model.state_dict().items())
+
+
+def test_resume_with_another_world_size_is_refused_naming_both(tmp_path, tiny_bert_config):
+    """A checkpoint records the world size and the global batch it was trained with; a launch with another number of
+    processes would count the same step as another number of samples, so it is refused before anything loads.
+
+    The other launch is stood in for by the recorded value (a 2-process checkpoint), so the run here is one process.
+    """
+    from ladc.checkpoints import STATE_FILE, latest_checkpoint
+
+    common = {"micro_batch": 4, "batch_size": 4, "grad_accum": 2, "max_steps": 4, "save_steps": 2, "eval_steps": 4}
+    run_dir = tmp_path / "run"
+    _fit(_tiny_classifier(tiny_bert_config), run_dir, _examples(), **common)
+    (run_dir / "metrics.json").unlink(missing_ok=True)  # fit alone writes none; the step-2 checkpoint is kept
+    shutil.copytree(run_dir, tmp_path / "copy")
+    state_path = latest_checkpoint(run_dir) / STATE_FILE
+    state = json.loads(state_path.read_text())
+    assert (state["world_size"], state["global_batch"]) == (1, 8)  # 1 process x micro-batch 4 x grad_accum 2
+    state_path.write_text(json.dumps({**state, "world_size": 2, "global_batch": 16}))
+    with pytest.raises(LadcError) as error:
+        _fit(_tiny_classifier(tiny_bert_config), run_dir, _examples(), resume=True, **common)
+    message = str(error.value)
+    assert "world size 2 (global batch 16)" in message and "world size 1 (global batch 8)" in message
+    assert "\n" not in message
+    # the same world size resumes from the same checkpoint
+    resumed = _fit(_tiny_classifier(tiny_bert_config), tmp_path / "copy", _examples(), resume=True, **common)
+    assert resumed.resumed_from_step == 2 and resumed.final_step == 4
 
 
 def test_ctrl_c_checkpoints_the_current_step_and_stops(tmp_path, tiny_bert_config, monkeypatch):
@@ -613,7 +642,10 @@ def test_minilm_teacher_on_real_sst2_rises_clearly_above_chance(tmp_path, minilm
         model="minilm",
         output=str(tmp_path / "teacher"),
         data=DataConfig(task="sst2", data_dir=str(glue_dir), train_limit=960, cache_dir=str(tmp_path / "cache")),
-        optim=OptimConfig(lr=1e-4, batch_size=16, max_steps=60, warmup_ratio=0.1, mixed_precision="auto"),
+        # holdout_size: the default (2,000 rows of the whole split) would cost more than these 60 steps on 2 cores
+        optim=OptimConfig(
+            lr=1e-4, batch_size=16, max_steps=60, warmup_ratio=0.1, mixed_precision="auto", holdout_size=96
+        ),
     )
     metrics = tune_teacher(cfg)
     assert metrics["dev"]["accuracy"] >= 0.70, metrics["dev"]  # chance is ~0.51 on SST-2 dev (444/872 positive)
