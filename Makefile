@@ -34,7 +34,7 @@ lint: setup
 	$(BIN)/ruff format --check ladc tests benchmarks scripts
 
 # Mutation testing (mutmut, unit tier; config in pyproject's [tool.mutmut]). Slow, niced, not part of CI.
-# One module: make mutation MODULE=ladc/metrics.py   Report: benchmarks/mutation.md
+# One module: make mutation MODULE=ladc/data/metrics.py   Report: benchmarks/mutation.md
 MODULE ?=
 mutation: setup
 	OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false nice -n 19 $(BIN)/mutmut run $(if $(MODULE),"$(subst /,.,$(MODULE:.py=)).*")

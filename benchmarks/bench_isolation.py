@@ -18,7 +18,7 @@ import json
 import statistics
 from pathlib import Path
 
-from ladc.config import BenchConfig, DataConfig
+from ladc.runs.config import BenchConfig, DataConfig
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,9 +41,9 @@ def _p50s(report: dict) -> dict[str, dict[int, float]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import ladc.bench
-    from ladc.bench import run_bench
-    from ladc.hardware import cpu_flags, cpu_model
+    import ladc.bench.bench
+    from ladc.bench.bench import run_bench
+    from ladc.runs.hardware import cpu_flags, cpu_model
 
     args = parse_args(argv)
     export_dir = Path(args.export_dir)
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         return f"openvino:{path}" if entry.get("engine") == "openvino" and path.suffix == ".onnx" else str(path)
 
     runs: dict[str, list[dict]] = {"alone": [], "isolated": [], "interleaved": [], "interleaved_spinning": []}
-    spinning = ladc.bench._spinning
+    spinning = ladc.bench.bench._spinning
     for _ in range(args.repeats):
         alone = {}
         for name in names:
@@ -71,13 +71,13 @@ def main(argv: list[str] | None = None) -> None:
         group = tuple(target(name) for name in names)
         runs["isolated"].append(_p50s(run_bench(dataclasses.replace(base, targets=group))))
         runs["interleaved"].append(_p50s(run_bench(dataclasses.replace(base, targets=group, isolation="interleaved"))))
-        ladc.bench._spinning = lambda cfg: True  # the behaviour before isolation: interleaved, pools spinning
+        ladc.bench.bench._spinning = lambda cfg: True  # the behaviour before isolation: interleaved, pools spinning
         try:
             runs["interleaved_spinning"].append(
                 _p50s(run_bench(dataclasses.replace(base, targets=group, isolation="interleaved")))
             )
         finally:
-            ladc.bench._spinning = spinning
+            ladc.bench.bench._spinning = spinning
     # names of OpenVINO-on-ONNX targets carry '@openvino'; map group keys back by the file stem order
     table = []
     for mode, reps in runs.items():

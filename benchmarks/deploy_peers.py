@@ -2,7 +2,7 @@
 
 Targets (all timed with the same harness, one at a time, same threads):
 - the teacher under PyTorch fp32 and bf16 autocast (bf16 only where the CPU has it natively; emulated bf16 on an
-  AVX2-only CPU is ~40x slower than fp32 and would take most of an hour here, see ladc/hardware.py);
+  AVX2-only CPU is ~40x slower than fp32 and would take most of an hour here, see ladc/runs/hardware.py);
 - the student's plain `model.onnx` under optimum's dynamic INT8 (`ORTQuantizer` + `AutoQuantizationConfig` for
   this CPU: avx512_vnni where present, else avx2), i.e. what an optimum user does;
 - OpenVINO's CPU plugin reading the student's plain `model.onnx` (`openvino:` target);
@@ -23,7 +23,7 @@ import json
 import shutil
 from pathlib import Path
 
-from ladc.config import BenchConfig, DataConfig
+from ladc.runs.config import BenchConfig, DataConfig
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,7 +53,7 @@ def optimum_int8(onnx_dir: Path, out: Path, flags: list[str]) -> Path:
 
 
 def p50s(report: dict) -> dict[tuple[str, str], float]:
-    from ladc.report import shape_label
+    from ladc.bench.report import shape_label
 
     return {(row["target"], shape_label(row)): row["p50_ms"] for row in report["timings"]}
 
@@ -61,8 +61,8 @@ def p50s(report: dict) -> dict[tuple[str, str], float]:
 def main(argv: list[str] | None = None) -> None:
     import dataclasses
 
-    from ladc.bench import run_bench
-    from ladc.hardware import cpu_flags, cpu_model, native_bf16
+    from ladc.bench.bench import run_bench
+    from ladc.runs.hardware import cpu_flags, cpu_model, native_bf16
 
     args = parse_args(argv)
     run_dir, output = Path(args.run_dir), Path(args.output)

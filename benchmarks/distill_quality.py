@@ -2,7 +2,7 @@
 each method's own knob searched on the train holdout, paired differences and a paired bootstrap over dev examples.
 
 A *variant* is a method with fixed knob values (`lad:mu=1000`, `pkd:beta=500:layer_choice=last`, `kd:temperature=5`,
-`none`). Every (task, variant, seed) is one in-process `ladc.distill.distill` run with the same budget (data, epochs,
+`none`). Every (task, variant, seed) is one in-process `ladc.commands.distill.distill` run with the same budget (data, epochs,
 lr, batch) for all, written to `<runs-dir>/<task>-<variant>-s<seed>`. Selection never looks at dev:
 - each run keeps the checkpoint that scores best on the train holdout (ladc's default `--select-on train-holdout`);
 - each method's knob value is the variant with the best mean holdout score over the seeds.
@@ -93,7 +93,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_config(args: argparse.Namespace, task: str, variant: str, seed: int):
-    from ladc.config import DataConfig, DistillConfig, OptimConfig
+    from ladc.runs.config import DataConfig, DistillConfig, OptimConfig
 
     method, knobs = parse_variant(variant)
     return DistillConfig(
@@ -115,7 +115,7 @@ def _comparable(config: dict) -> dict:
 
 def check_same_settings(run_dir: Path, cfg) -> None:
     """Refuse to reuse a run made with other settings: its numbers would silently mix into this table."""
-    from ladc.config import load_yaml, to_dict
+    from ladc.runs.config import load_yaml, to_dict
 
     saved_path = run_dir / "config.yaml"
     if saved_path.is_file() and _comparable(load_yaml(saved_path)) != _comparable(to_dict(cfg)):
@@ -126,10 +126,10 @@ def dev_correct(run_dir: Path, cfg) -> np.ndarray:
     """Per dev example, does the kept student predict the label? (One pass, in dev file order.)"""
     import torch
 
-    from ladc.data import dev_loader
-    from ladc.models import load_classifier, load_tokenizer
-    from ladc.runners import TorchRunner, predict_logits
-    from ladc.tasks import get_task
+    from ladc.data.data import dev_loader
+    from ladc.data.tasks import get_task
+    from ladc.deploy.runners import TorchRunner, predict_logits
+    from ladc.training.models import load_classifier, load_tokenizer
 
     task = get_task(cfg.data.task)
     model, tokenizer = load_classifier(str(run_dir), task), load_tokenizer(str(run_dir))
@@ -143,9 +143,9 @@ def dev_correct(run_dir: Path, cfg) -> np.ndarray:
 
 def run_one(args: argparse.Namespace, task: str, variant: str, seed: int) -> dict | None:
     """Train one student unless it is done; returns {wall_s, cpu_s} of this call, or None when skipped."""
-    from ladc.config import replace
-    from ladc.distill import distill
-    from ladc.train import latest_checkpoint
+    from ladc.commands.distill import distill
+    from ladc.runs.config import replace
+    from ladc.training.train import latest_checkpoint
 
     cfg = run_config(args, task, variant, seed)
     run_dir = Path(cfg.output)
@@ -215,7 +215,7 @@ def read_run(args, task: str, variant: str, seed: int, metric: str, timings: dic
 
 
 def aggregate(args: argparse.Namespace, timings: dict) -> dict:
-    from ladc.tasks import get_task
+    from ladc.data.tasks import get_task
 
     runs, tasks = [], {}
     for task in args.tasks:
@@ -293,17 +293,17 @@ def markdown(result: dict) -> str:
 
 
 def machine_info() -> dict:
-    """The CPU model, its ISA flags (ladc.hardware, as every benchmark records them) and the core count."""
+    """The CPU model, its ISA flags (ladc.runs.hardware, as every benchmark records them) and the core count."""
     import os
 
-    from ladc.hardware import cpu_flags, cpu_model
+    from ladc.runs.hardware import cpu_flags, cpu_model
 
     return {"cpu": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(), "python": platform.python_version()}
 
 
 def write_report(args: argparse.Namespace, timings: dict, started: str) -> dict:
-    from ladc.io import atomic_write_json
-    from ladc.runs import versions
+    from ladc.runs.io import atomic_write_json
+    from ladc.runs.runs import versions
 
     result = aggregate(args, timings)
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "teacher_sst2", "teacher_rte")}

@@ -3,7 +3,7 @@
 Same teacher, same 3-layer student (`build_student`, even init), same SST-2 subset and batches (ladc's seeded
 order), batch 32, same step count; each variant in its own subprocess (its own peak RSS). See benchmarks/README.md.
 
-- `ladc`: a real `ladc.distill.distill(cfg)` run; wrappers around its loss function and evaluator only read the clock.
+- `ladc`: a real `ladc.commands.distill.distill(cfg)` run; wrappers around its loss function and evaluator only read the clock.
 - `reference`: written below after IKMLab/LAD `fine_tune/util/train_LAD.py`: raw sentences re-tokenized twice per
   step (teacher and student tokenizer) with `padding='max_length'` to 128; teacher in eval mode under `no_grad` (as
   the reference); `output_attentions=True` on both models (the reference returns attentions; HF BERT then drops from
@@ -161,14 +161,14 @@ def hooked(module, name: str, before):
 
 
 def run_ladc(args: argparse.Namespace, mixed_precision: str) -> dict:
-    """One real `ladc.distill.distill` run, eval only after the last step, with its steps timed from outside.
+    """One real `ladc.commands.distill.distill` run, eval only after the last step, with its steps timed from outside.
 
     A step starts when the loop calls the loss function; the last one ends when the loop calls the evaluator
     (right after that step's optimizer step).
     """
-    import ladc.distill
-    import ladc.training_data
-    from ladc.config import DataConfig, DistillConfig, OptimConfig
+    import ladc.commands.distill
+    import ladc.data.training_data
+    from ladc.runs.config import DataConfig, DistillConfig, OptimConfig
 
     clock = StepClock()
     with tempfile.TemporaryDirectory(prefix="distill-speed-") as tmp:
@@ -185,10 +185,10 @@ def run_ladc(args: argparse.Namespace, mixed_precision: str) -> dict:
             ),
         )  # fmt: skip
         with (
-            hooked(ladc.distill, "_make_loss_fn", lambda modules, batch: clock.start(batch["attention_mask"])),
-            hooked(ladc.training_data, "make_evaluator", lambda model, accelerator: clock.stop()),
+            hooked(ladc.commands.distill, "_make_loss_fn", lambda modules, batch: clock.start(batch["attention_mask"])),
+            hooked(ladc.data.training_data, "make_evaluator", lambda model, accelerator: clock.stop()),
         ):
-            metrics = ladc.distill.distill(cfg)
+            metrics = ladc.commands.distill.distill(cfg)
     result = clock.summary(args.warmup_steps)
     result["metrics_json_train_samples_per_s"] = metrics["train_samples_per_s"]
     result["mixed_precision"] = mixed_precision
@@ -238,12 +238,12 @@ def run_reference(args: argparse.Namespace) -> dict:
     import torch.nn.functional as F
     from transformers import get_linear_schedule_with_warmup
 
-    from ladc.config import DataConfig
-    from ladc.data import SeededSampler, load_raw
-    from ladc.distill import teacher_base_model
-    from ladc.lad import layer_map
-    from ladc.models import build_student, load_classifier, load_tokenizer
-    from ladc.tasks import get_task
+    from ladc.commands.distill import teacher_base_model
+    from ladc.data.data import SeededSampler, load_raw
+    from ladc.data.tasks import get_task
+    from ladc.runs.config import DataConfig
+    from ladc.training.lad import layer_map
+    from ladc.training.models import build_student, load_classifier, load_tokenizer
 
     task = get_task(args.task)
     hard_weight, soft_weight, temperature, mu, lr, gate_lr = 0.5, 0.5, 10.0, 1000.0, 1e-4, 1e-6
@@ -413,8 +413,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         run_worker(args)
         return
-    from ladc.io import atomic_write_json
-    from ladc.runs import versions
+    from ladc.runs.io import atomic_write_json
+    from ladc.runs.runs import versions
 
     if not Path(args.teacher).is_dir():
         raise SystemExit(f"teacher dir {args.teacher} does not exist; create it with `ladc tune-teacher`")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ladc.config import DataConfig, ExportConfig
+from ladc.runs.config import DataConfig, ExportConfig
 
 LADC_COLUMNS = {"ORT fp32": "fp32", "ORT fused": "fused", "ORT INT8": "int8", "ORT fused+INT8": "fused_int8"}
 
@@ -62,7 +62,7 @@ def p50_ms(run, iters: int, warmup: int) -> float:
 
 def timing_inputs(tokenizer, data_dir: str, task, batch: int, seq: int = 128) -> dict[str, np.ndarray]:
     """`batch` real dev sentences padded/truncated to exactly `seq` tokens (int64)."""
-    from ladc.data import load_raw
+    from ladc.data.data import load_raw
 
     raw = load_raw(DataConfig(task=task.name, data_dir=data_dir, dev_limit=batch), "dev")
     texts = [raw[i][task.text_fields[0]] for i in range(len(raw))]
@@ -113,7 +113,7 @@ def export_optimum(model_dir: str, work: Path, per_channel: bool) -> tuple[dict[
 def measure_torch(model, parity_set, inputs: dict[int, dict], task, args, bf16: bool) -> dict:
     import torch
 
-    from ladc.metrics import metrics_from_logits
+    from ladc.data.metrics import metrics_from_logits
 
     def forward(feed):
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -127,8 +127,8 @@ def measure_torch(model, parity_set, inputs: dict[int, dict], task, args, bf16: 
 
 
 def measure_onnx(path: Path, parity_set, inputs: dict[int, dict], task, args) -> dict:
-    from ladc.metrics import metrics_from_logits
-    from ladc.runners import OrtRunner, open_session, predict_logits
+    from ladc.data.metrics import metrics_from_logits
+    from ladc.deploy.runners import OrtRunner, open_session, predict_logits
 
     session = open_session(path, threads=args.threads)
     logits, _ = predict_logits(OrtRunner(session), parity_set.batches)
@@ -162,10 +162,10 @@ def run(args: argparse.Namespace) -> dict:
 
     import torch
 
-    from ladc.export import export_onnx
-    from ladc.models import load_classifier, load_tokenizer
-    from ladc.parity import load_parity_set
-    from ladc.tasks import get_task
+    from ladc.data.tasks import get_task
+    from ladc.deploy.export import export_onnx
+    from ladc.deploy.parity import load_parity_set
+    from ladc.training.models import load_classifier, load_tokenizer
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     result = run(args)
     output = Path(args.output or Path(__file__).parent / "results" / f"export_onnx-{Path(args.model_dir).name}.json")
-    from ladc.io import atomic_write_json
+    from ladc.runs.io import atomic_write_json
 
     atomic_write_json(output, result)
     print(markdown(result))

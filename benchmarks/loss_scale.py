@@ -29,15 +29,15 @@ def _encoder_grads(student, loss) -> torch.Tensor:
 
 
 def main() -> None:
-    from ladc.config import DataConfig, DistillConfig, LossWeights, OptimConfig
-    from ladc.distill import _narrower, _pruned_student, teacher_base_model
-    from ladc.lad import layer_map
-    from ladc.methods import METHODS, ModuleContext, distill_terms
-    from ladc.models import build_student, load_classifier, load_tokenizer, resolve_student_init
-    from ladc.pruning import student_shape
-    from ladc.tasks import get_task
-    from ladc.train import model_inputs
-    from ladc.training_data import prepare_data
+    from ladc.commands.distill import _narrower, _pruned_student, teacher_base_model
+    from ladc.data.tasks import get_task
+    from ladc.data.training_data import prepare_data
+    from ladc.runs.config import DataConfig, DistillConfig, LossWeights, OptimConfig
+    from ladc.training.lad import layer_map
+    from ladc.training.methods import METHODS, ModuleContext, distill_terms
+    from ladc.training.models import build_student, load_classifier, load_tokenizer, resolve_student_init
+    from ladc.training.pruning import student_shape
+    from ladc.training.train import model_inputs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", required=True)

@@ -56,7 +56,7 @@ def run_dir(args, task: str, role: str, lr: float) -> Path:
 
 
 def _data(args, task: str):
-    from ladc.config import DataConfig
+    from ladc.runs.config import DataConfig
 
     return DataConfig(
         task=task, data_dir=args.data_dir, max_seq_len=args.max_seq_len, train_limit=args.train_limit.get(task)
@@ -64,7 +64,7 @@ def _data(args, task: str):
 
 
 def _optim(args, lr: float):
-    from ladc.config import OptimConfig
+    from ladc.runs.config import OptimConfig
 
     return OptimConfig(
         lr=lr, batch_size=args.batch_size, epochs=args.epochs, seed=args.seed, mixed_precision=args.mixed_precision
@@ -73,9 +73,9 @@ def _optim(args, lr: float):
 
 def train(args, task: str, role: str, lr: float) -> dict:
     """One run (skipped when finished): {lr, dev, dev_last, wall_s}."""
-    from ladc.config import DistillConfig, TuneTeacherConfig
-    from ladc.distill import distill
-    from ladc.teacher import tune_teacher
+    from ladc.commands.distill import distill
+    from ladc.commands.teacher import tune_teacher
+    from ladc.runs.config import DistillConfig, TuneTeacherConfig
 
     out = run_dir(args, task, role, lr)
     wall = None
@@ -96,7 +96,7 @@ def train(args, task: str, role: str, lr: float) -> dict:
             distill(cfg)
         wall = round(time.perf_counter() - started, 1)
     metrics = json.loads((out / "metrics.json").read_text())
-    from ladc.tasks import get_task
+    from ladc.data.tasks import get_task
 
     headline = get_task(task).headline_metric
     return {
@@ -106,16 +106,16 @@ def train(args, task: str, role: str, lr: float) -> dict:
 
 
 def auto_lr_of(role: str) -> float:
-    from ladc.lr import auto_lr
+    from ladc.training.lr import auto_lr
 
     return auto_lr(MINILM_HIDDEN, role)[0]
 
 
 def _machine() -> dict:
-    """The CPU model, its ISA flags (ladc.hardware, as every benchmark records them) and the core count."""
+    """The CPU model, its ISA flags (ladc.runs.hardware, as every benchmark records them) and the core count."""
     import os
 
-    from ladc.hardware import cpu_flags, cpu_model
+    from ladc.runs.hardware import cpu_flags, cpu_model
 
     return {"cpu": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(), "python": platform.python_version()}
 

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ladc.predict import PredictConfig, open_predictor, run_predict
+from ladc.commands.predict import PredictConfig, open_predictor, run_predict
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,7 +53,7 @@ def _ladc_rows_per_s(args, source: Path, folder: Path) -> dict:
 
 def _padded_rows_per_s(args, source: Path) -> dict:
     """The same artifact with every row padded to 128 tokens (what a fixed-shape deployment does)."""
-    from ladc.data import make_collator
+    from ladc.data.data import make_collator
 
     predictor = open_predictor(args.target, args.artifact)
     predictor.collate = make_collator(predictor.tokenizer, predictor.task, pad_to_multiple_of=128)

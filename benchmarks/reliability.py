@@ -37,9 +37,9 @@ from hypothesis import strategies as st
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # tests/ of this checkout; ladc from PYTHONPATH wins
 
 import ladc  # noqa: E402
-from ladc.config import DataConfig, build_config  # noqa: E402
-from ladc.data import load_raw  # noqa: E402
+from ladc.data.data import load_raw  # noqa: E402
 from ladc.errors import LadcError  # noqa: E402
+from ladc.runs.config import DataConfig, build_config  # noqa: E402
 from tests import test_sources_fuzz as fuzz  # noqa: E402
 
 

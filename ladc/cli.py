@@ -12,8 +12,8 @@ from typing import Annotated
 import typer
 
 from ladc.cli_use import register_use_commands
-from ladc.config import BenchConfig, DistillConfig, ExportConfig, TuneTeacherConfig
 from ladc.errors import LadcError
+from ladc.runs.config import BenchConfig, DistillConfig, ExportConfig, TuneTeacherConfig
 
 __all__ = ["app", "main"]
 
@@ -79,7 +79,7 @@ TRAINING_OPTIONS = (
     Opt("data.max_seq_len", int, "Max tokens per example (default {default})."),
     Opt("data.train_limit", int, "Rows trained on: a seeded subset of train, drawn outside the selection holdout."),
     Opt("data.dev_limit", int, "First N dev examples."),
-    Opt("optim.lr", str, "Peak learning rate: a number, or auto (default: from the model's width, see ladc/lr.py)."),
+    Opt("optim.lr", str, "Peak learning rate: a number, or auto (default: from the model's width, see ladc/training/lr.py)."),
     Opt("optim.batch_size", int, "Per-device batch size (default {default})."),
     Opt("optim.grad_accum", int, "Gradient accumulation steps."),
     Opt("optim.epochs", float, "Epochs (default {default:g})."),
@@ -96,7 +96,7 @@ TRAINING_OPTIONS = (
     Opt("optim.group_by_length", bool, "Batch examples of similar length.", ("--group-by-length/--no-group-by-length",)),
 )  # fmt: skip
 
-# distill's loss weights; their defaults are ladc.config.LossWeights'
+# distill's loss weights; their defaults are ladc.runs.config.LossWeights'
 LOSS_OPTIONS = (
     Opt("hard_weight", float, "Weight of the label loss (default {default:g})."),
     Opt("soft_weight", float, "Weight of the soft-label KL (default {default:g})."),
@@ -106,7 +106,7 @@ LOSS_OPTIONS = (
     Opt("gate_lr", float, "Learning rate of the highway gates (default {default:g})."),
 )
 
-# the student's shape beside --student-layers (ladc.pruning.student_shape fills what is left unset)
+# the student's shape beside --student-layers (ladc.training.pruning.student_shape fills what is left unset)
 SHAPE_OPTIONS = (
     Opt("student_hidden", int, "Student hidden size (default: the teacher's; narrower -> pruned from the teacher)."),
     Opt("student_intermediate", int, "Student FFN size (default: the teacher's FFN ratio at the student's width)."),
@@ -120,7 +120,7 @@ SHAPE_OPTIONS = (
 
 def with_options(cfg_cls: type, options: tuple[Opt, ...]) -> Callable:
     """Add `options` to a command's signature; the command receives their values as `overrides` (dotted keys)."""
-    from ladc.config import dotted_get
+    from ladc.runs.config import dotted_get
 
     defaults = cfg_cls()
 
@@ -144,7 +144,7 @@ def with_options(cfg_cls: type, options: tuple[Opt, ...]) -> Callable:
 
 def _report(message: str) -> None:
     """A training command's closing line, once: under torchrun / `accelerate launch` only the main process says it."""
-    from ladc.runlock import launcher_rank
+    from ladc.runs.runlock import launcher_rank
 
     if launcher_rank() == 0:
         typer.echo(message)
@@ -167,8 +167,8 @@ def tune_teacher_cmd(
     Example: ladc tune-teacher --task sst2 --model minilm --data-dir ../shared/glue --train-limit 8000 --epochs 2
     --output runs/teacher-sst2
     """
-    from ladc.runs import build_run_config
-    from ladc.teacher import tune_teacher
+    from ladc.commands.teacher import tune_teacher
+    from ladc.runs.runs import build_run_config
 
     given = {"model": model, "output": output, "overwrite": overwrite or None, "resume": resume or None}
     cfg = build_run_config(TuneTeacherConfig, config, {**given, **overrides})
@@ -193,8 +193,8 @@ def evaluate_cmd(
 
     Example: ladc evaluate runs/teacher-sst2 --task sst2 --data-dir ../shared/glue
     """
-    from ladc.evaluate import EvaluateConfig, run_evaluate
-    from ladc.runs import build_run_config
+    from ladc.commands.evaluate import EvaluateConfig, run_evaluate
+    from ladc.runs.runs import build_run_config
 
     overrides = {
         "model_dir": model_dir, "task": task, "data_dir": data_dir, "split": split, "predict": predict,
@@ -239,8 +239,8 @@ def distill_cmd(
 
     Multi-GPU: accelerate launch -m ladc distill --task qnli --teacher runs/teacher-qnli --preset paper
     """
-    from ladc.distill import distill
-    from ladc.runs import build_run_config
+    from ladc.commands.distill import distill
+    from ladc.runs.runs import build_run_config
 
     given = {
         "teacher": teacher, "output": output, "method": method, "student_layers": student_layers,
@@ -299,8 +299,8 @@ def export_cmd(
 
     Example: ladc export runs/student-sst2 --select fastest --output runs/onnx-sst2
     """
-    from ladc.export import export_onnx
-    from ladc.runs import build_run_config
+    from ladc.deploy.export import export_onnx
+    from ladc.runs.runs import build_run_config
 
     overrides = {
         "model": model_dir, "output": output, "task": task, "data_dir": data_dir,
@@ -314,7 +314,7 @@ def export_cmd(
     chosen = f"; fastest here: {manifest['selection']['chosen']}" if "selection" in manifest else ""
     typer.echo(f"{len(manifest['artifacts'])} artifacts and export.json written to {cfg.output}{chosen}")
     if push_to_hub:
-        from ladc.push import push_to_hub as push
+        from ladc.commands.push import push_to_hub as push
 
         typer.echo(f"pushed {cfg.output} to {push_to_hub}: {push(cfg.output, push_to_hub)}")
 
@@ -369,8 +369,8 @@ def bench_cmd(
     Example: ladc bench runs/onnx-student-sst2 runs/student-sst2 runs/teacher-sst2 --task sst2
     --data-dir ../shared/glue --torch-bf16 --output runs/bench-sst2
     """
-    from ladc.bench import run_bench
-    from ladc.runs import build_run_config
+    from ladc.bench.bench import run_bench
+    from ladc.runs.runs import build_run_config
 
     overrides = {
         "targets": targets or None, "data.task": task, "data.data_dir": data_dir,
@@ -402,7 +402,7 @@ def pipeline_cmd(
 
     Example: ladc pipeline --config configs/sst2-minilm-frontier.yaml --max-drop 1
     """
-    from ladc.pipeline import load_pipeline_config, run_pipeline
+    from ladc.commands.pipeline import load_pipeline_config, run_pipeline
 
     cfg = load_pipeline_config(config, max_drop=max_drop)
     _echo_report(run_pipeline(cfg, start=start, overwrite=overwrite, echo=typer.echo))
@@ -418,7 +418,7 @@ def demo_cmd(
 
     Example: ladc demo --output runs/demo
     """
-    from ladc.pipeline import run_demo
+    from ladc.commands.pipeline import run_demo
 
     _echo_report(run_demo(output, overwrite=overwrite, echo=typer.echo))
     typer.echo(

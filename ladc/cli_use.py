@@ -60,8 +60,8 @@ def register_use_commands(app: typer.Typer, user_errors) -> None:
 
         Example: ladc predict runs/demo/onnx --input reviews.csv --output predictions.jsonl
         """
-        from ladc.predict import PredictConfig, run_predict
-        from ladc.runs import build_run_config
+        from ladc.commands.predict import PredictConfig, run_predict
+        from ladc.runs.runs import build_run_config
 
         overrides = {
             "target": target, "input": input, "output": output, "artifact": artifact, "task": task,
@@ -100,8 +100,8 @@ def register_use_commands(app: typer.Typer, user_errors) -> None:
         Example: ladc serve runs/demo/onnx --port 8000   then
         curl -s localhost:8000/predict -d '{"texts": ["a charming film"]}'
         """
-        from ladc.config import build_config
-        from ladc.serve import ServeConfig, serve
+        from ladc.commands.serve import ServeConfig, serve
+        from ladc.runs.config import build_config
 
         overrides = {
             "target": target, "host": host, "port": port, "artifact": artifact, "task": task,
@@ -122,6 +122,6 @@ def register_use_commands(app: typer.Typer, user_errors) -> None:
 
         Example: ladc push runs/demo/onnx my-name/minilm-sst2-3L-onnx
         """
-        from ladc.push import push_to_hub
+        from ladc.commands.push import push_to_hub
 
         typer.echo(f"pushed {directory} to {repo}: {push_to_hub(directory, repo, private=private, token=token)}")

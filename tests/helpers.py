@@ -87,7 +87,7 @@ def write_tiny_teacher(root: Path, tiny_bert_config, tokenizer) -> tuple[Path, P
 def run_killed_at_step(command: list[str], step: int, timeout_s: float = 240) -> subprocess.CompletedProcess:
     """Run a real `python -m ladc ...` process that SIGKILLs itself right after its checkpoint of `step` is complete.
 
-    The kill comes from ladc/train.py's test-only LADC_TEST_KILL_AT_STEP hook, so it is deterministic: the test
+    The kill comes from ladc/training/train.py's test-only LADC_TEST_KILL_AT_STEP hook, so it is deterministic: the test
     fails (never skips) when the run was not killed at that step, and a child still running after `timeout_s` is
     killed by `subprocess.run` before the test fails.
     """
@@ -141,8 +141,8 @@ import torch, transformers, accelerate, datasets, onnx, onnxruntime  # noqa: F40
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertModel  # noqa: F401
 from transformers import BertForSequenceClassification, BertTokenizerFast, get_linear_schedule_with_warmup  # noqa
 import onnxruntime.quantization, onnxruntime.transformers.optimizer, torch.onnx, safetensors.torch  # noqa: F401
-import ladc.cli, ladc.distill, ladc.teacher, ladc.train, ladc.export, ladc.pipeline, ladc.bench  # noqa: F401
-import ladc.data, ladc.models, ladc.runners, ladc.parity, ladc.compression, ladc.onnx_graphs  # noqa: F401
+import ladc.cli, ladc.commands.distill, ladc.commands.teacher, ladc.training.train, ladc.deploy.export, ladc.commands.pipeline, ladc.bench.bench  # noqa: F401
+import ladc.data.data, ladc.training.models, ladc.deploy.runners, ladc.deploy.parity, ladc.bench.compression, ladc.deploy.onnx_graphs  # noqa: F401
 
 for line in sys.stdin:
     request = json.loads(line)

@@ -1,4 +1,4 @@
-"""Tests of ladc/bench.py and ladc/runners.py: targets, runners, timing loop, FLOPs, memory, errors, the CLI."""
+"""Tests of ladc/bench/bench.py and ladc/deploy/runners.py: targets, runners, timing loop, FLOPs, memory, errors, the CLI."""
 
 from __future__ import annotations
 
@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from ladc.bench import PeakRss, flops_per_token, run_bench, synthetic_batch, time_interleaved
-from ladc.config import BenchConfig, DataConfig
+from ladc.bench.bench import flops_per_token, run_bench
+from ladc.bench.memory import PeakRss
+from ladc.data.tasks import get_task
+from ladc.deploy.runners import TorchRunner, load_runner, predict_logits
+from ladc.deploy.targets import resolve_baseline, resolve_targets
 from ladc.errors import LadcError
-from ladc.runners import TorchRunner, load_runner, predict_logits, resolve_baseline, resolve_targets
-from ladc.tasks import get_task
+from ladc.measure import synthetic_batch, time_interleaved
+from ladc.runs.config import BenchConfig, DataConfig
 from tests.helpers import write_tiny_sst2
 
 SEQ = 16  # short synthetic sequences keep the timing tests fast
@@ -165,7 +168,7 @@ def test_targets_from_dirs_files_and_manifest(dirs, tmp_path):
 
 
 def test_runners_agree_and_predict_logits_is_provider_agnostic(dirs):
-    from ladc.data import load_tokenized, make_collator, make_dataloader
+    from ladc.data.data import load_tokenized, make_collator, make_dataloader
 
     task = get_task("sst2")
     onnx_runner, tokenizer, _, settings = load_runner(resolve_targets([str(dirs.onnx)])[0], task, threads=1)
@@ -205,8 +208,8 @@ def test_report_accuracy_memory_and_flops(dirs, tmp_path):
     from optimum.exporters.onnx import main_export
     from transformers import BertForSequenceClassification
 
-    from ladc.data import load_tokenized
-    from ladc.metrics import compute_metrics
+    from ladc.data.data import load_tokenized
+    from ladc.data.metrics import compute_metrics
     from tests.helpers import train_tiny_classifier
 
     # a briefly trained model that predicts both classes: a random one predicts one class everywhere, so accuracy
@@ -252,7 +255,7 @@ def test_report_accuracy_memory_and_flops(dirs, tmp_path):
 
     assert (out / "bench.md").read_text().splitlines()[2].startswith("| target | precision | size MB |")
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    from ladc.config import from_dict, load_yaml
+    from ladc.runs.config import from_dict, load_yaml
 
     assert from_dict(BenchConfig, load_yaml(out / "config.yaml"), "") == _config(
         [model_dir, onnx_file], dirs, tmp_path, real=True, peak_gflops=100.0
@@ -278,9 +281,9 @@ def _export_dir_with_selection(dirs, path: Path, cpu: str, threads: int = 1) -> 
 
 
 def test_bench_reuses_the_export_selections_timings_instead_of_timing_again(dirs, tmp_path, monkeypatch):
-    import ladc.bench
-    from ladc.hardware import cpu_model
-    from ladc.select import selection_latencies
+    import ladc.bench.bench
+    from ladc.deploy.select import selection_latencies
+    from ladc.runs.hardware import cpu_model
 
     export_dir = _export_dir_with_selection(dirs, tmp_path / "onnx-x", cpu_model())
     timed: list[int] = []  # how many targets each timing call runs: the real timer, counted
@@ -289,8 +292,8 @@ def test_bench_reuses_the_export_selections_timings_instead_of_timing_again(dirs
         timed.append(len(calls))
         return real_time_targets(calls, *args, **kwargs)
 
-    real_time_targets = ladc.bench.time_targets
-    monkeypatch.setattr(ladc.bench, "time_targets", counting)
+    real_time_targets = ladc.bench.bench.time_targets
+    monkeypatch.setattr(ladc.bench.bench, "time_targets", counting)
     cfg = _config([dirs.model, export_dir], dirs, tmp_path, batch_sizes=(1, 2), iterations=4, skip_accuracy=True)
     report = run_bench(cfg)
     rows = {(r["target"], r["batch_size"]): r for r in report["timings"]}

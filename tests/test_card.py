@@ -1,4 +1,4 @@
-"""Tests for ladc/card.py: the model cards a real tiny tune-teacher -> distill -> export writes, parsed back with
+"""Tests for ladc/runs/card.py: the model cards a real tiny tune-teacher -> distill -> export writes, parsed back with
 huggingface_hub's own card parser, every figure checked against metrics.json / export.json."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard
 
-from ladc.card import metric
-from ladc.config import DataConfig, DistillConfig, ExportConfig, OptimConfig, TuneTeacherConfig
+from ladc.runs.card import metric
+from ladc.runs.config import DataConfig, DistillConfig, ExportConfig, OptimConfig, TuneTeacherConfig
 from tests.helpers import write_tiny_base_model, write_tiny_sst2
 
 BASE_CARD = "---\nlicense: mit\nlanguage: en\n---\n# tiny base\n"
@@ -22,9 +22,9 @@ def runs(tmp_path_factory, tiny_vocab_file) -> dict[str, Path]:
     """A real teacher, its 2-layer LAD student and the student's export (with --select fastest), all tiny."""
     from transformers import BertConfig, BertTokenizerFast
 
-    from ladc.distill import distill
-    from ladc.export import export_onnx
-    from ladc.teacher import tune_teacher
+    from ladc.commands.distill import distill
+    from ladc.commands.teacher import tune_teacher
+    from ladc.deploy.export import export_onnx
 
     root = tmp_path_factory.mktemp("card")
     tokenizer = BertTokenizerFast(vocab_file=str(tiny_vocab_file), do_lower_case=True, model_max_length=128)
@@ -132,7 +132,7 @@ def test_export_card_tables_equal_export_json(runs):
 def test_verify_rewrites_the_export_card(runs, tmp_path):
     import shutil
 
-    from ladc.export import verify_export
+    from ladc.deploy.export import verify_export
 
     copy = tmp_path / "onnx-copy"
     shutil.copytree(runs["onnx"], copy)

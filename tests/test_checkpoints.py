@@ -1,4 +1,4 @@
-"""Tests of ladc/checkpoints.py's rule for which evaluated checkpoint to keep (a pure function of the scores)."""
+"""Tests of ladc/training/checkpoints.py's rule for which evaluated checkpoint to keep (a pure function of the scores)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from ladc.checkpoints import kept_index, selection_margin
+from ladc.training.checkpoints import kept_index, selection_margin
 
 
 def test_margin_is_one_standard_error_and_at_least_one_example():

@@ -171,7 +171,7 @@ def _tiny_onnx(path: Path) -> Path:
 
 def _world(root: Path, tiny_tokenizer, tiny_bert_config) -> SimpleNamespace:
     """The models, run dirs and files the bad invocations point at (built once per module, in this process)."""
-    from ladc.config import DataConfig, DistillConfig, OptimConfig, TuneTeacherConfig, save_yaml
+    from ladc.runs.config import DataConfig, DistillConfig, OptimConfig, TuneTeacherConfig, save_yaml
 
     w = SimpleNamespace(root=root, out=root / "outputs")
     w.out.mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""Tests of ladc/compression.py on a hand-built run dir: every figure of the report recomputed by hand."""
+"""Tests of ladc/bench/compression.py on a hand-built run dir: every figure of the report recomputed by hand."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from ladc.compression import (
+from ladc.bench.compression import (
     compression_figure,
     compression_rows,
     count_parameters,
@@ -220,7 +220,7 @@ def test_missing_bench_or_artifacts_are_user_errors(run_dir):
 
 
 def test_artifact_rows_are_labelled_by_engine_and_the_precision_that_ran(tmp_path):
-    from ladc.compression import _stage_targets
+    from ladc.bench.compression import _stage_targets
 
     (tmp_path / "onnx").mkdir()
     artifacts = [{"name": "fp32", "path": "model.onnx", "precision": "fp32"},  # export.json before engines existed

@@ -1,4 +1,4 @@
-"""Tests for ladc/config.py (and the typed dict conversion in ladc/schema.py): precedence, presets, validation."""
+"""Tests for ladc/runs/config.py (and the typed dict conversion in ladc/runs/schema.py): precedence, presets, validation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import dataclasses
 
 import pytest
 
-from ladc.config import (
+from ladc.data.tasks import PRESETS, preset_values
+from ladc.errors import LadcError
+from ladc.runs.config import (
     BenchConfig,
     DistillConfig,
     ExportConfig,
@@ -19,8 +21,6 @@ from ladc.config import (
     to_dict,
     with_preset,
 )
-from ladc.errors import LadcError
-from ladc.tasks import PRESETS, preset_values
 
 
 def _yaml(tmp_path, text: str):
@@ -48,7 +48,7 @@ def test_a_preset_named_on_the_command_line_uses_the_command_line_task(tmp_path)
 
 def test_the_preset_is_applied_once_whatever_the_entry_point(tmp_path):
     """CLI/YAML (`build_config`) and the pipeline (`with_preset` on its distill section) give the same config."""
-    from ladc.pipeline import load_pipeline_config
+    from ladc.commands.pipeline import load_pipeline_config
 
     section = "preset: paper\nmu: 250\noptim: {eval_steps: 100}\n"
     direct = build_config(DistillConfig, _yaml(tmp_path, section + "data: {task: rte}\n"), {})
@@ -90,7 +90,7 @@ def test_loss_defaults_are_written_once():
 def test_every_config_round_trips_through_a_plain_dict(cls):
     cfg = from_dict(cls, {"overwrite": True}, "")
     assert from_dict(cls, to_dict(cfg), "") == cfg and cfg.overwrite is True
-    assert cfg.output is None  # None: ladc.runs.default_output decides
+    assert cfg.output is None  # None: ladc.runs.runs.default_output decides
 
 
 def test_bad_keys_and_values_name_the_file_line_and_key(tmp_path):

@@ -1,4 +1,4 @@
-"""Tests for ladc/data.py: every GLUE TSV quirk, CSV/JSONL files, tokenization, cache, collator and dataloader."""
+"""Tests for ladc/data/data.py: every GLUE TSV quirk, CSV/JSONL files, tokenization, cache, collator and dataloader."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ import pytest
 import torch
 from transformers import BertTokenizerFast
 
-from ladc.config import DataConfig
-from ladc.data import (
+from ladc.data.data import (
     SeededSampler,
     dev_loader,
     epoch_seed,
@@ -27,9 +26,10 @@ from ladc.data import (
     tokenize,
     tokenized_cache_dir,
 )
+from ladc.data.sources import raw_features
+from ladc.data.tasks import get_task
 from ladc.errors import LadcError
-from ladc.sources import raw_features
-from ladc.tasks import get_task
+from ladc.runs.config import DataConfig
 
 MNLI_TRAIN_COLUMNS = (
     "index promptID pairID genre sentence1_binary_parse sentence2_binary_parse sentence1_parse sentence2_parse "
@@ -373,7 +373,7 @@ def test_collator_pads_to_longest_in_batch(tiny_tokenizer):
 
 
 def test_collator_pads_left_reads_raw_labels_and_keeps_only_what_rows_have(tiny_tokenizer):
-    from ladc.data import PaddingCollator
+    from ladc.data.data import PaddingCollator
 
     rows = [{"input_ids": [2, 13, 3], "attention_mask": [1] * 3, "label": "1", "idx": 7},  # raw `label`, as text
             {"input_ids": [2, 3], "attention_mask": [1] * 2, "label": 0, "idx": 3}]  # fmt: skip
@@ -500,7 +500,7 @@ def test_load_tokenized_caches_on_disk(tmp_path, tiny_vocab_file):
     assert len(load_tokenized(data, tokenizer, "train")) == 3  # source changed: re-tokenized
     assert tokenizer.calls > calls_after_first
     # the marker says what the cache holds (readable JSON); a damaged cache is rebuilt, not an error
-    from ladc.data import _cache_description
+    from ladc.data.data import _cache_description
 
     cache = tokenized_cache_dir(data, tokenizer, "train")
     marker = (cache / "ladc_cache.json").read_text()
@@ -653,7 +653,7 @@ def test_the_cache_marker_names_everything_the_key_covers(tmp_path, tiny_vocab_f
     """ladc_cache.json is the readable record of what a cached split holds; its fields are pinned here."""
     import re
 
-    from ladc.data import _cache_description
+    from ladc.data.data import _cache_description
 
     tokenizer = BertTokenizerFast(vocab_file=str(tiny_vocab_file), do_lower_case=True, name_or_path="tiny/bert")
     root = _sst2_dir(tmp_path / "glue", 6)
@@ -719,7 +719,7 @@ def test_tokenize_keeps_the_label_type_of_the_task(tiny_tokenizer):
 
 
 def test_collator_pads_token_types_of_rows_without_an_attention_mask():
-    from ladc.data import PaddingCollator
+    from ladc.data.data import PaddingCollator
 
     rows = [{"input_ids": [2, 13, 3], "token_type_ids": [0, 0, 0]}, {"input_ids": [2, 3], "token_type_ids": [1, 1]}]
     batch = PaddingCollator(pad_token_id=0, pad_token_type_id=5)(rows)

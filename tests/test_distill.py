@@ -1,4 +1,4 @@
-"""Tests for `ladc distill` (ladc/distill.py) on tiny random BERTs: outputs, methods, presets, errors, resume."""
+"""Tests for `ladc distill` (ladc/commands/distill.py) on tiny random BERTs: outputs, methods, presets, errors, resume."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from ladc.config import DataConfig, DistillConfig, OptimConfig
-from ladc.distill import build_distill_config, distill
+from ladc.commands.distill import build_distill_config, distill
 from ladc.errors import LadcError
+from ladc.runs.config import DataConfig, DistillConfig, OptimConfig
 from tests.helpers import run_killed_at_step, write_tiny_base_model, write_tiny_teacher
 
 
@@ -148,11 +148,11 @@ def test_student_init_and_init_from_choose_the_copied_layers(tiny_teacher, tiny_
 
 def test_teacher_runs_without_gradients_inside_the_distill_loss(tiny_teacher):
     """distill's loss runs the teacher under inference_mode: even a teacher left trainable gets no gradient."""
-    from ladc.config import LossWeights
-    from ladc.distill import _make_loss_fn
-    from ladc.lad import GateChain
-    from ladc.models import build_student, load_classifier
-    from ladc.tasks import get_task
+    from ladc.commands.distill import _make_loss_fn
+    from ladc.data.tasks import get_task
+    from ladc.runs.config import LossWeights
+    from ladc.training.lad import GateChain
+    from ladc.training.models import build_student, load_classifier
 
     teacher_dir, glue, tmp = tiny_teacher
     cfg = _config(teacher_dir, glue, tmp / "unused")

@@ -1,4 +1,4 @@
-"""Multi-process training (ladc/train.py under accelerate + DDP) on CPU: 2 gloo processes vs one process, same data.
+"""Multi-process training (ladc/training/train.py under accelerate + DDP) on CPU: 2 gloo processes vs one process, same data.
 
 The 2-process runs are real `torchrun --nproc_per_node 2 -m ladc distill` launches (1 thread each) with no
 accelerate config and no ACCELERATE_USE_CPU: ladc itself must form the process group. Each rank gets half of the
@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from ladc.config import DataConfig, DistillConfig, OptimConfig
+from ladc.runs.config import DataConfig, DistillConfig, OptimConfig
 from tests.conftest import TINY_VOCAB
 from tests.helpers import run_killed_at_step, write_tiny_base_model, write_tiny_sst2
 
@@ -67,7 +67,7 @@ def _config(teacher: Path, glue: Path, output: Path, method: str, batch_size: in
 
 
 def _torchrun_distill(cfg: DistillConfig, root: Path) -> subprocess.CompletedProcess:
-    from ladc.config import to_dict
+    from ladc.runs.config import to_dict
 
     raw = to_dict(cfg)
     path = root / f"{Path(cfg.output).name}.yaml"
@@ -114,7 +114,7 @@ def test_two_processes_train_like_one_on_the_same_global_batch(teacher_and_data,
     from safetensors.torch import load_file
     from transformers import AutoModelForSequenceClassification
 
-    from ladc.distill import distill
+    from ladc.commands.distill import distill
 
     teacher, glue, root = teacher_and_data
     proc = _torchrun_distill(_config(teacher, glue, root / f"ddp-{method}", method, PER_PROCESS_BATCH), root)
@@ -166,7 +166,7 @@ def _two_group_step(scaler, clip: float):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState
 
-    from ladc.train import apply_gradients
+    from ladc.training.train import apply_gradients
 
     AcceleratorState._reset_state()
     GradientState._reset_state()

@@ -1,4 +1,4 @@
-"""Tests for `ladc evaluate` (ladc/evaluate.py) and the one-line CLI errors of the training commands."""
+"""Tests for `ladc evaluate` (ladc/commands/evaluate.py) and the one-line CLI errors of the training commands."""
 
 from __future__ import annotations
 

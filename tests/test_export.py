@@ -1,4 +1,4 @@
-"""Tests for ladc/export.py and ladc/parity.py: real optimum/onnxruntime exports of a tiny trained BERT classifier."""
+"""Tests for ladc/deploy/export.py and ladc/deploy/parity.py: real optimum/onnxruntime exports of a tiny trained BERT classifier."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ladc.config import ExportConfig
 from ladc.errors import LadcError
+from ladc.runs.config import ExportConfig
 from tests.helpers import write_tiny_sst2
 
 NUM_LAYERS = 2
@@ -33,9 +33,9 @@ def _train_tiny_classifier(path: Path, vocab_file: Path, data_dir: Path, steps: 
     """
     from transformers import BertConfig, BertForSequenceClassification
 
-    from ladc.config import DataConfig
-    from ladc.data import load_tokenized, make_collator
-    from ladc.tasks import get_task
+    from ladc.data.data import load_tokenized, make_collator
+    from ladc.data.tasks import get_task
+    from ladc.runs.config import DataConfig
 
     tokenizer = _tokenizer(vocab_file)
     config = BertConfig(
@@ -79,7 +79,7 @@ def _cfg(model: Path, output: Path, data: Path, **overrides) -> ExportConfig:
 @pytest.fixture(scope="module")
 def full_export(tmp_path_factory, tiny_model, tiny_data) -> tuple[Path, dict]:
     """One export with every CPU artifact, shared by the read-only tests below."""
-    from ladc.export import export_onnx
+    from ladc.deploy.export import export_onnx
 
     out = tmp_path_factory.mktemp("export") / "onnx"
     manifest = export_onnx(_cfg(tiny_model, out, tiny_data, optimize=True, quantize="dynamic"))
@@ -100,7 +100,7 @@ def _torch_logits(model_dir: Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _session_logits(path: Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
-    from ladc.runners import open_session
+    from ladc.deploy.runners import open_session
 
     session = open_session(path)
     return session.run(["logits"], {i.name: inputs[i.name].astype(np.int64) for i in session.get_inputs()})[0]
@@ -127,7 +127,7 @@ def test_fp32_onnx_matches_pytorch_on_varied_lengths(full_export, tiny_model, ti
 
 
 def test_fused_graph_has_one_attention_and_two_skip_layernorms_per_layer(full_export):
-    from ladc.export import op_counts
+    from ladc.deploy.export import op_counts
 
     out, manifest = full_export
     counts = op_counts(out / "model_fused.onnx")
@@ -141,12 +141,12 @@ def test_fused_graph_has_one_attention_and_two_skip_layernorms_per_layer(full_ex
 
 
 def test_fused_int8_is_fused_and_quantized_and_reports_agreement(full_export, tiny_model, tiny_data):
-    from ladc.config import DataConfig
-    from ladc.export import op_counts
-    from ladc.models import load_classifier, load_tokenizer
-    from ladc.parity import load_parity_set
-    from ladc.runners import TorchRunner, open_artifact, predict_logits
-    from ladc.tasks import get_task
+    from ladc.data.tasks import get_task
+    from ladc.deploy.export import op_counts
+    from ladc.deploy.parity import load_parity_set
+    from ladc.deploy.runners import TorchRunner, open_artifact, predict_logits
+    from ladc.runs.config import DataConfig
+    from ladc.training.models import load_classifier, load_tokenizer
 
     out, manifest = full_export
     counts = op_counts(out / "model_fused_int8.onnx")
@@ -217,7 +217,7 @@ def test_optimum_ortmodel_and_pipeline_load_the_output_dir(full_export, tiny_mod
 
 
 def test_verify_catches_a_perturbed_initializer_and_allow_drop_does_not_hide_it(tmp_path, tiny_model, tiny_data):
-    from ladc.export import export_onnx, verify_export
+    from ladc.deploy.export import export_onnx, verify_export
 
     out = tmp_path / "onnx"
     export_onnx(_cfg(tiny_model, out, tiny_data))
@@ -246,7 +246,7 @@ def test_export_fails_when_int8_loses_accuracy_and_keep_head_fp32_passes(tmp_pat
     (it relaxes the metric drop, never label agreement)."""
     from transformers import AutoModelForSequenceClassification
 
-    from ladc.export import export_onnx
+    from ladc.deploy.export import export_onnx
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model)
     with torch.no_grad():
@@ -269,7 +269,7 @@ def test_export_fails_when_int8_loses_accuracy_and_keep_head_fp32_passes(tmp_pat
 
 
 def test_keep_head_fp32_leaves_pooler_and_classifier_unquantized(tmp_path, tiny_model, tiny_data):
-    from ladc.export import export_onnx
+    from ladc.deploy.export import export_onnx
 
     out = tmp_path / "onnx"
     manifest = export_onnx(_cfg(tiny_model, out, tiny_data, optimize=True, quantize="dynamic", keep_head_fp32=True))
@@ -286,9 +286,9 @@ def test_fp16_graph_is_fused_and_keeps_labels_on_cpu(tmp_path, full_export, tiny
     """--fp16 needs CUDA through the CLI; the conversion itself is checked here with the CPU provider."""
     from transformers import AutoConfig
 
-    from ladc.export import convert_fp16, op_counts
-    from ladc.parity import TOLERANCES, judge, parity_figures
-    from ladc.runners import OrtRunner, open_session, predict_logits
+    from ladc.deploy.export import convert_fp16, op_counts
+    from ladc.deploy.parity import TOLERANCES, judge, parity_figures
+    from ladc.deploy.runners import OrtRunner, open_session, predict_logits
 
     out, manifest = full_export
     target = tmp_path / "model_fp16.onnx"
@@ -298,9 +298,9 @@ def test_fp16_graph_is_fused_and_keeps_labels_on_cpu(tmp_path, full_export, tiny
     assert graph.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # fp32 logits
     weights = [t for t in graph.graph.initializer if len(t.dims) == 2]
     assert weights and all(t.data_type == onnx.TensorProto.FLOAT16 for t in weights)
-    from ladc.config import DataConfig
-    from ladc.parity import load_parity_set
-    from ladc.tasks import get_task
+    from ladc.data.tasks import get_task
+    from ladc.deploy.parity import load_parity_set
+    from ladc.runs.config import DataConfig
 
     task = get_task("sst2")
     data = DataConfig(task="sst2", data_dir=str(tiny_data), cache_dir=str(tiny_data / "cache"))
@@ -315,7 +315,7 @@ def test_fp16_graph_is_fused_and_keeps_labels_on_cpu(tmp_path, full_export, tiny
 def test_task_and_data_dir_default_from_ladc_json(tmp_path, tiny_model, tiny_data):
     import shutil
 
-    from ladc.export import export_onnx
+    from ladc.deploy.export import export_onnx
 
     model = tmp_path / "run"
     shutil.copytree(tiny_model, model)
@@ -331,7 +331,7 @@ def test_task_and_data_dir_default_from_ladc_json(tmp_path, tiny_model, tiny_dat
 
 
 def test_corrupted_onnx_is_a_one_line_error(tmp_path, full_export):
-    from ladc.runners import open_session
+    from ladc.deploy.runners import open_session
 
     out, _ = full_export
     garbage = tmp_path / "model.onnx"
@@ -348,7 +348,7 @@ def test_corrupted_onnx_is_a_one_line_error(tmp_path, full_export):
 
 
 def test_inputs_that_do_not_match_the_graph_are_rejected(full_export):
-    from ladc.runners import open_session
+    from ladc.deploy.runners import open_session
 
     out, _ = full_export
     with pytest.raises(LadcError, match=r"expects inputs .*token_type_ids.*missing: \['token_type_ids'\]"):
@@ -356,7 +356,7 @@ def test_inputs_that_do_not_match_the_graph_are_rejected(full_export):
 
 
 def test_existing_output_needs_overwrite(tmp_path, tiny_model, tiny_data):
-    from ladc.export import export_onnx
+    from ladc.deploy.export import export_onnx
 
     out = tmp_path / "onnx"
     out.mkdir()
@@ -441,9 +441,9 @@ def test_cli_export_writes_the_output_dir(tmp_path, tiny_model, tiny_data):
 
 @pytest.mark.integration
 def test_minilm_fused_int8_export_on_sst2_dev(tmp_path, minilm_dir, glue_dir):
-    from ladc.export import export_onnx, op_counts
-    from ladc.models import load_for_finetune, load_tokenizer
-    from ladc.tasks import get_task
+    from ladc.data.tasks import get_task
+    from ladc.deploy.export import export_onnx, op_counts
+    from ladc.training.models import load_for_finetune, load_tokenizer
 
     model_dir = tmp_path / "minilm-sst2"
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""Fault injection: real `ladc` processes killed at named points (ladc/faults.py), then resumed or rerun.
+"""Fault injection: real `ladc` processes killed at named points (ladc/runs/faults.py), then resumed or rerun.
 
 Each command is killed again and again, every rerun at a later point, until a rerun finishes: SIGKILL in the
 middle of a checkpoint, between a temp write and its rename, between moving a directory aside and renaming its
@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ladc.faults import POINTS
-from ladc.train import latest_checkpoint
+from ladc.runs.faults import POINTS
+from ladc.training.train import latest_checkpoint
 from tests.conftest import TINY_VOCAB
 from tests.helpers import LadcForkServer, write_tiny_base_model, write_tiny_sst2
 

@@ -1,4 +1,4 @@
-"""Tests for ladc/frontier.py and the pipeline's `students:` list: FLOPs, the pick within `max_drop`, and a tiny
+"""Tests for ladc/bench/frontier.py and the pipeline's `students:` list: FLOPs, the pick within `max_drop`, and a tiny
 pipeline that trains, exports and benches several shapes and reports the frontier."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import json
 import pytest
 import yaml
 
+from ladc.bench.frontier import flops_per_sequence, pick_fastest_within
+from ladc.commands.pipeline import StudentSpec, load_pipeline_config, pipeline_stages, run_pipeline
 from ladc.errors import LadcError
-from ladc.frontier import flops_per_sequence, pick_fastest_within
-from ladc.pipeline import StudentSpec, load_pipeline_config, pipeline_stages, run_pipeline
 from tests.helpers import write_tiny_base_model, write_tiny_sst2
 
 
@@ -70,7 +70,7 @@ def test_student_specs_name_their_stages_and_refuse_duplicates(tmp_path):
 
 
 def test_bench_target_names_one_artifact_of_an_export_dir(tmp_path):
-    from ladc.targets import resolve_targets
+    from ladc.deploy.targets import resolve_targets
 
     export = tmp_path / "onnx"
     export.mkdir()

@@ -1,10 +1,10 @@
-"""Tests of ladc/hardware.py's `auto` precision on CUDA (the CPU side is tested with the CPU flags in test_select)."""
+"""Tests of ladc/runs/hardware.py's `auto` precision on CUDA (the CPU side is tested with the CPU flags in test_select)."""
 
 from __future__ import annotations
 
 import torch
 
-from ladc.hardware import cuda_native_bf16, resolve_mixed_precision
+from ladc.runs.hardware import cuda_native_bf16, resolve_mixed_precision
 
 
 def test_auto_on_cuda_takes_bf16_only_where_the_gpu_has_it_natively():

@@ -1,4 +1,4 @@
-"""Tests of ladc/io.py: atomic writes, UTF-8 reads with one-line errors, output-path guards and atomic_dir."""
+"""Tests of ladc/runs/io.py: atomic writes, UTF-8 reads with one-line errors, output-path guards and atomic_dir."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import pytest
 
 from ladc.errors import LadcError
-from ladc.io import (
+from ladc.runs.io import (
     atomic_dir,
     atomic_write_json,
     atomic_write_text,

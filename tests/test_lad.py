@@ -1,4 +1,4 @@
-"""Tests for ladc/lad.py: layer map, gates, aggregation and losses against hand-computed numbers."""
+"""Tests for ladc/training/lad.py: layer map, gates, aggregation and losses against hand-computed numbers."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from scipy.special import softmax
 from scipy.stats import entropy
 from transformers import BertConfig, BertForSequenceClassification
 
-from ladc.config import LossWeights
 from ladc.errors import LadcError
-from ladc.lad import (
+from ladc.runs.config import LossWeights
+from ladc.training.lad import (
     GateChain,
     HighwayGate,
     LayerMatch,
@@ -28,7 +28,7 @@ from ladc.lad import (
     soft_kl,
     soft_mse,
 )
-from ladc.methods import distill_terms
+from ladc.training.methods import distill_terms
 
 
 def tiny_bert(num_layers: int, hidden_size: int = 32, num_labels: int = 3, seed: int = 0):
@@ -133,7 +133,7 @@ def test_layer_matches_and_validation():
 
 
 def test_resolve_matches_tags_every_match_with_the_loss_that_reads_it():
-    from ladc.lad import resolve_matches
+    from ladc.training.lad import resolve_matches
 
     default = resolve_matches(None, 12, 4, "pkd_cls")  # no mapping given: layer_map's pairs
     assert [(m.student_layer, m.teacher_layer, m.loss) for m in default] == [

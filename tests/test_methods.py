@@ -1,4 +1,4 @@
-"""Tests for ladc/methods.py: methods are data, so a new one is a record registered in METHODS and nothing else."""
+"""Tests for ladc/training/methods.py: methods are data, so a new one is a record registered in METHODS and nothing else."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ladc import methods
-from ladc.config import DataConfig, DistillConfig, OptimConfig
 from ladc.errors import LadcError
-from ladc.methods import METHODS, LossTerm, Method, ModuleContext, distill_terms
+from ladc.runs.config import DataConfig, DistillConfig, OptimConfig
+from ladc.training import methods
+from ladc.training.methods import METHODS, LossTerm, Method, ModuleContext, distill_terms
 from tests.helpers import write_tiny_teacher
 
 
@@ -34,7 +34,7 @@ def _logit_mse(inputs) -> torch.Tensor:
 
 
 def test_a_registered_fake_method_runs_through_distill(tiny_teacher, monkeypatch):
-    from ladc.distill import distill
+    from ladc.commands.distill import distill
 
     calls = []
 
@@ -58,7 +58,7 @@ def test_a_registered_fake_method_runs_through_distill(tiny_teacher, monkeypatch
 
 
 def test_an_unregistered_method_is_refused_before_training(tiny_teacher):
-    from ladc.distill import distill
+    from ladc.commands.distill import distill
 
     teacher, glue, tmp = tiny_teacher
     with pytest.raises(LadcError, match="--method 'logit-mse' is unknown; expected one of lad, pkd, kd, none"):
@@ -93,7 +93,7 @@ def test_term_weights_come_from_the_named_loss_weight():
     """A term with weight 'soft' is scaled by weights.soft; an unweighted one counts once."""
     from types import SimpleNamespace
 
-    from ladc.config import LossWeights
+    from ladc.runs.config import LossWeights
 
     student = SimpleNamespace(logits=torch.tensor([[2.0, 0.0], [0.0, 1.0]]), hidden_states=None)
     teacher = SimpleNamespace(logits=torch.tensor([[1.0, 0.0], [0.0, 3.0]]), hidden_states=None)

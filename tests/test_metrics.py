@@ -1,4 +1,4 @@
-"""Tests for ladc/metrics.py: each metric equals scikit-learn/scipy, and each task reports its official metrics."""
+"""Tests for ladc/data/metrics.py: each metric equals scikit-learn/scipy, and each task reports its official metrics."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from ladc.metrics import (
+from ladc.data.metrics import (
     accuracy,
     compute_metrics,
     f1,
@@ -16,7 +16,7 @@ from ladc.metrics import (
     predictions_from_logits,
     spearmanr,
 )
-from ladc.tasks import TASKS, get_task
+from ladc.data.tasks import TASKS, get_task
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Tests for student construction in ladc/models.py: exact layer-copy init, checks, save/reload."""
+"""Tests for student construction in ladc/training/models.py: exact layer-copy init, checks, save/reload."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification, BertModel
 
 from ladc.errors import LadcError
-from ladc.models import build_student
+from ladc.training.models import build_student
 
 LABELS = {0: "negative", 1: "neutral", 2: "positive"}
 
@@ -146,8 +146,8 @@ def test_student_saves_and_reloads_with_identical_logits(teacher, pretrained_dir
 def test_even_student_from_minilm_copies_its_layers(minilm_dir):
     from transformers import AutoModel
 
-    from ladc.models import load_for_finetune
-    from ladc.tasks import get_task
+    from ladc.data.tasks import get_task
+    from ladc.training.models import load_for_finetune
 
     teacher = load_for_finetune("minilm", get_task("sst2"))
     pretrained = AutoModel.from_pretrained(minilm_dir)

@@ -1,12 +1,12 @@
-"""Checks ladc/models.py makes before a model runs: label sets, tokenizer and positions, unreadable weights."""
+"""Checks ladc/training/models.py makes before a model runs: label sets, tokenizer and positions, unreadable weights."""
 
 from __future__ import annotations
 
 import pytest
 
+from ladc.data.tasks import get_task
 from ladc.errors import LadcError
-from ladc.models import check_inputs_fit, load_classifier, load_for_finetune
-from ladc.tasks import get_task
+from ladc.training.models import check_inputs_fit, load_classifier, load_for_finetune
 from tests.helpers import write_tiny_classifier
 
 

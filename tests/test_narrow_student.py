@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from ladc.config import DataConfig, DistillConfig, ExportConfig, OptimConfig
-from ladc.distill import distill
+from ladc.commands.distill import distill
 from ladc.errors import LadcError
+from ladc.runs.config import DataConfig, DistillConfig, ExportConfig, OptimConfig
 from tests.helpers import write_tiny_teacher
 
 HAS_OPENVINO = importlib.util.find_spec("openvino") is not None and importlib.util.find_spec("nncf") is not None
@@ -112,8 +112,8 @@ def test_equal_width_builds_no_projection(tiny_teacher):
 def test_a_narrow_student_exports_on_every_backend_and_passes_parity(narrow_student, tiny_teacher, tiny_vocab_file):
     from transformers import BertTokenizerFast
 
-    from ladc.export import export_onnx
-    from ladc.runners import open_artifact
+    from ladc.deploy.export import export_onnx
+    from ladc.deploy.runners import open_artifact
 
     student_dir, _ = narrow_student
     _, glue, tmp = tiny_teacher

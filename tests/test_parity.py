@@ -1,4 +1,4 @@
-"""Tests of ladc/parity.py (figures, verdicts, the parity set, run_parity) and of the artifact table's promise: a new
+"""Tests of ladc/deploy/parity.py (figures, verdicts, the parity set, run_parity) and of the artifact table's promise: a new
 row with its own builder and precision is built by export, checked by parity and listed by the compression report
 with no edit of export, runners, parity or compression."""
 
@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 import tests.test_export as export_tests
-from ladc.artifacts import TOLERANCES, Artifact, Tolerance, tolerance_of
-from ladc.config import BenchConfig, DataConfig, ExportConfig
+from ladc.data.tasks import get_task
+from ladc.deploy.artifacts import TOLERANCES, Artifact, Tolerance, tolerance_of
+from ladc.deploy.parity import judge, load_parity_set, parity_figures, print_parity_table, raise_on_failure, run_parity
 from ladc.errors import LadcError
-from ladc.parity import judge, load_parity_set, parity_figures, print_parity_table, raise_on_failure, run_parity
-from ladc.tasks import get_task
+from ladc.runs.config import BenchConfig, DataConfig, ExportConfig
 
 # module-scoped: a tiny SST-2 dir (48 dev rows) and a tiny BERT trained on it
 tiny_data, tiny_model = export_tests.tiny_data, export_tests.tiny_model
@@ -111,7 +111,7 @@ def test_allow_drop_relaxes_the_metric_drop_only():
 def test_run_parity_refuses_a_source_model_with_nan_logits(tmp_path, tiny_model, tiny_data, tiny_tokenizer):
     import torch
 
-    from ladc.models import load_classifier
+    from ladc.training.models import load_classifier
 
     task = get_task("sst2")
     model = load_classifier(str(tiny_model), task)
@@ -162,11 +162,11 @@ def test_judge_bounds_are_inclusive_and_reasons_exact():
 
 
 def test_tolerance_comes_from_the_row_else_the_precision_run(monkeypatch):
-    import ladc.artifacts
+    import ladc.deploy.artifacts
 
     own = Tolerance(min_agreement_pct=50.0)
     row = Artifact("w4", "onnxruntime", "model_w4.onnx", "w4", "onnxruntime", None, tolerance=own)
-    monkeypatch.setattr(ladc.artifacts, "ARTIFACTS", (*ladc.artifacts.ARTIFACTS, row))
+    monkeypatch.setattr(ladc.deploy.artifacts, "ARTIFACTS", (*ladc.deploy.artifacts.ARTIFACTS, row))
     assert tolerance_of({"name": "w4", "precision": "w4"}) is own
     assert tolerance_of({"name": "int8", "precision": "int8"}) == TOLERANCES["int8"]
     # the engine chose: judged as what it ran, not as "auto"
@@ -289,7 +289,7 @@ def test_parity_set_is_the_dev_split_in_file_order(tiny_data, tiny_tokenizer):
 
 
 def test_run_parity_judges_each_entry_against_pytorch(tmp_path, tiny_model, tiny_data, tiny_tokenizer):
-    from ladc.models import load_classifier
+    from ladc.training.models import load_classifier
 
     task = get_task("sst2")
     model = load_classifier(str(tiny_model), task)
@@ -321,7 +321,7 @@ def test_run_parity_refuses_a_graph_the_tokenizer_cannot_feed(tmp_path, tiny_mod
     before any inference, not onnxruntime's own."""
     from transformers import BertTokenizerFast
 
-    from ladc.models import load_classifier
+    from ladc.training.models import load_classifier
     from tests.helpers import ONNX_INPUTS, export_plain_onnx
 
     task = get_task("sst2")
@@ -346,10 +346,10 @@ def test_run_parity_refuses_a_graph_the_tokenizer_cannot_feed(tmp_path, tiny_mod
 def test_a_new_precision_row_is_built_checked_and_reported(tmp_path, tiny_model, tiny_data, monkeypatch):
     """A dummy builder and a precision no table knows ("w8", with its own tolerance) go through export, parity,
     bench and the compression report, with no edit of export, runners, parity or compression."""
-    import ladc.artifacts
-    from ladc.bench import run_bench
-    from ladc.compression import write_compression_report
-    from ladc.export import export_onnx
+    import ladc.deploy.artifacts
+    from ladc.bench.bench import run_bench
+    from ladc.bench.compression import write_compression_report
+    from ladc.deploy.export import export_onnx
 
     def build_copy(ctx) -> dict:
         shutil.copy(ctx.build / "model.onnx", ctx.build / "model_w8.onnx")
@@ -357,7 +357,7 @@ def test_a_new_precision_row_is_built_checked_and_reported(tmp_path, tiny_model,
 
     own = Tolerance(max_abs_diff=1e-4, min_agreement_pct=100.0)
     row = Artifact("dummy_w8", "onnxruntime", "model_w8.onnx", "w8", "onnxruntime", build_copy, tolerance=own)
-    monkeypatch.setattr(ladc.artifacts, "ARTIFACTS", (*ladc.artifacts.ARTIFACTS, row))
+    monkeypatch.setattr(ladc.deploy.artifacts, "ARTIFACTS", (*ladc.deploy.artifacts.ARTIFACTS, row))
 
     run = tmp_path / "run"
     for stage in ("teacher", "student"):

@@ -1,4 +1,4 @@
-"""Tests for `ladc pipeline` / `ladc demo` (ladc/pipeline.py, ladc/compression.py), shipped configs and Dockerfiles."""
+"""Tests for `ladc pipeline` / `ladc demo` (ladc/commands/pipeline.py, ladc/bench/compression.py), shipped configs and Dockerfiles."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from ladc.commands.pipeline import load_pipeline_config, run_pipeline
 from ladc.errors import LadcError
-from ladc.pipeline import load_pipeline_config, run_pipeline
 from tests.conftest import subprocess_env_with_default_threads
 from tests.helpers import run_killed_at_step, write_tiny_base_model, write_tiny_sst2
 
@@ -74,8 +74,8 @@ def test_every_shipped_config_keeps_each_default_it_does_not_name(path):
     """Each value of a resolved shipped config is the file's own (or its preset's) where the file names the key, and
     the command's default everywhere else: a section merges over the defaults, it never drops them (sst2-minilm-3L's
     `export:` block lost the pipeline's `select: fastest`, and a distill `optim:` block lost distill's 4 epochs)."""
-    from ladc.config import DataConfig, to_dict, with_preset
-    from ladc.pipeline import PipelineConfig
+    from ladc.commands.pipeline import PipelineConfig
+    from ladc.runs.config import DataConfig, to_dict, with_preset
 
     raw = yaml.safe_load(path.read_text())
     if "preset" in raw.get("distill", {}):

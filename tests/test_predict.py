@@ -1,4 +1,4 @@
-"""Tests for ladc/predict.py and ladc/predict_io.py: `ladc predict` on a tiny trained BERT, through the real CLI, for
+"""Tests for ladc/commands/predict.py and ladc/commands/predict_io.py: `ladc predict` on a tiny trained BERT, through the real CLI, for
 every installed engine (PyTorch, onnxruntime, OpenVINO), against `ladc evaluate`'s argmax on the same rows."""
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ def model_dir(tmp_path_factory, tiny_vocab_file, glue) -> Path:
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory, model_dir, glue) -> Path:
     """A real `ladc export` dir with onnxruntime fp32 + INT8 and, where installed, OpenVINO artifacts."""
-    from ladc.config import ExportConfig
-    from ladc.export import export_onnx
+    from ladc.deploy.export import export_onnx
+    from ladc.runs.config import ExportConfig
 
     out = tmp_path_factory.mktemp("export") / "onnx"
     backends = ("onnxruntime", "openvino") if OPENVINO else ("onnxruntime",)
@@ -118,7 +118,7 @@ def test_int8_artifacts_agree_with_evaluate_on_most_rows(tmp_path, export_dir, g
 def test_order_is_restored_after_length_sorting(tmp_path, model_dir):
     """Rows of very different lengths, in chunks of 5 and batches of 2: every output row is its own input's, equal to
     running that row alone."""
-    from ladc.predict import open_predictor
+    from ladc.commands.predict import open_predictor
 
     rng = random.Random(7)
     texts = [line.split("\t")[0] for line in sst2_rows(23, rng)]
@@ -142,8 +142,8 @@ def test_rows_are_streamed_in_chunks_not_read_whole(model_dir):
     """predict_examples pulls one chunk at a time: an endless input still yields its first predictions."""
     from itertools import count, islice
 
-    from ladc.predict import open_predictor, predict_examples
-    from ladc.predict_io import Example
+    from ladc.commands.predict import open_predictor, predict_examples
+    from ladc.commands.predict_io import Example
 
     predictor = open_predictor(str(model_dir))
     pulled = []
@@ -227,7 +227,7 @@ def test_skip_bad_skips_and_reports_the_count(tmp_path, model_dir, kind):
 
 
 def test_each_bad_jsonl_row_names_its_reason(tmp_path):
-    from ladc.predict_io import BadRow, read_examples
+    from ladc.commands.predict_io import BadRow, read_examples
 
     source, _, _ = _bad_inputs(tmp_path)["jsonl"]
     reasons = [row.reason for row in read_examples(str(source), "jsonl", ("sentence",)) if isinstance(row, BadRow)]
@@ -274,7 +274,7 @@ def test_a_target_without_a_task_asks_for_one(tmp_path, export_dir):
 
 
 def test_the_chosen_artifact_is_the_default():
-    from ladc.predict import choose_artifact
+    from ladc.commands.predict import choose_artifact
 
     artifacts = [{"name": "fp32", "parity": {"accepted": True}}, {"name": "int8", "parity": {"accepted": True}},
                  {"name": "fused_int8", "parity": {"accepted": False}}]  # fmt: skip

@@ -1,4 +1,4 @@
-"""Tests for ladc/pruning.py: student shapes, activation importance, the kept units and the sliced weights."""
+"""Tests for ladc/training/pruning.py: student shapes, activation importance, the kept units and the sliced weights."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ladc.errors import LadcError
-from ladc.pruning import (
+from ladc.training.pruning import (
     Importance,
     KeptUnits,
     StudentShape,

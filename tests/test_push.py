@@ -1,4 +1,4 @@
-"""Tests for `ladc push` (ladc/push.py): refusals before any network use, and a hub that cannot be reached failing in
+"""Tests for `ladc push` (ladc/commands/push.py): refusals before any network use, and a hub that cannot be reached failing in
 one line with nothing written (the real upload path needs internet; it is exercised by users, not here)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
+from ladc.commands.push import push_to_hub
 from ladc.errors import LadcError
-from ladc.push import push_to_hub
 from tests.conftest import subprocess_env_with_default_threads
 
 

@@ -1,4 +1,4 @@
-"""Tests of ladc/report.py: latency statistics, speed-ups, the Markdown/terminal tables, the plot and the writer."""
+"""Tests of ladc/bench/report.py: latency statistics, speed-ups, the Markdown/terminal tables, the plot and the writer."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from ladc.errors import LadcError
-from ladc.report import (
+from ladc.bench.report import (
     add_speedups,
     machine_info,
     render_markdown,
@@ -17,6 +16,7 @@ from ladc.report import (
     summarise_latencies,
     write_report,
 )
+from ladc.errors import LadcError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

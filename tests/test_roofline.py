@@ -1,4 +1,4 @@
-"""Tests for ladc/roofline.py and ladc/profiling.py (`ladc bench --roofline --profile`) on a tiny random BERT."""
+"""Tests for ladc/bench/roofline.py and ladc/bench/profiling.py (`ladc bench --roofline --profile`) on a tiny random BERT."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ladc.config import BenchConfig, DataConfig
+from ladc.runs.config import BenchConfig, DataConfig
 from tests.helpers import write_tiny_sst2
 
 
@@ -31,14 +31,14 @@ def exported(tmp_path_factory, tiny_vocab_file):
 
 
 def test_gemm_shapes_are_one_bert_layer():
-    from ladc.roofline import gemm_shapes
+    from ladc.bench.roofline import gemm_shapes
 
     config = SimpleNamespace(hidden_size=384, intermediate_size=1536)
     assert gemm_shapes(config, 32, 128) == [(4096, 384, 384)] * 4 + [(4096, 384, 1536), (4096, 1536, 384)]
 
 
 def test_roof_key_maps_each_precision_to_its_roof():
-    from ladc.roofline import roof_key
+    from ladc.bench.roofline import roof_key
 
     assert [roof_key(p, {}) for p in ("fp32", "int8", "bf16", "bf16-autocast", "fp16")] == [
         "fp32", "int8", "bf16", "bf16", None]  # fmt: skip
@@ -46,7 +46,7 @@ def test_roof_key_maps_each_precision_to_its_roof():
 
 
 def test_measure_roofs_gives_positive_rates(exported):
-    from ladc.roofline import measure_roofs
+    from ladc.bench.roofline import measure_roofs
 
     roofs = measure_roofs(exported.config, batch_size=2, seq_len=8, threads=1, repeats=1)
     assert all(roofs[key] > 0 for key in ("fp32", "bf16", "int8"))
@@ -54,7 +54,7 @@ def test_measure_roofs_gives_positive_rates(exported):
 
 
 def test_summarise_ops_groups_sorts_and_folds_the_tail():
-    from ladc.profiling import summarise_ops
+    from ladc.bench.profiling import summarise_ops
 
     samples = [("MatMul", 300.0), ("MatMul", 100.0), ("Add", 50.0), ("Softmax", 30.0), ("Gelu", 20.0)]
     rows = summarise_ops(samples, runs=2, top=2)
@@ -64,7 +64,7 @@ def test_summarise_ops_groups_sorts_and_folds_the_tail():
 
 
 def test_bench_roofline_and_profile_end_to_end(exported, tmp_path):
-    from ladc.bench import run_bench
+    from ladc.bench.bench import run_bench
 
     targets = [str(exported.model), str(exported.onnx)]
     if importlib.util.find_spec("openvino") is not None:

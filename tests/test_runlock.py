@@ -1,4 +1,4 @@
-"""Tests of ladc/runlock.py: one ladc process per output directory, with real processes holding and losing locks."""
+"""Tests of ladc/runs/runlock.py: one ladc process per output directory, with real processes holding and losing locks."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 
 from ladc.errors import LadcError
-from ladc.runlock import lock_path, locked_run, run_lock
+from ladc.runs.runlock import lock_path, locked_run, run_lock
 from tests.helpers import write_tiny_base_model, write_tiny_sst2
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 HOLDER = """
 import sys, time
-from ladc.runlock import run_lock
+from ladc.runs.runlock import run_lock
 with run_lock(sys.argv[1], "ladc test-holder"):
     print("held", flush=True)
     time.sleep(300)
@@ -106,7 +106,7 @@ def test_a_holder_that_names_our_pid_is_still_another_process(tmp_path, holder_f
 UNSHARED_TRY = """
 import sys
 from ladc.errors import LadcError
-from ladc.runlock import run_lock
+from ladc.runs.runlock import run_lock
 try:
     with run_lock(sys.argv[1], "ladc second"):
         print("taken", flush=True)
@@ -140,7 +140,7 @@ def test_lock_of_a_killed_process_is_taken_over(tmp_path, holder_factory, caplog
     holder = holder_factory(output)
     holder.kill()
     assert json.loads(lock_path(output).read_text())["pid"] == holder.proc.pid  # stale file left behind
-    with caplog.at_level(logging.WARNING, logger="ladc.runlock"):
+    with caplog.at_level(logging.WARNING, logger="ladc.runs.runlock"):
         with run_lock(output, "ladc distill") as path:
             assert json.loads(path.read_text())["pid"] == os.getpid()
     assert f"took over the stale lock of pid {holder.proc.pid}" in caplog.text
@@ -195,9 +195,9 @@ def test_decorator_locks_the_configs_output(tmp_path, holder_factory):
 
 def test_tune_teacher_and_distill_take_the_lock(tmp_path, holder_factory):
     """Library calls (what the pipeline uses) refuse a run dir another process holds, before touching it."""
-    from ladc.config import DistillConfig, TuneTeacherConfig
-    from ladc.distill import distill
-    from ladc.teacher import tune_teacher
+    from ladc.commands.distill import distill
+    from ladc.commands.teacher import tune_teacher
+    from ladc.runs.config import DistillConfig, TuneTeacherConfig
 
     output = tmp_path / "run"
     holder = holder_factory(output)

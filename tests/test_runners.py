@@ -1,4 +1,4 @@
-"""Tests of ladc/runners.py on a tiny random BERT: the runner protocol, predict_logits, the provider type and the one
+"""Tests of ladc/deploy/runners.py on a tiny random BERT: the runner protocol, predict_logits, the provider type and the one
 onnxruntime session opener (real torch and onnxruntime, no mocks)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from ladc.deploy.runners import OrtRunner, Provider, TorchRunner, open_artifact, open_session, predict_logits
 from ladc.errors import LadcError
-from ladc.runners import OrtRunner, Provider, TorchRunner, open_artifact, open_session, predict_logits
 from tests.helpers import ONNX_INPUTS, export_plain_onnx
 
 
@@ -72,8 +72,8 @@ def test_predict_logits_without_labels_returns_none(tiny_classifier, batches):
 
 
 def test_labels_follow_a_dataloader_in_order(tiny_classifier, tiny_tokenizer):
-    from ladc.data import make_collator, make_dataloader
-    from ladc.tasks import get_task
+    from ladc.data.data import make_collator, make_dataloader
+    from ladc.data.tasks import get_task
 
     texts = ["good .", "bad", "a great old film", "the cat", "boring", "funny movie", "she went home"]
     rows = [{**tiny_tokenizer(t), "labels": i % 2, "idx": i} for i, t in enumerate(texts)]
@@ -89,8 +89,8 @@ def test_torch_runner_under_an_accelerator_matches_plain_inference(tiny_classifi
     """Training eval's path: accelerate's prepared loader, autocast context and gather_for_metrics."""
     from accelerate import Accelerator
 
-    from ladc.data import make_collator, make_dataloader
-    from ladc.tasks import get_task
+    from ladc.data.data import make_collator, make_dataloader
+    from ladc.data.tasks import get_task
 
     texts = ["good .", "bad", "a great old film", "the cat", "boring"]  # 5 rows, batch 2: a ragged last batch
     rows = [{**tiny_tokenizer(t), "labels": i} for i, t in enumerate(texts)]

@@ -1,4 +1,4 @@
-"""Tests for ladc/runs.py: the manifest, default outputs, the exists/--overwrite/--resume check, finalize, configs."""
+"""Tests for ladc/runs/runs.py: the manifest, default outputs, the exists/--overwrite/--resume check, finalize, configs."""
 
 from __future__ import annotations
 
@@ -7,9 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from ladc.config import BenchConfig, DataConfig, DistillConfig, ExportConfig, OptimConfig, TuneTeacherConfig, save_yaml
 from ladc.errors import LadcError
-from ladc.runs import (
+from ladc.runs.config import (
+    BenchConfig,
+    DataConfig,
+    DistillConfig,
+    ExportConfig,
+    OptimConfig,
+    TuneTeacherConfig,
+    save_yaml,
+)
+from ladc.runs.runs import (
     LADC_MANIFESTS,
     RUN_MANIFEST,
     RunManifest,

@@ -1,4 +1,4 @@
-"""Tests for ladc/artifacts.py, ladc/openvino_ir.py, ladc/select.py and ladc/hardware.py: every backend on a tiny
+"""Tests for ladc/deploy/artifacts.py, ladc/deploy/openvino_ir.py, ladc/deploy/select.py and ladc/runs/hardware.py: every backend on a tiny
 trained BERT (real optimum, onnxruntime, OpenVINO and NNCF), the artifact table, and the selection logic."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import tests.test_export as export_tests
-from ladc.config import BenchConfig, DataConfig, ExportConfig
 from ladc.errors import LadcError
+from ladc.runs.config import BenchConfig, DataConfig, ExportConfig
 
 # the same module-scoped fixtures as test_export.py: a tiny SST-2 dir and a tiny BERT trained on it
 tiny_data, tiny_model = export_tests.tiny_data, export_tests.tiny_model
@@ -42,7 +42,7 @@ def _torch_logits(model_dir: Path, batch: dict) -> np.ndarray:
 @pytest.fixture(scope="module")
 def every_backend(tmp_path_factory, tiny_model, tiny_data) -> tuple[Path, dict]:
     """One export with every backend and precision this machine has, and the fastest ranked."""
-    from ladc.export import export_onnx
+    from ladc.deploy.export import export_onnx
 
     if not HAS_OPENVINO:
         pytest.skip("openvino/nncf not installed (pip install 'ladc[openvino]'; .ci/run installs it)")
@@ -56,7 +56,7 @@ def every_backend(tmp_path_factory, tiny_model, tiny_data) -> tuple[Path, dict]:
 
 
 def test_cpu_flags_and_auto_mixed_precision_follow_the_isa():
-    from ladc.hardware import cpu_flags, cpu_model, native_bf16, resolve_mixed_precision
+    from ladc.runs.hardware import cpu_flags, cpu_model, native_bf16, resolve_mixed_precision
 
     amx = "model name\t: Intel(R) Xeon(R) Platinum 8488C\nflags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_int8\n"
     epyc = "model name\t: AMD EPYC 7B13\nflags\t\t: fpu sse avx2 fma\n"
@@ -72,7 +72,7 @@ def test_cpu_flags_and_auto_mixed_precision_follow_the_isa():
 
 
 def test_rank_orders_by_p50_over_all_runs_and_keeps_the_rounds():
-    from ladc.select import rank
+    from ladc.deploy.select import rank
 
     rows = rank({"slow": [[4.0, 5.0], [6.0]], "fast": [[1.0], [2.0, 9.0]]}, samples_per_call=[2])
     assert [row["name"] for row in rows] == ["fast", "slow"]
@@ -87,7 +87,7 @@ def test_rank_orders_by_p50_over_all_runs_and_keeps_the_rounds():
 
 
 def test_median_interval_takes_order_statistics_of_at_least_90_percent_coverage():
-    from ladc.select import median_interval
+    from ladc.deploy.select import median_interval
 
     assert median_interval([5.0, 1.0, 3.0]) == (1.0, 5.0)  # 3 values: min..max (75 %, the most there is)
     assert median_interval([4, 2, 9, 1, 7]) == (1, 9)  # 5: [x1, x5] covers 94 %, [x2, x4] only 62 %
@@ -100,7 +100,7 @@ def _rows(**round_p50s) -> list[dict]:
 
 
 def test_slowdowns_compare_artifacts_round_by_round_so_drift_cancels():
-    from ladc.select import slowdowns
+    from ladc.deploy.select import slowdowns
 
     # b is 10 % slower than a in every round while the machine drifts 2x between rounds; a is 2x slower at b32
     ranking = {"b1": _rows(a=[10.0, 20.0, 15.0], b=[11.0, 22.0, 16.5]), "b32": _rows(a=[100.0] * 3, b=[50.0] * 3)}
@@ -116,7 +116,7 @@ def test_slowdowns_compare_artifacts_round_by_round_so_drift_cancels():
 
 
 def test_break_ties_takes_the_smallest_then_the_most_accurate_of_the_tied():
-    from ladc.select import break_ties
+    from ladc.deploy.select import break_ties
 
     scores = {"fp32": 1.0, "int8": 1.05, "tiny": 1.5}
     intervals = {"fp32": [1.0, 1.11], "int8": [1.0, 1.1], "tiny": [1.4, 1.6]}
@@ -133,7 +133,7 @@ def test_break_ties_takes_the_smallest_then_the_most_accurate_of_the_tied():
 
 
 def test_unique_candidates_drop_failures_cuda_rows_and_duplicates():
-    from ladc.select import _unique_candidates
+    from ladc.deploy.select import _unique_candidates
 
     def entry(name, path, precision="fp32", accepted=True, provider="CPUExecutionProvider", engine="x", **extra):
         return {"name": name, "path": path, "precision": precision, "provider": provider, "engine": engine,
@@ -153,7 +153,7 @@ def test_unique_candidates_drop_failures_cuda_rows_and_duplicates():
 
 
 def test_selection_shapes_trim_dev_rows_to_their_length(tiny_tokenizer):
-    from ladc.select import selection_shapes
+    from ladc.deploy.select import selection_shapes
 
     mask = np.array([[1, 1, 1, 0], [1, 1, 0, 0]])
     batches = [{"input_ids": np.arange(8).reshape(2, 4), "attention_mask": mask}]
@@ -162,7 +162,7 @@ def test_selection_shapes_trim_dev_rows_to_their_length(tiny_tokenizer):
     assert shapes["b32_s64"][0]["input_ids"].shape == (32, 64)
     assert [row["input_ids"].tolist() for row in shapes["dev_b1"]] == [[[0, 1, 2]], [[4, 5]]]
     # the synthetic feeds are the same on every run (seed 0), so two selections time the same inputs
-    from ladc.bench import synthetic_batch
+    from ladc.measure import synthetic_batch
 
     for shape, rows in (("b1_s64", 1), ("b32_s64", 32)):
         expected = synthetic_batch(tiny_tokenizer, rows, 64, 0)
@@ -195,11 +195,11 @@ def _select_scripted(monkeypatch, root, tokenizer, data_dir, manifest, scripted,
 
     Returns (selection, what each timing call saw, how each runner was opened, the parity set).
     """
-    import ladc.runners
-    import ladc.timing
-    from ladc.parity import load_parity_set
-    from ladc.select import select_fastest
-    from ladc.tasks import get_task
+    import ladc.deploy.runners
+    import ladc.measure
+    from ladc.data.tasks import get_task
+    from ladc.deploy.parity import load_parity_set
+    from ladc.deploy.select import select_fastest
 
     data = DataConfig(task="sst2", data_dir=str(data_dir), cache_dir=str(data_dir / "cache"), dev_limit=16)
     parity_set = load_parity_set(data, tokenizer, get_task("sst2"), batch_size=8)
@@ -215,9 +215,9 @@ def _select_scripted(monkeypatch, root, tokenizer, data_dir, manifest, scripted,
         opened.append((entry["name"], threads, spinning))
         return real_open(root, entry, threads, spinning, **kwargs)
 
-    real_open = ladc.runners.open_artifact
-    monkeypatch.setattr(ladc.timing, "time_rounds", scripted_rounds)
-    monkeypatch.setattr(ladc.runners, "open_artifact", recording_open)
+    real_open = ladc.deploy.runners.open_artifact
+    monkeypatch.setattr(ladc.measure, "time_rounds", scripted_rounds)
+    monkeypatch.setattr(ladc.deploy.runners, "open_artifact", recording_open)
     cfg = _cfg(root / "model", root / "out", data_dir, select_iterations=8, threads=threads)
     selection = select_fastest(manifest, root, tokenizer, parity_set, cfg, max_positions=64)
     return selection, seen, opened, parity_set
@@ -229,8 +229,8 @@ def test_select_fastest_ranks_in_rounds_and_breaks_a_tie_by_size_on_a_scripted_c
     """The whole `selection` block on real torch runners, with rounds scripted per shape instead of measured."""
     import psutil
 
-    from ladc.hardware import cpu_flags, cpu_model
-    from ladc.select import SELECT_BLOCK, SELECT_MAX_S, SELECT_TURN_S, SELECT_WARMUP, print_selection
+    from ladc.deploy.select import SELECT_BLOCK, SELECT_MAX_S, SELECT_TURN_S, SELECT_WARMUP, print_selection
+    from ladc.runs.hardware import cpu_flags, cpu_model
 
     for directory in ("model", "model_bf16"):
         shutil.copytree(tiny_model, tmp_path / directory)
@@ -357,7 +357,7 @@ def test_select_fastest_edge_cases_on_a_scripted_clock(tmp_path, tiny_model, tin
 
 
 def test_wanted_artifacts_follow_backends_and_flags():
-    from ladc.artifacts import wanted_artifacts
+    from ladc.deploy.artifacts import wanted_artifacts
 
     names = lambda **kw: [row.name for row in wanted_artifacts(ExportConfig(**kw))]  # noqa: E731
     assert names() == ["fp32"]
@@ -369,17 +369,17 @@ def test_wanted_artifacts_follow_backends_and_flags():
 def test_a_new_artifact_row_needs_no_edit_of_export_parity_or_bench(tmp_path, tiny_model, tiny_data, monkeypatch):
     """A dummy builder (a copy of model.onnx with another name) added to the table is built, parity-checked and
     benchmarked with no other change."""
-    import ladc.artifacts
-    from ladc.artifacts import Artifact
-    from ladc.bench import run_bench
-    from ladc.export import export_onnx
+    import ladc.deploy.artifacts
+    from ladc.bench.bench import run_bench
+    from ladc.deploy.artifacts import Artifact
+    from ladc.deploy.export import export_onnx
 
     def build_copy(ctx) -> dict:
         shutil.copy(ctx.build / "model.onnx", ctx.build / "model_copy.onnx")
         return {"note": "copied"}
 
     row = Artifact("copy", "onnxruntime", "model_copy.onnx", "fp32", "onnxruntime", build_copy)
-    monkeypatch.setattr(ladc.artifacts, "ARTIFACTS", (*ladc.artifacts.ARTIFACTS, row))
+    monkeypatch.setattr(ladc.deploy.artifacts, "ARTIFACTS", (*ladc.deploy.artifacts.ARTIFACTS, row))
     out = tmp_path / "onnx"
     manifest = export_onnx(_cfg(tiny_model, out, tiny_data))
     copy = next(a for a in manifest["artifacts"] if a["name"] == "copy")
@@ -394,7 +394,7 @@ def test_a_new_artifact_row_needs_no_edit_of_export_parity_or_bench(tmp_path, ti
 
 
 def test_export_config_errors_are_one_line(tmp_path, tiny_model, tiny_data):
-    from ladc.export import export_onnx
+    from ladc.deploy.export import export_onnx
 
     with pytest.raises(LadcError, match="--select 'slowest' is not supported"):
         export_onnx(_cfg(tiny_model, tmp_path / "o", tiny_data, select="slowest"))
@@ -418,7 +418,7 @@ def test_openvino_and_torch_artifacts_match_pytorch(every_backend, tiny_model, t
     for entry in by_name.values():
         assert entry["parity"]["examples"] == 48
 
-    from ladc.runners import open_artifact
+    from ladc.deploy.runners import open_artifact
 
     batch = dict(tiny_tokenizer(["the film was very charming .", "bad"], padding=True, return_tensors="np"))
     expected = _torch_logits(tiny_model, batch)
@@ -457,7 +457,7 @@ def test_select_fastest_ranks_every_passing_artifact(every_backend):
 
 @needs_openvino
 def test_bench_times_openvino_and_torch_artifacts_of_an_export_dir(every_backend, tiny_data, tmp_path):
-    from ladc.bench import run_bench
+    from ladc.bench.bench import run_bench
 
     out, _ = every_backend
     cfg = BenchConfig(targets=(str(out),), data=DataConfig(task="sst2", data_dir=str(tiny_data),
@@ -477,8 +477,8 @@ def test_bench_times_openvino_and_torch_artifacts_of_an_export_dir(every_backend
 
 
 def test_openvino_prefix_targets_and_isolation_option_errors(tmp_path):
-    from ladc.bench import run_bench
-    from ladc.targets import resolve_targets
+    from ladc.bench.bench import run_bench
+    from ladc.deploy.targets import resolve_targets
 
     with pytest.raises(LadcError, match="expected openvino:FILE with an existing .onnx or .xml file"):
         resolve_targets([f"openvino:{tmp_path / 'missing.onnx'}"])
@@ -490,7 +490,7 @@ def test_openvino_prefix_targets_and_isolation_option_errors(tmp_path):
 
 
 def test_bench_infers_the_task_from_the_targets_manifests(tmp_path):
-    from ladc.targets import infer_task
+    from ladc.deploy.targets import infer_task
 
     qnli, sst2, bare = tmp_path / "onnx-qnli", tmp_path / "student-sst2", tmp_path / "bare"
     for folder in (qnli, sst2, bare):

@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 
-import ladc.runners
-from ladc.checkpoints import kept_index
-from ladc.config import DataConfig, DistillConfig, OptimConfig, TuneTeacherConfig
-from ladc.distill import distill
+import ladc.deploy.runners
+from ladc.commands.distill import distill
+from ladc.commands.teacher import tune_teacher
+from ladc.data.training_data import HOLDOUT_MAX, default_holdout_size, split_rows
 from ladc.errors import LadcError
-from ladc.lad import last_layers_map, layer_map
-from ladc.lr import STUDENT_LR, auto_lr, parse_lr, resolve_lr
-from ladc.methods import METHODS
-from ladc.teacher import tune_teacher
-from ladc.training_data import HOLDOUT_MAX, default_holdout_size, split_rows
+from ladc.runs.config import DataConfig, DistillConfig, OptimConfig, TuneTeacherConfig
+from ladc.training.checkpoints import kept_index
+from ladc.training.lad import last_layers_map, layer_map
+from ladc.training.lr import STUDENT_LR, auto_lr, parse_lr, resolve_lr
+from ladc.training.methods import METHODS
 from tests.helpers import sst2_dev_accuracy, sst2_rows, write_tiny_base_model, write_tiny_sst2
 
 DEV_MARKER = "journey"  # in the tiny vocab, in every dev sentence here and in no train sentence (helpers.sst2_rows)
@@ -39,10 +39,10 @@ def marked_glue(tmp_path) -> Path:
 @pytest.fixture
 def reads(monkeypatch, tiny_tokenizer) -> list[tuple[int, int]]:
     """Every evaluation pass in order, as (rows read, rows carrying the dev marker), counted on the token ids the
-    model actually receives (a wrapper around the one inference loop, ladc.runners.predict_logits)."""
+    model actually receives (a wrapper around the one inference loop, ladc.deploy.runners.predict_logits)."""
     marker = tiny_tokenizer.convert_tokens_to_ids(DEV_MARKER)
     passes: list[tuple[int, int]] = []
-    real = ladc.runners.predict_logits
+    real = ladc.deploy.runners.predict_logits
 
     def counting(runner, loader):
         rows = marked = 0
@@ -59,7 +59,7 @@ def reads(monkeypatch, tiny_tokenizer) -> list[tuple[int, int]]:
         passes.append((rows, marked))
         return result
 
-    monkeypatch.setattr(ladc.runners, "predict_logits", counting)
+    monkeypatch.setattr(ladc.deploy.runners, "predict_logits", counting)
     return passes
 
 
@@ -143,7 +143,7 @@ def test_auto_lr_follows_width_and_role():
 
 
 def test_auto_lr_and_auto_precision_are_used_and_recorded(tmp_path, tiny_bert_config, tiny_tokenizer):
-    from ladc.hardware import resolve_mixed_precision
+    from ladc.runs.hardware import resolve_mixed_precision
 
     base = write_tiny_base_model(tmp_path / "base", tiny_bert_config(num_layers=2), tiny_tokenizer)
     glue = write_tiny_sst2(tmp_path / "glue")
@@ -191,9 +191,9 @@ def test_pkd_last_reads_the_top_teacher_layers(tmp_path, tiny_bert_config, tiny_
     loss is recomputed here from the two models' hidden states (no dropout, one batch holding every train row)."""
     from transformers import AutoTokenizer
 
-    from ladc.lad import pkd_loss
-    from ladc.models import build_student, load_classifier
-    from ladc.tasks import get_task
+    from ladc.data.tasks import get_task
+    from ladc.training.lad import pkd_loss
+    from ladc.training.models import build_student, load_classifier
     from tests.helpers import write_tiny_classifier
 
     quiet = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}

@@ -1,4 +1,4 @@
-"""Tests for ladc/serve.py: a real `ladc serve` process on a free 127.0.0.1 port, driven by a real HTTP client
+"""Tests for ladc/commands/serve.py: a real `ladc serve` process on a free 127.0.0.1 port, driven by a real HTTP client
 (httpx), every request bounded by a timeout."""
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def server(model_dir):
 @pytest.fixture(scope="module")
 def expected(model_dir) -> dict[str, dict]:
     """What ladc's own Predictor gives for each text alone (the same path `ladc predict` takes)."""
-    from ladc.predict import open_predictor
+    from ladc.commands.predict import open_predictor
 
     predictor = open_predictor(str(model_dir))
     return {text: predictor.outputs(predictor.logits([(text,)], batch_size=1))[0] for text in TEXTS}
@@ -188,7 +188,7 @@ def test_sigterm_finishes_the_request_in_flight_then_exits(model_dir, expected):
 
 
 def test_pair_tasks_take_pairs():
-    from ladc.serve import RequestError, parse_texts
+    from ladc.commands.serve import RequestError, parse_texts
 
     assert parse_texts({"texts": [["q?", "s."]]}, ("question", "sentence"), 4) == [("q?", "s.")]
     with pytest.raises(RequestError, match=r"texts\[0\]: expected a pair of strings") as caught:

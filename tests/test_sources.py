@@ -1,4 +1,4 @@
-"""Tests of ladc/sources.py on small hand-written files: each reader's documented result, column by column.
+"""Tests of ladc/data/sources.py on small hand-written files: each reader's documented result, column by column.
 
 tests/test_sources_fuzz.py throws random bytes at the readers; these pin what they return on valid input.
 """
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from ladc.config import DataConfig
+from ladc.data.sources import Split, parse_label, raw_features, read_glue_tsv, read_table_file, resolve_split, source_of
+from ladc.data.tasks import get_task
 from ladc.errors import LadcError
-from ladc.sources import Split, parse_label, raw_features, read_glue_tsv, read_table_file, resolve_split, source_of
-from ladc.tasks import get_task
+from ladc.runs.config import DataConfig
 
 
 def _write(path: Path, text: str) -> Path:
@@ -217,8 +217,8 @@ def test_a_200k_character_field_loads_whole_and_the_tokenizer_truncates_it(tmp_p
     """csv refuses a field over 131,072 characters unless its limit is raised; a long document is normal input."""
     import csv
 
-    from ladc.data import tokenize
-    from ladc.sources import raw_features
+    from ladc.data.data import tokenize
+    from ladc.data.sources import raw_features
 
     sst2 = get_task("sst2")
     document = "the movie was good . " * 10_000  # 210,000 characters
@@ -303,7 +303,7 @@ def test_load_hub_asks_for_the_task_config_and_split_and_casts_to_the_glue_schem
     datasets itself), to check what ladc asks for and what it makes of the answer and of the hub's failures."""
     import datasets
 
-    from ladc.sources import load_hub
+    from ladc.data.sources import load_hub
 
     asked = []
 
@@ -333,7 +333,7 @@ def test_load_hub_asks_for_the_task_config_and_split_and_casts_to_the_glue_schem
 
 
 def test_unclosed_quotes_empty_glue_files_and_long_column_lists_have_exact_messages(tmp_path):
-    from ladc.sources import _names
+    from ladc.data.sources import _names
 
     unclosed = _write(tmp_path / "a.csv", 'sentence,label\nfine,1\n"never closed,0\n')
     assert _sst2_dev_error(unclosed) == f"{unclosed} line 3: a quoted field is never closed"

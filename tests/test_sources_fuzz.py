@@ -1,4 +1,4 @@
-"""Property-based tests of every input reader (ladc/sources.py via ladc.data.load_raw, and ladc/config.py's YAML).
+"""Property-based tests of every input reader (ladc/data/sources.py via ladc.data.data.load_raw, and ladc/runs/config.py's YAML).
 
 Each example writes one generated file: every GLUE task's TSV layout, generic CSV / TSV / JSON Lines files and
 `--config` YAML, with random encodings, byte-order marks, CR/CRLF/LF line ends, blank and whitespace-only lines,
@@ -26,11 +26,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ladc.config import BenchConfig, DataConfig, DistillConfig, ExportConfig, TuneTeacherConfig, build_config
-from ladc.data import load_raw
+from ladc.data.data import load_raw
+from ladc.data.sources import resolve_split
+from ladc.data.tasks import TASKS, get_task
 from ladc.errors import LadcError
-from ladc.sources import resolve_split
-from ladc.tasks import TASKS, get_task
+from ladc.runs.config import BenchConfig, DataConfig, DistillConfig, ExportConfig, TuneTeacherConfig, build_config
 from tests.test_data import GLUE_FILES
 
 # LADC_FUZZ_SCALE=20 multiplies every count and draws fresh random inputs (a deeper run by hand; see the report)

@@ -1,11 +1,11 @@
-"""Tests for ladc/tasks.py: the GLUE registry's label counts, regression flag, lookup and errors."""
+"""Tests for ladc/data/tasks.py: the GLUE registry's label counts, regression flag, lookup and errors."""
 
 from __future__ import annotations
 
 import pytest
 
+from ladc.data.tasks import TASKS, get_task
 from ladc.errors import LadcError
-from ladc.tasks import TASKS, get_task
 
 EXPECTED_NUM_LABELS = {
     "cola": 2,

@@ -1,4 +1,4 @@
-"""Tests for ladc/teacher.py (`ladc tune-teacher`): its option checks and the run dir it leaves on a tiny random BERT."""
+"""Tests for ladc/commands/teacher.py (`ladc tune-teacher`): its option checks and the run dir it leaves on a tiny random BERT."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from ladc.config import DataConfig, OptimConfig, TuneTeacherConfig, check_optim
+from ladc.commands.teacher import tune_teacher
 from ladc.errors import LadcError
-from ladc.runs import build_run_config, read_manifest
-from ladc.teacher import tune_teacher
+from ladc.runs.config import DataConfig, OptimConfig, TuneTeacherConfig, check_optim
+from ladc.runs.runs import build_run_config, read_manifest
 from tests.helpers import write_tiny_base_model, write_tiny_sst2
 
 

@@ -1,4 +1,4 @@
-"""Tests for the shared training loop (ladc/train.py) through `tune_teacher` on tiny random BERTs."""
+"""Tests for the shared training loop (ladc/training/train.py) through `tune_teacher` on tiny random BERTs."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from ladc.checkpoints import kept_index
-from ladc.config import DataConfig, OptimConfig, TuneTeacherConfig
+from ladc.commands.teacher import tune_teacher
 from ladc.errors import LadcError
-from ladc.teacher import tune_teacher
-from ladc.train import TrainResult
+from ladc.runs.config import DataConfig, OptimConfig, TuneTeacherConfig
+from ladc.training.checkpoints import kept_index
+from ladc.training.train import TrainResult
 from tests.helpers import run_killed_at_step, sst2_dev_accuracy, write_tiny_base_model, write_tiny_sst2
 
 
@@ -168,14 +168,14 @@ def _fit(
     select_split=None,
     **optim,
 ) -> TrainResult:
-    """ladc.train.fit on one classifier with plain cross-entropy and an in-order loader.
+    """ladc.training.train.fit on one classifier with plain cross-entropy and an in-order loader.
 
     `evaluate`: None scores a constant 0.5 at each evaluation; False passes no evaluator (the last step is kept).
     """
     from torch.utils.data import DataLoader
 
-    from ladc.tasks import get_task
-    from ladc.train import OptimizerSpec, TrainPlan, fit, model_inputs
+    from ladc.data.tasks import get_task
+    from ladc.training.train import OptimizerSpec, TrainPlan, fit, model_inputs
 
     values = {"lr": 1e-2, "weight_decay": 0.0, "max_grad_norm": 0.0, "warmup_ratio": 0.0, "log_steps": 1}
     values.update(optim)
@@ -314,7 +314,7 @@ def test_fit_continues_mid_epoch_from_a_checkpoint_like_the_uninterrupted_run(tm
     """
     from transformers import BertForSequenceClassification
 
-    from ladc.checkpoints import KEEP_CHECKPOINTS
+    from ladc.training.checkpoints import KEEP_CHECKPOINTS
 
     common = {"micro_batch": 4, "grad_accum": 2, "max_steps": 12, "save_steps": 3, "eval_steps": 6,
               "warmup_steps": 2, "weight_decay": 0.1, "max_grad_norm": 1.0}  # fmt: skip
@@ -356,7 +356,7 @@ def test_resume_with_another_world_size_is_refused_naming_both(tmp_path, tiny_be
 
     The other launch is stood in for by the recorded value (a 2-process checkpoint), so the run here is one process.
     """
-    from ladc.checkpoints import STATE_FILE, latest_checkpoint
+    from ladc.training.checkpoints import STATE_FILE, latest_checkpoint
 
     common = {"micro_batch": 4, "batch_size": 4, "grad_accum": 2, "max_steps": 4, "save_steps": 2, "eval_steps": 4}
     run_dir = tmp_path / "run"
@@ -382,7 +382,7 @@ def test_ctrl_c_checkpoints_the_current_step_and_stops(tmp_path, tiny_bert_confi
     there ends on the uninterrupted run's weights. The run passes its kill points in order, with the step."""
     import signal
 
-    import ladc.train
+    import ladc.training.train
 
     passed = []
 
@@ -395,7 +395,7 @@ def test_ctrl_c_checkpoints_the_current_step_and_stops(tmp_path, tiny_bert_confi
             assert callable(handler) and handler is not signal.default_int_handler, handler
             handler(signal.SIGINT, None)
 
-    monkeypatch.setattr(ladc.train, "kill_point", record)
+    monkeypatch.setattr(ladc.training.train, "kill_point", record)
     common = {"micro_batch": 4, "grad_accum": 2, "max_steps": 8, "save_steps": 3, "eval_steps": 4}
     resuming = False
     with pytest.raises(KeyboardInterrupt):
@@ -471,8 +471,8 @@ def test_dev_is_scored_once_after_training_for_the_kept_and_the_last_model(tmp_p
 def test_build_optimizer_gives_each_spec_its_lr_and_decays_only_matrices(tiny_bert_config):
     """One AdamW: per spec, a decay group (the 2-D weights) and a no-decay group (biases and LayerNorm), at the spec's
     own lr; frozen parameters are left out wherever they sit."""
-    from ladc.lad import GateChain
-    from ladc.train import OptimizerSpec, build_optimizer
+    from ladc.training.lad import GateChain
+    from ladc.training.train import OptimizerSpec, build_optimizer
 
     model = _tiny_classifier(tiny_bert_config)
     model.bert.embeddings.word_embeddings.requires_grad_(False)  # frozen, and the first parameter of the model
@@ -498,7 +498,7 @@ def test_build_optimizer_gives_each_spec_its_lr_and_decays_only_matrices(tiny_be
 
 
 def test_schedule_lengths_count_optimizer_steps():
-    from ladc.train import _schedule_lengths
+    from ladc.training.train import _schedule_lengths
 
     # 9 micro-batches, grad_accum 2: 5 optimizer steps per epoch (the last one short); 3 epochs; warm-up 25 % of 15
     assert _schedule_lengths(OptimConfig(epochs=3, grad_accum=2, warmup_ratio=0.25), 9) == (5, 15, 3)
@@ -509,9 +509,9 @@ def test_schedule_lengths_count_optimizer_steps():
 
 
 def test_a_plan_whose_optimizers_miss_a_trainable_module_is_refused(tmp_path, tiny_bert_config):
-    from ladc.lad import GateChain
-    from ladc.tasks import get_task
-    from ladc.train import OptimizerSpec, TrainPlan, fit
+    from ladc.data.tasks import get_task
+    from ladc.training.lad import GateChain
+    from ladc.training.train import OptimizerSpec, TrainPlan, fit
 
     model = _tiny_classifier(tiny_bert_config)
     plan = TrainPlan(trainable={"model": model, "gates": GateChain(3, 32)},
@@ -562,7 +562,7 @@ def test_the_progress_bar_counts_steps_and_shows_loss_lr_speed_and_each_evaluati
 
 
 def test_model_inputs_keep_what_a_bert_forward_takes():
-    from ladc.train import model_inputs
+    from ladc.training.train import model_inputs
 
     batch = {"input_ids": 1, "attention_mask": 2, "token_type_ids": 3, "labels": 4, "idx": 5}
     assert model_inputs(batch) == {"input_ids": 1, "attention_mask": 2, "token_type_ids": 3}
@@ -574,10 +574,10 @@ def test_what_picked_the_kept_checkpoint_is_recorded(tmp_path, tiny_bert_config,
     from transformers import BertForSequenceClassification
 
     common = {"micro_batch": 4, "max_steps": 8, "eval_steps": 4}
-    import ladc.train
+    import ladc.training.train
 
     points: list[str] = []
-    monkeypatch.setattr(ladc.train, "kill_point", lambda name, step=None: points.append(name))
+    monkeypatch.setattr(ladc.training.train, "kill_point", lambda name, step=None: points.append(name))
     model = _tiny_classifier(tiny_bert_config)
     last = _fit(model, tmp_path / "last", _examples(), evaluate=False, **common)
     assert points.count("best-write") == 1  # best/ written once, at the last step
@@ -599,8 +599,8 @@ def test_what_picked_the_kept_checkpoint_is_recorded(tmp_path, tiny_bert_config,
 
 
 def test_result_metrics_are_the_metrics_json_fields():
-    from ladc.tasks import get_task
-    from ladc.train import result_metrics
+    from ladc.data.tasks import get_task
+    from ladc.training.train import result_metrics
 
     history = [{"step": 2, "loss": 0.5, "lr": 1e-4, "samples_per_s": 10.0}, {"step": 2, "holdout": {"accuracy": 0.8}}]
     result = TrainResult(best_step=2, best_metrics={"accuracy": 0.8}, final_step=4, history=history,
@@ -617,8 +617,8 @@ def test_result_metrics_are_the_metrics_json_fields():
 
 @pytest.mark.parametrize("requested", ["no", "bf16", "fp16", "auto", "BF16", "fp8"])
 def test_make_accelerator_takes_each_precision_or_says_why_not(requested):
-    from ladc.hardware import resolve_mixed_precision
-    from ladc.train import make_accelerator
+    from ladc.runs.hardware import resolve_mixed_precision
+    from ladc.training.train import make_accelerator
 
     optim = OptimConfig(mixed_precision=requested, grad_accum=3)
     if requested in ("BF16", "fp8"):

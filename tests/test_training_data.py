@@ -1,4 +1,4 @@
-"""Tests of ladc/training_data.py: the train holdout is cut from the whole train split before --train-limit, is
+"""Tests of ladc/data/training_data.py: the train holdout is cut from the whole train split before --train-limit, is
 recorded in ladc.json and checked against the teacher's; under torchrun one process tokenizes, the others read."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ladc.config import DataConfig, DistillConfig, OptimConfig, TuneTeacherConfig
-from ladc.data import load_raw
-from ladc.distill import distill
-from ladc.tasks import get_task
-from ladc.teacher import tune_teacher
-from ladc.training_data import holdout_overlap, prepare_data, row_ids_sha256, split_rows
+from ladc.commands.distill import distill
+from ladc.commands.teacher import tune_teacher
+from ladc.data.data import load_raw
+from ladc.data.tasks import get_task
+from ladc.data.training_data import holdout_overlap, prepare_data, row_ids_sha256, split_rows
+from ladc.runs.config import DataConfig, DistillConfig, OptimConfig, TuneTeacherConfig
 from tests.helpers import write_tiny_base_model, write_tiny_sst2
 
 TRAIN_ROWS = 200  # default holdout: 20 rows
@@ -97,14 +97,14 @@ def test_a_student_is_warned_when_its_teacher_trained_on_its_holdout(tmp_path, t
         caplog.clear()
         cfg = DistillConfig(teacher=str(teacher), output=str(tmp_path / name), student_layers=1, data=data(120),
                             optim=OptimConfig(**optim, **extra))  # fmt: skip
-        with caplog.at_level(logging.WARNING, logger="ladc.training_data"):
+        with caplog.at_level(logging.WARNING, logger="ladc.data.training_data"):
             distill(cfg)
         return json.loads((tmp_path / name / "ladc.json").read_text())["holdout"]
 
     assert student("same") == {**recorded, "train_limit": 120}  # another limit, the same holdout: nothing to say
-    assert not [r for r in caplog.records if r.name == "ladc.training_data"]
+    assert not [r for r in caplog.records if r.name == "ladc.data.training_data"]
     assert student("wider", holdout_size=40)["rows"] == 40
-    warnings = [r.getMessage() for r in caplog.records if r.name == "ladc.training_data"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "ladc.data.training_data"]
     expected = len(set(split_rows(TRAIN_ROWS, 20, 60)[0]) & set(split_rows(TRAIN_ROWS, 40, None)[1]))
     assert len(warnings) == 1 and "\n" not in warnings[0], warnings
     assert f"{expected} of the student's 40 holdout rows were trained on by teacher {teacher}" in warnings[0]
@@ -114,15 +114,15 @@ TOKENIZE_ONCE = """
 import sys, time
 from accelerate import PartialState
 from transformers import AutoTokenizer
-import ladc.data
-from ladc.config import DataConfig, OptimConfig
-from ladc.launch import cpu_process_group
-from ladc.tasks import get_task
-from ladc.training_data import prepare_data
+import ladc.data.data
+from ladc.runs.config import DataConfig, OptimConfig
+from ladc.training.launch import cpu_process_group
+from ladc.data.tasks import get_task
+from ladc.data.training_data import prepare_data
 
 glue, cache, tokenizer_dir, log = sys.argv[1:5]
 state = PartialState(cpu=cpu_process_group())
-real = ladc.data.tokenize
+real = ladc.data.data.tokenize
 
 def tokenize(*args, **kwargs):
     with open(log, "a") as handle:
@@ -130,7 +130,7 @@ def tokenize(*args, **kwargs):
     time.sleep(1)  # both processes would be in here at once, unless one waits for the other
     return real(*args, **kwargs)
 
-ladc.data.tokenize = tokenize
+ladc.data.data.tokenize = tokenize
 state.wait_for_everyone()  # start together, with a cold cache
 data = DataConfig(task="sst2", data_dir=glue, cache_dir=cache)
 run = prepare_data(data, OptimConfig(), AutoTokenizer.from_pretrained(tokenizer_dir), get_task("sst2"))

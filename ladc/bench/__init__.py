@@ -1,0 +1,1 @@
+"""Bench stage: time, size and score deployed targets side by side, and report compression and the frontier."""

@@ -1,0 +1,388 @@
+"""`ladc export`: every deployable artifact of a classifier (ONNX Runtime, OpenVINO, PyTorch bf16), each checked
+against PyTorch on real dev data, and with `--select fastest` ranked by speed on this machine.
+
+The rows, their files and builders live in one table (ladc/deploy/artifacts.py); this module validates the config, writes
+model.onnx, runs the table's builders into one directory (atomically), then parity (ladc/deploy/parity.py) and, under
+--select, the ranking (ladc/deploy/select.py). The directory is what `ORTModelForSequenceClassification.from_pretrained(OUT)`
+loads (`model.onnx`, the others via `file_name=`), and its OpenVINO IR follows optimum-intel's layout:
+
+- model.onnx             fp32, `optimum.exporters.onnx.main_export` (TorchScript exporter, SDPA attention, so
+                         opset >= 14), dynamic batch/sequence axes.
+- model_fused.onnx       --optimize: `onnxruntime.transformers.optimizer.optimize_model(model_type='bert')` with
+                         num_heads/hidden_size from config.json -> Attention, SkipLayerNormalization, BiasGelu,
+                         EmbedLayerNormalization. We count the fused ops in the graph and fail if attention did not fuse.
+- model_int8.onnx        --quantize dynamic: `quantize_dynamic` of the UNFUSED graph (MatMul/Gemm -> MatMulInteger,
+                         embedding Gathers -> int8 tables + DequantizeLinear).
+- model_fused_int8.onnx  --optimize --quantize dynamic: fuse FIRST, then `quantize_dynamic` with op types
+                         MatMul/Gemm/Attention/EmbedLayerNormalization and extra_options={'DefaultTensorType': FLOAT}
+                         -> QAttention, QEmbedLayerNormalization and MatMulInteger around the fused
+                         SkipLayerNormalization/BiasGelu.
+- model_fp16.onnx        --fp16 (CUDA): fused with use_gpu=True, then float16 weights with fp32 inputs/outputs.
+- openvino_model.xml     --backend openvino: `ov.convert_model` of model.onnx, fp32 weights; run with the CPU plugin's
+                         default precision (`openvino`: bf16 on AMX) and with f32 forced (`openvino_f32`).
+- openvino_model_int8.xml --backend openvino: NNCF post-training INT8 calibrated on train sentences.
+- model.safetensors      --backend torch: the HF model itself, run under bf16 autocast (`torch_bf16`).
+
+Why this order for fused + INT8 (measured with onnxruntime 1.32, optimum 2.1, optimum-onnx 0.1.0):
+- Quantize, then fuse: the fusion patterns look for MatMul+Add sub-graphs; after quantization those are
+  DynamicQuantizeLinear/MatMulInteger/Mul chains, so no Attention fuses (only SkipLayerNormalization/Gelu).
+- Fuse, then quantize with defaults (what optimum's ORTQuantizer does on an O2 graph): the quantizer asks ONNX shape
+  inference for the element type of every tensor it touches, and shape inference knows nothing about the
+  com.microsoft outputs (SkipLayerNormalization...), so it raises `Unable to find data type for weight_name=...`.
+- Fuse, then quantize with DefaultTensorType=FLOAT: the quantizer assumes float for those tensors, which is true
+  of every activation in an fp32 BERT graph (only the int64 graph inputs are not float, and their types are known).
+  The result keeps every fusion and quantizes QKV (QAttention) and all dense layers (MatMulInteger).
+
+Every artifact is then compared with PyTorch on real dev data (ladc/deploy/parity.py); a miss raises LadcError after the
+directory and its export.json (which records the failure) are in place (under --select only a failing fp32 graph
+does; other failures are left out of the ranking).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from ladc.deploy.artifacts import BACKENDS, BuildContext, wanted_artifacts
+from ladc.deploy.onnx_graphs import (
+    FUSED_OPS,
+    HEAD_PATTERNS,
+    check_attention_fused,
+    convert_fp16,
+    fuse_graph,
+    op_counts,
+    quantize_graph,
+)
+from ladc.errors import LadcError
+from ladc.runs.config import DataConfig, ExportConfig, to_dict
+from ladc.runs.faults import kill_point
+from ladc.runs.runs import EXPORT_MANIFEST, check_output, run_command
+
+__all__ = [
+    "MANIFEST",
+    "MIN_OPSET",
+    "MAX_OPSET",
+    "FUSED_OPS",
+    "HEAD_PATTERNS",
+    "export_onnx",
+    "verify_export",
+    "op_counts",
+    "fuse_graph",
+    "quantize_graph",
+    "convert_fp16",
+]
+
+MANIFEST = EXPORT_MANIFEST
+MIN_OPSET = 14  # torch exports scaled_dot_product_attention (BERT's default SDPA attention) from opset 14 on
+MAX_OPSET = 20  # the TorchScript exporter optimum-onnx uses stops at 20
+# ----------------------------------------------------------------------------- config checks
+
+
+def _check_config(cfg: ExportConfig) -> None:
+    if not MIN_OPSET <= cfg.opset <= MAX_OPSET:
+        raise LadcError(
+            f"--opset {cfg.opset} is not supported: BERT's SDPA attention exports from opset {MIN_OPSET} and "
+            f"torch's TorchScript exporter stops at {MAX_OPSET}; use {MIN_OPSET}..{MAX_OPSET} (default 17)"
+        )
+    if cfg.device not in ("cpu", "cuda"):
+        raise LadcError(f"--device '{cfg.device}' is not supported; expected cpu or cuda")
+    if cfg.quantize not in (None, "dynamic"):
+        raise LadcError(f"--quantize '{cfg.quantize}' is not supported; expected 'dynamic' (static needs calibration)")
+    if (cfg.exclude_nodes or cfg.keep_head_fp32) and cfg.quantize is None:
+        raise LadcError("--exclude-nodes/--keep-head-fp32 need --quantize dynamic")
+    if cfg.parity_samples is not None and cfg.parity_samples <= 0:
+        raise LadcError(f"--parity-samples must be positive, got {cfg.parity_samples}")
+    if cfg.allow_drop is not None and cfg.allow_drop < 0:
+        raise LadcError(f"--allow-drop must be >= 0 metric points, got {cfg.allow_drop}")
+    unknown = [backend for backend in cfg.backends if backend not in BACKENDS]
+    if unknown or not cfg.backends:
+        raise LadcError(
+            f"--backend {','.join(cfg.backends)!r}: expected a comma-separated subset of {', '.join(BACKENDS)}"
+        )
+    if cfg.select not in (None, "fastest"):
+        raise LadcError(f"--select '{cfg.select}' is not supported; expected 'fastest'")
+    if cfg.calibration_samples < 1 or cfg.select_iterations < 1 or (cfg.threads is not None and cfg.threads < 1):
+        raise LadcError("--calibration-samples, --select-iterations and --threads must be >= 1")
+    if "openvino" in cfg.backends and cfg.select is None:
+        from ladc.deploy.openvino_ir import openvino_missing
+
+        reason = openvino_missing(with_nncf=True)
+        if reason:
+            raise LadcError(f"--backend openvino: {reason}")
+    if cfg.device == "cuda" or cfg.fp16:
+        _check_cuda("--fp16" if cfg.fp16 else "--device cuda")
+    check_output(cfg.output, overwrite=cfg.overwrite)
+
+
+def _check_cuda(flag: str) -> None:
+    import onnxruntime
+    import torch
+
+    if not torch.cuda.is_available() or "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        raise LadcError(
+            f"{flag} needs a CUDA GPU with torch CUDA and onnxruntime-gpu (providers here: "
+            f"{onnxruntime.get_available_providers()}); on CPU use --quantize dynamic instead"
+        )
+
+
+def _data_config(cfg: ExportConfig) -> DataConfig:
+    """Task and data dir: explicit flags win, else the model dir's ladc.json (tune-teacher and distill write it)."""
+    import dataclasses
+
+    from ladc.runs.runs import data_config_from_run
+
+    data = data_config_from_run(cfg.model, cfg.task, cfg.data_dir)
+    return dataclasses.replace(data, dev_limit=cfg.parity_samples, cache_dir=cfg.cache_dir or data.cache_dir)
+
+
+# ----------------------------------------------------------------------------- export
+
+
+@contextmanager
+def _quiet_optimum():
+    """optimum warns that opset 17 is below its recommended 18 and logs its own (random-input) validation;
+    our parity on dev data replaces both, so keep the console for what matters."""
+    loggers = [logging.getLogger(name) for name in ("optimum", "optimum.exporters.onnx", "optimum.onnx")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _export_fp32(cfg: ExportConfig, build: Path) -> None:
+    from optimum.exporters.onnx import main_export
+
+    with _quiet_optimum():
+        main_export(
+            cfg.model,
+            build,
+            task="text-classification",
+            opset=cfg.opset,
+            device=cfg.device,
+            atol=1e-4,  # optimum-onnx 0.1.0 defaults BERT to 1e-5; ours is the DESIGN bound (and parity reruns it)
+            library_name="transformers",
+        )
+
+
+def _selected_config(cfg: ExportConfig) -> tuple[ExportConfig, list[dict]]:
+    """Under --select fastest: every backend that can run here, fused and INT8 included; returns the config to build
+    and the backends skipped with the reason (recorded in export.json)."""
+    import dataclasses
+
+    from ladc.deploy.openvino_ir import openvino_missing
+    from ladc.runs.hardware import native_bf16
+
+    if cfg.select is None:
+        return cfg, []
+    skipped = []
+    backends = list(BACKENDS)
+    reason = openvino_missing(with_nncf=True)
+    if reason:
+        backends.remove("openvino")
+        skipped.append({"backend": "openvino", "reason": reason})
+    if cfg.device == "cpu" and not native_bf16() and "torch" not in cfg.backends:  # unless asked for by --backend
+        # emulated bf16 ran a 4096x384x1536 matmul 40x slower than fp32 on an AVX2-only EPYC (ladc/runs/hardware.py)
+        backends.remove("torch")
+        skipped.append({"backend": "torch", "reason": "bf16 autocast: this CPU has no native bf16 (avx512_bf16/amx)"})
+    chosen = dataclasses.replace(cfg, backends=tuple(backends), optimize=True, quantize=cfg.quantize or "dynamic")
+    return chosen, skipped
+
+
+def _build_artifacts(cfg: ExportConfig, build: Path, model, calibration) -> list[dict]:
+    """Write every artifact the config asks for into `build`, in table order; returns their manifest entries
+    (without parity)."""
+    _export_fp32(cfg, build)
+    rows = wanted_artifacts(cfg)
+    context = BuildContext(cfg=cfg, build=build, model=model, calibration=calibration)
+    entries = []
+    for row in rows:
+        extra = row.build(context) if row.build else {}
+        entries.append({"name": row.name, **extra})
+        kill_point("artifact-done")  # test-only (ladc/runs/faults.py)
+    patterns = tuple(cfg.exclude_nodes) + (HEAD_PATTERNS if cfg.keep_head_fp32 else ())
+    if patterns and not any(entry.get("excluded_nodes") for entry in entries):
+        raise LadcError(f"--exclude-nodes/--keep-head-fp32 patterns {list(patterns)} match no node of the graphs")
+    for row, entry in zip(rows, entries):
+        entry.update(_describe(build, row, cfg))
+        if row.optimized and row.engine == "onnxruntime":
+            check_attention_fused(build / row.file, entry["fused_op_counts"], model.config.num_hidden_layers)
+    return entries
+
+
+def _describe(root: Path, row, cfg: ExportConfig) -> dict:
+    files = [root / row.file]
+    if row.file.endswith(".xml"):
+        files.append(files[0].with_suffix(".bin"))
+    entry = {
+        "path": row.file,
+        "engine": row.engine,
+        "size_mb": round(sum(f.stat().st_size for f in files) / 2**20, 3),  # MiB
+        "precision": row.precision,
+        "optimized": row.optimized,
+        "quantized": row.quantized,
+        # dynamic INT8 kernels exist on CPU only (on CUDA they fall back): run int8 on CPU, fp16 on CUDA
+        "provider": "CPUExecutionProvider" if row.quantized or cfg.device == "cpu" or row.engine != "onnxruntime"
+        else "CUDAExecutionProvider",
+    }  # fmt: skip
+    if row.runtime:
+        entry["runtime"] = dict(row.runtime)
+    if row.file.endswith(".onnx"):
+        counts = op_counts(root / row.file)
+        entry["op_counts"] = counts
+        entry["fused_op_counts"] = {op: counts[op] for op in FUSED_OPS if op in counts}
+    return entry
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def _parity_inputs(data: DataConfig, model_dir: str, batch_size: int):
+    from ladc.data.tasks import get_task
+    from ladc.deploy.parity import load_parity_set
+    from ladc.training.models import load_classifier, load_tokenizer
+
+    task = get_task(data.task)
+    model = load_classifier(model_dir, task)  # LadcError: not a sequence classifier, label count mismatch
+    tokenizer = load_tokenizer(model_dir)
+    return task, model, tokenizer, load_parity_set(data, tokenizer, task, batch_size)
+
+
+def _calibration_feeds(data: DataConfig, tokenizer, task, samples: int) -> list[dict]:
+    """A seeded random subset of the train split, one unpadded example per feed (static INT8 calibration)."""
+    import dataclasses
+
+    import numpy as np
+
+    from ladc.data.data import load_tokenized, make_collator
+
+    train = load_tokenized(dataclasses.replace(data, train_limit=samples, dev_limit=None), tokenizer, "train")
+    if len(train) == 0:
+        raise LadcError(f"the {task.name} train split is empty; OpenVINO INT8 calibration needs train examples")
+    collate = make_collator(tokenizer, task)
+    feeds = []
+    for i in range(len(train)):
+        batch = collate([train[i]])
+        feeds.append({k: v.numpy().astype(np.int64) for k, v in batch.items() if k not in ("labels", "idx")})
+    return feeds
+
+
+@run_command("ladc export")  # default output, and one process per export dir
+def export_onnx(cfg: ExportConfig, console=None) -> dict:
+    """Export `cfg.model` to ONNX artifacts in `cfg.output` and check each against PyTorch on dev data.
+
+    Args:
+        cfg: the export settings (see ExportConfig).
+        console: a rich Console for the parity table (default: stdout).
+
+    Returns:
+        The manifest written to OUT/export.json.
+
+    Raises:
+        LadcError: bad input (missing model dir, not a classifier, opset, --fp16 without CUDA, existing output),
+            attention not fused under --optimize, or an artifact outside its parity tolerance (after OUT is written).
+    """
+    from ladc.deploy.parity import print_parity_table, raise_on_failure, run_parity
+    from ladc.runs.card import write_export_card
+    from ladc.runs.io import atomic_dir, atomic_write_json
+    from ladc.runs.runs import versions
+
+    if not Path(cfg.model).is_dir():
+        raise LadcError(f"model dir {cfg.model} does not exist (expected a fine-tuned HF sequence-classifier dir)")
+    _check_config(cfg)
+    data = _data_config(cfg)
+    task, model, tokenizer, parity_set = _parity_inputs(data, cfg.model, cfg.parity_batch_size)
+    build_cfg, skipped = _selected_config(cfg)
+    output = Path(cfg.output)
+    started = time.perf_counter()
+    with atomic_dir(output) as build:
+        manifest = {
+            "kind": "onnx-export",
+            "source_model": str(Path(cfg.model).resolve()),
+            "task": task.name,
+            "opset": cfg.opset,
+            "device": cfg.device,
+            "config": to_dict(cfg),
+            "versions": versions(),
+            "parity_set": {
+                "data_dir": data.data_dir,
+                "max_seq_len": data.max_seq_len,
+                "batch_size": cfg.parity_batch_size,
+            },
+            "backends": list(build_cfg.backends),
+            "artifacts": _build_artifacts(
+                build_cfg, build, model, lambda: _calibration_feeds(data, tokenizer, task, cfg.calibration_samples)
+            ),
+        }
+        if skipped:
+            manifest["skipped_backends"] = skipped
+        manifest["export_s"] = round(time.perf_counter() - started, 2)
+        run_parity(manifest, build, model, parity_set, task, cfg.allow_drop)
+        if cfg.select:
+            from ladc.deploy.select import select_fastest
+
+            manifest["selection"] = select_fastest(
+                manifest, build, tokenizer, parity_set, cfg, model.config.max_position_embeddings
+            )
+        manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        atomic_write_json(build / MANIFEST, manifest)
+        write_export_card(build, manifest, name=output.name)  # README.md: the model card, from export.json
+        kill_point("export-rename")  # test-only (ladc/runs/faults.py)
+    print_parity_table(manifest, console)
+    if cfg.select:
+        from ladc.deploy.select import print_selection
+
+        print_selection(manifest, console)
+    # under --select a failing reduced-precision artifact is dropped from the ranking, not an error; a failing fp32
+    # graph means the export itself is wrong
+    failed = [a for a in manifest["artifacts"] if not a["parity"]["accepted"]]
+    if not cfg.select or any(a["name"] == "fp32" for a in failed):
+        raise_on_failure(manifest, output)
+    return manifest
+
+
+def verify_export(
+    out_dir: str | Path,
+    *,
+    allow_drop: float | None = None,
+    parity_samples: int | None = None,
+    data_dir: str | None = None,
+    console=None,
+) -> dict:
+    """Re-run the parity check of an existing export dir (e.g. after editing or copying its graphs).
+
+    The source model, task and parity settings come from OUT/export.json; the manifest is rewritten with the new
+    figures. Raises LadcError like `export_onnx` when an artifact is outside its tolerance.
+    """
+    import dataclasses
+
+    from ladc.deploy.parity import print_parity_table, raise_on_failure, run_parity
+    from ladc.runs.card import write_export_card
+    from ladc.runs.config import from_dict
+    from ladc.runs.io import atomic_write_json, read_json
+
+    out_dir = Path(out_dir)
+    manifest = read_json(out_dir / MANIFEST)
+    cfg = from_dict(ExportConfig, manifest["config"], "export.json:config")
+    cfg = dataclasses.replace(
+        cfg,
+        model=manifest["source_model"],
+        task=manifest["task"],
+        allow_drop=allow_drop,
+        parity_samples=parity_samples if parity_samples is not None else cfg.parity_samples,
+        data_dir=data_dir if data_dir is not None else cfg.data_dir,
+    )
+    data = _data_config(cfg)
+    task, model, _, parity_set = _parity_inputs(data, cfg.model, cfg.parity_batch_size)
+    run_parity(manifest, out_dir, model, parity_set, task, allow_drop)
+    manifest["verified"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    atomic_write_json(out_dir / MANIFEST, manifest)
+    write_export_card(out_dir, manifest)
+    print_parity_table(manifest, console)
+    raise_on_failure(manifest, out_dir)
+    return manifest

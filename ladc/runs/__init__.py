@@ -1,0 +1,1 @@
+"""Run directories and configs, below every stage: ladc.json, config dataclasses, locks, atomic io, machine info."""

@@ -1,0 +1,1 @@
+"""Training stage: the one accelerate loop, methods as data, LAD's maths, student building, checkpoints and lr."""
