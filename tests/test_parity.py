@@ -18,6 +18,7 @@ from ladc.deploy.artifacts import TOLERANCES, Artifact, Tolerance, tolerance_of
 from ladc.deploy.parity import judge, load_parity_set, parity_figures, print_parity_table, raise_on_failure, run_parity
 from ladc.errors import LadcError
 from ladc.runs.config import BenchConfig, DataConfig, ExportConfig
+from ladc.runs.export_manifest import ExportManifest
 
 # module-scoped: a tiny SST-2 dir (48 dev rows) and a tiny BERT trained on it
 tiny_data, tiny_model = export_tests.tiny_data, export_tests.tiny_model
@@ -119,7 +120,7 @@ def test_run_parity_refuses_a_source_model_with_nan_logits(tmp_path, tiny_model,
         model.classifier.bias[0] = float("nan")
     parity_set = load_parity_set(_data(tiny_data), tiny_tokenizer, task)
     with pytest.raises(LadcError, match=r"^the PyTorch model's own logits are NaN or inf on 48 of 48 dev examples; "):
-        run_parity({"artifacts": []}, tmp_path, model, parity_set, task, allow_drop=None)
+        run_parity(ExportManifest(), tmp_path, model, parity_set, task, allow_drop=None)
 
 
 def test_parity_figures_refuse_other_shapes():
@@ -178,11 +179,11 @@ def test_tolerance_comes_from_the_row_else_the_precision_run(monkeypatch):
 def test_raise_on_failure_names_every_failed_artifact(tmp_path):
     parity = {"accepted": False, "reason": "label agreement 90.00% < 97%", "metrics": {"accuracy": 0.8},
               "max_abs_diff": 0.3}  # fmt: skip
-    manifest = {"pytorch": {"headline_metric": "accuracy", "metrics": {"accuracy": 0.9}},
+    manifest = ExportManifest.from_dict({"pytorch": {"headline_metric": "accuracy", "metrics": {"accuracy": 0.9}},
                 "parity_set": {"examples": 48},
                 "artifacts": [{"path": "model.onnx", "parity": {**parity, "accepted": True}},
                               {"path": "model_int8.onnx", "parity": parity},
-                              {"path": "model_fused_int8.onnx", "parity": {**parity, "max_abs_diff": 0.5}}]}  # fmt: skip
+                              {"path": "model_fused_int8.onnx", "parity": {**parity, "max_abs_diff": 0.5}}]})  # fmt: skip
     with pytest.raises(LadcError) as caught:
         raise_on_failure(manifest, tmp_path)
     assert str(caught.value) == (
@@ -192,7 +193,7 @@ def test_raise_on_failure_names_every_failed_artifact(tmp_path):
         "--keep-head-fp32 or --exclude-nodes (and --per-channel if you chose --per-tensor), or pass --allow-drop "
         "POINTS to accept the drop"
     )
-    for entry in manifest["artifacts"]:
+    for entry in manifest.artifacts:
         entry["parity"]["accepted"] = True
     raise_on_failure(manifest, tmp_path)  # nothing failed: no error
 
@@ -200,13 +201,13 @@ def test_raise_on_failure_names_every_failed_artifact(tmp_path):
 # ----------------------------------------------------------------------------- the parity table
 
 
-def _table_manifest(long_path: str = "openvino/openvino_model.xml") -> dict:
+def _table_manifest(long_path: str = "openvino/openvino_model.xml") -> ExportManifest:
     def parity(max_diff, mean_diff, agreement, accuracy, drop, within, accepted):
         return {"max_abs_diff": max_diff, "mean_abs_diff": mean_diff, "label_agreement_pct": agreement,
                 "metrics": {"accuracy": accuracy}, "metric_drop_points": drop, "within_tolerance": within,
                 "accepted": accepted}  # fmt: skip
 
-    return {
+    return ExportManifest.from_dict({
         "task": "sst2",
         "parity_set": {"examples": 48},
         "pytorch": {"headline_metric": "accuracy", "metrics": {"accuracy": 0.875}},
@@ -218,7 +219,7 @@ def _table_manifest(long_path: str = "openvino/openvino_model.xml") -> dict:
             {"name": "openvino", "path": long_path, "precision": "auto", "inference_precision": "bf16", "size_mb": 45.2,
              "parity": parity(3.5, 1.25, None, 0.5, -1.5, False, False)},
         ],
-    }  # fmt: skip
+    })  # fmt: skip
 
 
 def test_parity_table_shows_every_figure_in_its_column_and_colours_the_verdict():
@@ -255,7 +256,7 @@ def test_parity_table_on_a_terminal_takes_its_width_and_names_unnamed_artifacts_
     import sys
 
     manifest = _table_manifest(long_path="openvino/" + "x" * 60 + "/openvino_model.xml")
-    del manifest["artifacts"][0]["name"]  # export.json from before artifacts had names
+    del manifest.artifacts[0]["name"]  # export.json from before artifacts had names
     monkeypatch.setenv("COLUMNS", "250")
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     print_parity_table(manifest)
@@ -295,25 +296,27 @@ def test_run_parity_judges_each_entry_against_pytorch(tmp_path, tiny_model, tiny
     model = load_classifier(str(tiny_model), task)
     parity_set = load_parity_set(_data(tiny_data), tiny_tokenizer, task)
     model.save_pretrained(tmp_path)  # the torch engine reads model.safetensors + config.json
-    manifest = {
-        "artifacts": [{"name": "torch_bf16", "path": "model.safetensors", "engine": "torch", "precision": "bf16"}],
-        "parity_set": {"seed": 7},  # what export recorded before parity ran is kept
-    }
+    manifest = ExportManifest.from_dict(
+        {
+            "artifacts": [{"name": "torch_bf16", "path": "model.safetensors", "engine": "torch", "precision": "bf16"}],
+            "parity_set": {"seed": 7},  # what export recorded before parity ran is kept
+        }
+    )
     run_parity(manifest, tmp_path, model, parity_set, task, allow_drop=None)
-    accuracy = manifest["pytorch"]["metrics"]["accuracy"]
-    assert manifest["pytorch"] == {
+    accuracy = manifest.pytorch["metrics"]["accuracy"]
+    assert manifest.pytorch == {
         "precision": "fp32",
         "metrics": {"accuracy": accuracy},
         "headline_metric": "accuracy",
     }
-    assert accuracy > 0.5 and manifest["parity_set"] == {"seed": 7, **parity_set.describe()}
+    assert accuracy > 0.5 and manifest.parity_set == {"seed": 7, **parity_set.describe()}
     assert [len(batch["input_ids"]) for batch in parity_set.batches] == [32, 16]  # 48 dev rows, 32 per batch
-    bf16 = manifest["artifacts"][0]["parity"]
+    bf16 = manifest.artifacts[0]["parity"]
     assert 0 < bf16["max_abs_diff"] < 0.1 and bf16["label_agreement_pct"] >= 97 and bf16["accepted"]
-    assert bf16["tolerance"] == dataclasses.asdict(TOLERANCES["bf16"]) and manifest["passed"]
-    assert "inference_precision" not in manifest["artifacts"][0]  # only an engine that chooses ("auto") records one
+    assert bf16["tolerance"] == dataclasses.asdict(TOLERANCES["bf16"]) and manifest.passed
+    assert "inference_precision" not in manifest.artifacts[0]  # only an engine that chooses ("auto") records one
     run_parity(manifest, tmp_path, model, parity_set, task, allow_drop=0.5)  # --allow-drop reaches the verdict
-    assert manifest["artifacts"][0]["parity"]["reason"].endswith(" <= 0.5)")
+    assert manifest.artifacts[0]["parity"]["reason"].endswith(" <= 0.5)")
 
 
 def test_run_parity_refuses_a_graph_the_tokenizer_cannot_feed(tmp_path, tiny_model, tiny_data, tiny_vocab_file):
@@ -330,8 +333,8 @@ def test_run_parity_refuses_a_graph_the_tokenizer_cannot_feed(tmp_path, tiny_mod
     no_types = BertTokenizerFast(vocab_file=str(tiny_vocab_file), model_input_names=["input_ids", "attention_mask"])
     parity_set = load_parity_set(_data(tiny_data), no_types, task)
     assert list(parity_set.batches[0]) == ["input_ids", "attention_mask"]
-    manifest = {"artifacts": [{"name": "fp32", "path": "model.onnx", "engine": "onnxruntime", "precision": "fp32",
-                               "provider": "CPUExecutionProvider"}]}  # fmt: skip
+    manifest = ExportManifest(artifacts=[{"name": "fp32", "path": "model.onnx", "engine": "onnxruntime",
+                                          "precision": "fp32", "provider": "CPUExecutionProvider"}])  # fmt: skip
     with pytest.raises(LadcError) as caught:
         run_parity(manifest, tmp_path, model, parity_set, task, allow_drop=None)
     assert str(caught.value) == (

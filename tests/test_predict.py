@@ -275,16 +275,24 @@ def test_a_target_without_a_task_asks_for_one(tmp_path, export_dir):
 
 def test_the_chosen_artifact_is_the_default():
     from ladc.commands.predict import choose_artifact
+    from ladc.runs.export_manifest import ExportManifest
 
     artifacts = [{"name": "fp32", "parity": {"accepted": True}}, {"name": "int8", "parity": {"accepted": True}},
                  {"name": "fused_int8", "parity": {"accepted": False}}]  # fmt: skip
-    assert choose_artifact({"artifacts": artifacts, "selection": {"chosen": "int8"}}, None, "x")["name"] == "int8"
-    assert choose_artifact({"artifacts": artifacts}, None, "x")["name"] == "fp32"  # exported without --select
-    assert choose_artifact({"artifacts": artifacts}, "int8", "x")["name"] == "int8"
+    assert (
+        choose_artifact(ExportManifest.from_dict({"artifacts": artifacts, "selection": {"chosen": "int8"}}), None, "x")[
+            "name"
+        ]
+        == "int8"
+    )
+    assert (
+        choose_artifact(ExportManifest.from_dict({"artifacts": artifacts}), None, "x")["name"] == "fp32"
+    )  # exported without --select
+    assert choose_artifact(ExportManifest.from_dict({"artifacts": artifacts}), "int8", "x")["name"] == "int8"
     with pytest.raises(LadcError, match=r"no artifact 'int9' \(did you mean 'int8'\?\)"):
-        choose_artifact({"artifacts": artifacts}, "int9", "x")
+        choose_artifact(ExportManifest.from_dict({"artifacts": artifacts}), "int9", "x")
     with pytest.raises(LadcError, match="failed its parity check .*: fp32, int8$"):
-        choose_artifact({"artifacts": artifacts}, "fused_int8", "x")
+        choose_artifact(ExportManifest.from_dict({"artifacts": artifacts}), "fused_int8", "x")
 
 
 def test_export_dir_default_runs_the_chosen_artifact(tmp_path, export_dir, glue):

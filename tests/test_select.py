@@ -15,6 +15,7 @@ import pytest
 import tests.test_export as export_tests
 from ladc.errors import LadcError
 from ladc.runs.config import BenchConfig, DataConfig, ExportConfig
+from ladc.runs.export_manifest import ExportManifest
 
 # the same module-scoped fixtures as test_export.py: a tiny SST-2 dir and a tiny BERT trained on it
 tiny_data, tiny_model = export_tests.tiny_data, export_tests.tiny_model
@@ -145,7 +146,7 @@ def test_unique_candidates_drop_failures_cuda_rows_and_duplicates():
         entry("openvino", "ov.xml", "auto", inference_precision="fp32"), entry("openvino_f32", "ov.xml", "fp32"),
         entry("ov_reads_onnx", "model.onnx", engine="openvino"),  # the same file on another engine is another thing
     ]}  # fmt: skip
-    candidates, dropped = _unique_candidates(manifest)
+    candidates, dropped = _unique_candidates(ExportManifest.from_dict(manifest))
     assert [c["name"] for c in candidates] == ["fp32", "openvino", "ov_reads_onnx"]
     reasons = {d["name"]: d["reason"] for d in dropped}
     assert reasons["int8"].startswith("failed parity") and "CUDA" in reasons["fp16"]
@@ -219,7 +220,7 @@ def _select_scripted(monkeypatch, root, tokenizer, data_dir, manifest, scripted,
     monkeypatch.setattr(ladc.measure, "time_rounds", scripted_rounds)
     monkeypatch.setattr(ladc.deploy.runners, "open_artifact", recording_open)
     cfg = _cfg(root / "model", root / "out", data_dir, select_iterations=8, threads=threads)
-    selection = select_fastest(manifest, root, tokenizer, parity_set, cfg, max_positions=64)
+    selection = select_fastest(ExportManifest.from_dict(manifest), root, tokenizer, parity_set, cfg, max_positions=64)
     return selection, seen, opened, parity_set
 
 
@@ -281,7 +282,7 @@ def test_select_fastest_ranks_in_rounds_and_breaks_a_tie_by_size_on_a_scripted_c
     from rich.console import Console
 
     console = Console(record=True, width=300)
-    print_selection({"selection": selection}, console)
+    print_selection(ExportManifest(selection=selection), console)
     lines = [line.rstrip() for line in console.export_text().splitlines()]
     assert lines[0].strip() == f"--select fastest on {selection['machine']['cpu']} (1 threads)"
     assert lines[2:6] == [
@@ -295,14 +296,14 @@ def test_select_fastest_ranks_in_rounds_and_breaks_a_tie_by_size_on_a_scripted_c
                           "not ranked: gpu: runs on CUDA; selection times the CPU",
                           "not ranked: same_as_fast: identical to fast here (fp32)"]  # fmt: skip
     capsys.readouterr()
-    print_selection({"selection": selection})  # off a terminal: 130 columns, not rich's 80
+    print_selection(ExportManifest(selection=selection))  # off a terminal: 130 columns, not rich's 80
     assert 120 < max(len(line) for line in capsys.readouterr().out.splitlines()) <= 130
     import re
     import sys
 
     monkeypatch.setenv("COLUMNS", "400")  # on a terminal: its own width
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
-    print_selection({"selection": selection})
+    print_selection(ExportManifest(selection=selection))
     shown = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in capsys.readouterr().out.splitlines()]
     assert f"chosen: {selection['reason']}" in shown  # one line, not wrapped at 130
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ladc.deploy.artifacts import ENGINES
 from ladc.errors import LadcError
+from ladc.runs.export_manifest import is_export_dir, read_export_manifest
 from ladc.runs.io import atomic_write_json, atomic_write_text
 
 __all__ = [
@@ -51,9 +52,8 @@ def _find_target(bench: dict, name: str) -> dict | None:
 def _stage_targets(run_dir: Path) -> list[tuple[str, str, str, dict]]:
     """(row label, bench target name, stage, export.json entry or {}) for the models and every exported artifact."""
     rows = [(label, stage, stage, {}) for label, stage in MODEL_ROWS]
-    manifest_path = run_dir / "onnx" / "export.json"
-    if manifest_path.is_file():
-        for artifact in json.loads(manifest_path.read_text())["artifacts"]:
+    if is_export_dir(run_dir / "onnx"):
+        for artifact in read_export_manifest(run_dir / "onnx").artifacts:
             engine = artifact.get("engine", "onnxruntime")
             engine = ENGINES[engine].label if engine in ENGINES else engine
             precision = artifact.get("inference_precision", artifact["precision"])
@@ -63,8 +63,7 @@ def _stage_targets(run_dir: Path) -> list[tuple[str, str, str, dict]]:
 
 
 def _selection(run_dir: Path) -> dict | None:
-    manifest_path = run_dir / "onnx" / "export.json"
-    return json.loads(manifest_path.read_text()).get("selection") if manifest_path.is_file() else None
+    return read_export_manifest(run_dir / "onnx").selection if is_export_dir(run_dir / "onnx") else None
 
 
 def compression_rows(run_dir: Path) -> tuple[list[dict], dict]:

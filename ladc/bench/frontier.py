@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ladc.bench.compression import count_parameters
 from ladc.errors import LadcError
+from ladc.runs.export_manifest import is_export_dir, read_export_manifest
 from ladc.runs.io import atomic_write_json, atomic_write_text
 
 __all__ = ["flops_per_sequence", "frontier_points", "pick_fastest_within", "render_frontier_markdown",
@@ -31,6 +32,11 @@ def flops_per_sequence(shape: dict, seq_len: int = SEQ_LEN) -> int:
 
 def _read(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _chosen(export_dir: Path) -> str | None:
+    """The artifact an export dir's `--select fastest` chose, if any."""
+    return read_export_manifest(export_dir).chosen if is_export_dir(export_dir) else None
 
 
 def _timing(bench: dict, target: str, batch_size: int) -> dict:
@@ -86,13 +92,13 @@ def frontier_points(run_dir: Path, students: list[tuple[str, str, str]]) -> list
     if not bench:
         raise LadcError(f"{run_dir / 'bench' / 'bench.json'} is missing; run the bench stage first")
     wanted = [("teacher (PyTorch fp32)", "teacher", "teacher", "teacher")]
-    teacher_choice = (_read(run_dir / "teacher-onnx" / "export.json").get("selection") or {}).get("chosen")
+    teacher_choice = _chosen(run_dir / "teacher-onnx")
     if teacher_choice:
         wanted.append(
             (f"teacher, best ladc artifact ({teacher_choice})", "teacher", f"teacher-onnx/{teacher_choice}", "teacher")
         )
     for label, model_stage, export_stage in students:
-        chosen = (_read(run_dir / export_stage / "export.json").get("selection") or {}).get("chosen")
+        chosen = _chosen(run_dir / export_stage)
         if chosen:
             wanted.append((f"{label} ({chosen})", model_stage, f"{export_stage}/{chosen}", "student"))
     points = [p for p in (_point(run_dir, bench, *w) for w in wanted) if p is not None]

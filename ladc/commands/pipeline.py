@@ -25,9 +25,10 @@ from ladc.runs.config import (
     save_yaml,
     with_preset,
 )
+from ladc.runs.export_manifest import EXPORT_MANIFEST
 from ladc.runs.faults import kill_point
 from ladc.runs.runlock import locked_run
-from ladc.runs.runs import EXPORT_MANIFEST, METRICS, check_replaceable
+from ladc.runs.runs import METRICS, check_replaceable
 
 __all__ = [
     "StudentSpec", "PipelineConfig", "STAGES", "pipeline_stages", "load_pipeline_config", "run_pipeline", "run_demo",

@@ -18,8 +18,8 @@ import numpy as np
 from ladc.commands.predict_io import BadRow, Example, PredictionWriter, input_format, output_format, read_examples
 from ladc.data.tasks import TaskSpec, get_task
 from ladc.errors import LadcError, did_you_mean
-from ladc.runs.io import read_json
-from ladc.runs.runs import EXPORT_MANIFEST, RUN_MANIFEST, infer_task, read_manifest
+from ladc.runs.export_manifest import EXPORT_MANIFEST, ExportManifest, is_export_dir, read_export_manifest
+from ladc.runs.runs import RUN_MANIFEST, infer_task, read_manifest
 
 __all__ = [
     "PredictConfig",
@@ -111,15 +111,15 @@ class Predictor:
 # ----------------------------------------------------------------------------- opening a target
 
 
-def choose_artifact(manifest: dict, name: str | None, where: str) -> dict:
+def choose_artifact(manifest: ExportManifest, name: str | None, where: str) -> dict:
     """The export.json entry to run: `name`, else the one `--select fastest` chose, else `fp32`.
 
     Raises:
         LadcError: an unknown name, or an artifact that failed its parity check.
     """
-    entries = {entry.get("name"): entry for entry in manifest.get("artifacts") or []}
+    entries = {entry.get("name"): entry for entry in manifest.artifacts}
     if name is None:
-        name = (manifest.get("selection") or {}).get("chosen") or "fp32"
+        name = manifest.chosen or "fp32"
     if name not in entries:
         raise LadcError(
             f"{where} has no artifact '{name}'{did_you_mean(name, entries)}; artifacts: {', '.join(entries)}"
@@ -135,12 +135,12 @@ def choose_artifact(manifest: dict, name: str | None, where: str) -> dict:
 def _recorded_data(folder: Path) -> dict:
     """The data settings a run recorded: ladc.json `data`, or, for an export dir, its source model's."""
     manifest = read_manifest(folder)
-    if manifest is None and (folder / EXPORT_MANIFEST).is_file():
-        export = read_json(folder / EXPORT_MANIFEST)
-        source = Path(str(export.get("source_model", "")))
-        manifest = read_manifest(source) if source.is_dir() else None
+    if manifest is None and is_export_dir(folder):
+        export = read_export_manifest(folder)
+        source = Path(export.source_model)
+        manifest = read_manifest(source) if export.source_model and source.is_dir() else None
         recorded = dict(getattr(manifest, "data", None) or {})
-        return {**recorded, "max_seq_len": (export.get("parity_set") or {}).get("max_seq_len")}
+        return {**recorded, "max_seq_len": export.parity_set.get("max_seq_len")}
     return dict(getattr(manifest, "data", None) or {})
 
 
@@ -149,8 +149,8 @@ def _bench_target(target: str, artifact: str | None):
     from ladc.deploy.targets import resolve_targets
 
     path = Path(target)
-    if path.is_dir() and (path / EXPORT_MANIFEST).is_file():
-        entry = choose_artifact(read_json(path / EXPORT_MANIFEST), artifact, str(path / EXPORT_MANIFEST))
+    if path.is_dir() and is_export_dir(path):
+        entry = choose_artifact(read_export_manifest(path), artifact, str(path / EXPORT_MANIFEST))
         wanted = f"{path.name}/{entry['name']}"
         return next(t for t in resolve_targets([target]) if t.name == wanted), entry
     if artifact is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ladc.errors import LadcError
+from ladc.runs.export_manifest import is_export_dir
 
 __all__ = ["PUSH_IGNORE", "push_to_hub"]
 
@@ -19,7 +20,7 @@ PUSH_IGNORE = ["checkpoints/*", "best/*", ".*", "*.tmp", "*.lock"]
 def _check_dir(directory: Path) -> None:
     if not directory.is_dir():
         raise LadcError(f"push: {directory} is not a directory; expected a teacher, student or export dir")
-    if not ((directory / "config.json").is_file() or (directory / "export.json").is_file()):
+    if not ((directory / "config.json").is_file() or is_export_dir(directory)):
         raise LadcError(
             f"push: {directory} has neither config.json nor export.json; expected a teacher, student or export dir"
         )

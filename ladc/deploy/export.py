@@ -57,11 +57,11 @@ from ladc.deploy.onnx_graphs import (
 )
 from ladc.errors import LadcError
 from ladc.runs.config import DataConfig, ExportConfig, to_dict
+from ladc.runs.export_manifest import ExportManifest, read_export_manifest, write_export_manifest
 from ladc.runs.faults import kill_point
-from ladc.runs.runs import EXPORT_MANIFEST, check_output, run_command
+from ladc.runs.runs import check_output, run_command
 
 __all__ = [
-    "MANIFEST",
     "MIN_OPSET",
     "MAX_OPSET",
     "FUSED_OPS",
@@ -74,7 +74,6 @@ __all__ = [
     "convert_fp16",
 ]
 
-MANIFEST = EXPORT_MANIFEST
 MIN_OPSET = 14  # torch exports scaled_dot_product_attention (BERT's default SDPA attention) from opset 14 on
 MAX_OPSET = 20  # the TorchScript exporter optimum-onnx uses stops at 20
 # ----------------------------------------------------------------------------- config checks
@@ -281,7 +280,7 @@ def export_onnx(cfg: ExportConfig, console=None) -> dict:
         console: a rich Console for the parity table (default: stdout).
 
     Returns:
-        The manifest written to OUT/export.json.
+        The content written to OUT/export.json (`ExportManifest.to_dict()`).
 
     Raises:
         LadcError: bad input (missing model dir, not a classifier, opset, --fp16 without CUDA, existing output),
@@ -289,7 +288,7 @@ def export_onnx(cfg: ExportConfig, console=None) -> dict:
     """
     from ladc.deploy.parity import print_parity_table, raise_on_failure, run_parity
     from ladc.runs.card import write_export_card
-    from ladc.runs.io import atomic_dir, atomic_write_json
+    from ladc.runs.io import atomic_dir
     from ladc.runs.runs import versions
 
     if not Path(cfg.model).is_dir():
@@ -301,36 +300,34 @@ def export_onnx(cfg: ExportConfig, console=None) -> dict:
     output = Path(cfg.output)
     started = time.perf_counter()
     with atomic_dir(output) as build:
-        manifest = {
-            "kind": "onnx-export",
-            "source_model": str(Path(cfg.model).resolve()),
-            "task": task.name,
-            "opset": cfg.opset,
-            "device": cfg.device,
-            "config": to_dict(cfg),
-            "versions": versions(),
-            "parity_set": {
+        manifest = ExportManifest(
+            source_model=str(Path(cfg.model).resolve()),
+            task=task.name,
+            opset=cfg.opset,
+            device=cfg.device,
+            config=to_dict(cfg),
+            versions=versions(),
+            parity_set={
                 "data_dir": data.data_dir,
                 "max_seq_len": data.max_seq_len,
                 "batch_size": cfg.parity_batch_size,
             },
-            "backends": list(build_cfg.backends),
-            "artifacts": _build_artifacts(
+            backends=list(build_cfg.backends),
+            artifacts=_build_artifacts(
                 build_cfg, build, model, lambda: _calibration_feeds(data, tokenizer, task, cfg.calibration_samples)
             ),
-        }
-        if skipped:
-            manifest["skipped_backends"] = skipped
-        manifest["export_s"] = round(time.perf_counter() - started, 2)
+            skipped_backends=skipped or None,
+        )
+        manifest.export_s = round(time.perf_counter() - started, 2)
         run_parity(manifest, build, model, parity_set, task, cfg.allow_drop)
         if cfg.select:
             from ladc.deploy.select import select_fastest
 
-            manifest["selection"] = select_fastest(
+            manifest.selection = select_fastest(
                 manifest, build, tokenizer, parity_set, cfg, model.config.max_position_embeddings
             )
-        manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        atomic_write_json(build / MANIFEST, manifest)
+        manifest.created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        write_export_manifest(build, manifest)
         write_export_card(build, manifest, name=output.name)  # README.md: the model card, from export.json
         kill_point("export-rename")  # test-only (ladc/runs/faults.py)
     print_parity_table(manifest, console)
@@ -340,10 +337,10 @@ def export_onnx(cfg: ExportConfig, console=None) -> dict:
         print_selection(manifest, console)
     # under --select a failing reduced-precision artifact is dropped from the ranking, not an error; a failing fp32
     # graph means the export itself is wrong
-    failed = [a for a in manifest["artifacts"] if not a["parity"]["accepted"]]
+    failed = [a for a in manifest.artifacts if not a["parity"]["accepted"]]
     if not cfg.select or any(a["name"] == "fp32" for a in failed):
         raise_on_failure(manifest, output)
-    return manifest
+    return manifest.to_dict()
 
 
 def verify_export(
@@ -364,15 +361,14 @@ def verify_export(
     from ladc.deploy.parity import print_parity_table, raise_on_failure, run_parity
     from ladc.runs.card import write_export_card
     from ladc.runs.config import from_dict
-    from ladc.runs.io import atomic_write_json, read_json
 
     out_dir = Path(out_dir)
-    manifest = read_json(out_dir / MANIFEST)
-    cfg = from_dict(ExportConfig, manifest["config"], "export.json:config")
+    manifest = read_export_manifest(out_dir)
+    cfg = from_dict(ExportConfig, manifest.config, "export.json:config")
     cfg = dataclasses.replace(
         cfg,
-        model=manifest["source_model"],
-        task=manifest["task"],
+        model=manifest.source_model,
+        task=manifest.task,
         allow_drop=allow_drop,
         parity_samples=parity_samples if parity_samples is not None else cfg.parity_samples,
         data_dir=data_dir if data_dir is not None else cfg.data_dir,
@@ -380,9 +376,9 @@ def verify_export(
     data = _data_config(cfg)
     task, model, _, parity_set = _parity_inputs(data, cfg.model, cfg.parity_batch_size)
     run_parity(manifest, out_dir, model, parity_set, task, allow_drop)
-    manifest["verified"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    atomic_write_json(out_dir / MANIFEST, manifest)
+    manifest.verified = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    write_export_manifest(out_dir, manifest)
     write_export_card(out_dir, manifest)
     print_parity_table(manifest, console)
     raise_on_failure(manifest, out_dir)
-    return manifest
+    return manifest.to_dict()

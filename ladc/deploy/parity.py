@@ -26,6 +26,7 @@ import numpy as np
 
 from ladc.deploy.artifacts import TOLERANCES, Tolerance, tolerance_of
 from ladc.errors import LadcError
+from ladc.runs.export_manifest import ExportManifest
 
 __all__ = [
     "Tolerance",
@@ -197,11 +198,11 @@ def _failures_besides_drop(figures: dict, tolerance: Tolerance) -> list[str]:
     return failures
 
 
-def run_parity(manifest: dict, root: Path, model, parity_set, task, allow_drop: float | None) -> None:
-    """Fill `manifest['pytorch']`, `manifest['passed']` and each artifact's `parity` (figures + verdict) in place.
+def run_parity(manifest: ExportManifest, root: Path, model, parity_set, task, allow_drop: float | None) -> None:
+    """Fill `manifest.pytorch`, `manifest.passed` and each artifact's `parity` (figures + verdict) in place.
 
     Args:
-        manifest: export.json content whose `artifacts` have `path` (relative to `root`), `precision`, `provider`.
+        manifest: the export manifest whose `artifacts` have `path` (relative to `root`), `precision`, `provider`.
         root: the export directory.
         model: the PyTorch source classifier (the fp32 CPU reference).
         parity_set: dev examples from `load_parity_set`.
@@ -216,39 +217,39 @@ def run_parity(manifest: dict, root: Path, model, parity_set, task, allow_drop: 
         raise LadcError(f"the PyTorch model's own logits are NaN or inf on {rows} of {len(reference)} dev examples; "
                         "its weights are broken, so no export can be checked against it")  # fmt: skip
     reference_metrics = parity_figures(task, reference, reference, parity_set.labels)["metrics"]
-    manifest["pytorch"] = {"precision": "fp32", "metrics": reference_metrics, "headline_metric": task.headline_metric}
-    manifest["parity_set"] = {**manifest.get("parity_set", {}), **parity_set.describe()}
+    manifest.pytorch = {"precision": "fp32", "metrics": reference_metrics, "headline_metric": task.headline_metric}
+    manifest.parity_set = {**manifest.parity_set, **parity_set.describe()}
     feeds = list(parity_set.batches[0])
-    for entry in manifest["artifacts"]:
+    for entry in manifest.artifacts:
         runner = open_artifact(root, entry, expected_inputs=feeds)  # one-line error for graphs the tokenizer can't feed
         logits, _ = predict_logits(runner, parity_set.batches)
         figures = parity_figures(task, reference, logits, parity_set.labels)
         if entry["precision"] == "auto":  # the engine chose (OpenVINO: bf16 on AMX CPUs, f32 elsewhere): judge that
             entry["inference_precision"] = runner.inference_precision
         entry["parity"] = judge(figures, tolerance_of(entry), allow_drop)
-    manifest["passed"] = all(entry["parity"]["accepted"] for entry in manifest["artifacts"])
+    manifest.passed = all(entry["parity"]["accepted"] for entry in manifest.artifacts)
 
 
-def raise_on_failure(manifest: dict, output: Path) -> None:
+def raise_on_failure(manifest: ExportManifest, output: Path) -> None:
     """Raise one LadcError naming every artifact whose parity verdict was not accepted, with its numbers."""
-    failed = [entry for entry in manifest["artifacts"] if not entry["parity"]["accepted"]]
+    failed = [entry for entry in manifest.artifacts if not entry["parity"]["accepted"]]
     if not failed:
         return
-    headline = manifest["pytorch"]["headline_metric"]
-    reference = manifest["pytorch"]["metrics"][headline] * 100
+    headline = manifest.pytorch["headline_metric"]
+    reference = manifest.pytorch["metrics"][headline] * 100
     details = "; ".join(
         f"{entry['path']}: {entry['parity']['reason']} ({headline} {entry['parity']['metrics'][headline] * 100:.2f} "
         f"vs PyTorch {reference:.2f}, max|Δlogit| {entry['parity']['max_abs_diff']:.3g})"
         for entry in failed
     )
     raise LadcError(
-        f"parity check failed on {manifest['parity_set']['examples']} dev examples: {details}. "
+        f"parity check failed on {manifest.parity_set['examples']} dev examples: {details}. "
         f"Artifacts and export.json kept in {output}; for INT8 try --keep-head-fp32 or --exclude-nodes (and --per-channel if you chose --per-tensor), "
         "or pass --allow-drop POINTS to accept the drop"
     )
 
 
-def print_parity_table(manifest: dict, console=None) -> None:
+def print_parity_table(manifest: ExportManifest, console=None) -> None:
     """Rich table: one row per artifact with |Δlogit|, agreement, metric and verdict."""
     import sys
 
@@ -257,14 +258,14 @@ def print_parity_table(manifest: dict, console=None) -> None:
 
     # rich falls back to 80 columns off a terminal (CI logs, pipes), which truncates the artifact names
     console = console or Console(width=None if sys.stdout.isatty() else 130)
-    headline = manifest["pytorch"]["headline_metric"]
-    table = Table(title=f"ONNX parity vs PyTorch fp32 ({manifest['task']}, {manifest['parity_set']['examples']} dev)")
+    headline = manifest.pytorch["headline_metric"]
+    table = Table(title=f"ONNX parity vs PyTorch fp32 ({manifest.task}, {manifest.parity_set['examples']} dev)")
     columns = ("artifact", "file", "precision", "size MB", "max |Δ|", "mean |Δ|", "agree %", headline, "drop pts", "ok")
     for column in columns:
         table.add_column(column, justify="left" if column in ("artifact", "file", "precision", "ok") else "right")
-    reference = f"{manifest['pytorch']['metrics'][headline] * 100:.2f}"
+    reference = f"{manifest.pytorch['metrics'][headline] * 100:.2f}"
     table.add_row("pytorch", "", "fp32", "", "", "", "", reference, "", "")
-    for artifact in manifest["artifacts"]:
+    for artifact in manifest.artifacts:
         parity = artifact["parity"]
         agreement = parity["label_agreement_pct"]
         verdict = (

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ladc.runs.config import ExportConfig
+from ladc.runs.export_manifest import ExportManifest
 
 __all__ = [
     "SELECT_SEQ_LEN", "selection_shapes", "synthetic_shape", "rank", "slowdowns", "median_interval", "break_ties",
@@ -63,11 +64,11 @@ def selection_shapes(tokenizer, parity_batches: list[dict], max_positions: int, 
     return shapes
 
 
-def _unique_candidates(manifest: dict) -> tuple[list[dict], list[dict]]:
+def _unique_candidates(manifest: ExportManifest) -> tuple[list[dict], list[dict]]:
     """Artifacts that passed parity and run on the CPU, minus rows that run the very same thing as an earlier one
     (OpenVINO's default precision is f32 on CPUs without AMX: then `openvino` and `openvino_f32` are one model)."""
     candidates, dropped, seen = [], [], {}
-    for entry in manifest["artifacts"]:
+    for entry in manifest.artifacts:
         name = entry["name"]
         if not entry["parity"]["accepted"]:
             dropped.append({"name": name, "reason": f"failed parity: {entry['parity']['reason']}"})
@@ -216,7 +217,9 @@ def _time_shapes(runners: dict, shapes: dict[str, list], iterations: int) -> dic
     return ranking
 
 
-def select_fastest(manifest: dict, root: Path, tokenizer, parity_set, cfg: ExportConfig, max_positions: int) -> dict:
+def select_fastest(
+    manifest: ExportManifest, root: Path, tokenizer, parity_set, cfg: ExportConfig, max_positions: int
+) -> dict:
     """Time the accepted CPU artifacts of an export dir in interleaved rounds and rank them; the `selection` block of
     export.json.
 
@@ -288,11 +291,9 @@ def selection_latencies(
     another where this one was dropped as identical to it). None otherwise (an export.json from before the rounds,
     another machine or thread count, a shape it did not time): then the caller times the artifact itself.
     """
-    from ladc.runs.io import read_json
+    from ladc.runs.export_manifest import is_export_dir, read_export_manifest
 
-    path = Path(export_dir) / "export.json"
-    manifest = read_json(path) if path.is_file() else {}
-    selection = manifest.get("selection") if isinstance(manifest, dict) else None
+    selection = read_export_manifest(export_dir).selection if is_export_dir(export_dir) else None
     if not isinstance(selection, dict) or (selection.get("machine") or {}).get("cpu") != cpu:
         return None
     if (selection.get("timing") or {}).get("threads") != threads:
@@ -304,14 +305,14 @@ def selection_latencies(
     return (list(row["latencies_ms"]), timed_as) if row and row.get("latencies_ms") else None
 
 
-def print_selection(manifest: dict, console=None) -> None:
+def print_selection(manifest: ExportManifest, console=None) -> None:
     """Rich table of the ranking: one row per artifact, p50 per shape, the chosen one marked."""
     import sys
 
     from rich.console import Console
     from rich.table import Table
 
-    selection = manifest["selection"]
+    selection = manifest.selection
     console = console or Console(width=None if sys.stdout.isatty() else 130)
     shapes = list(selection["ranking"])
     table = Table(title=f"--select fastest on {selection['machine']['cpu']} ({selection['timing']['threads']} threads)")

@@ -13,7 +13,7 @@ import numpy as np
 from ladc.deploy.artifacts import ENGINES
 from ladc.deploy.onnx_graphs import FUSION_OPS, INT8_OPS
 from ladc.errors import LadcError, did_you_mean
-from ladc.runs.io import read_json
+from ladc.runs.export_manifest import EXPORT_MANIFEST, is_export_dir, read_export_manifest
 from ladc.runs.runs import infer_task
 
 __all__ = [
@@ -105,37 +105,33 @@ def _export_target(export_dir: Path, artifact: dict, manifest_path: Path) -> Ben
 
 def _export_targets(export_dir: Path) -> list[BenchTarget]:
     """Every artifact listed in a `ladc export` manifest (export.json), in manifest order."""
-    manifest_path = export_dir / "export.json"
-    manifest = read_json(manifest_path)
-    artifacts = manifest.get("artifacts") if isinstance(manifest, dict) else None
-    if not artifacts or not isinstance(artifacts, list):
+    manifest_path = export_dir / EXPORT_MANIFEST
+    manifest = read_export_manifest(export_dir)
+    if not manifest.artifacts:
         raise LadcError(f"{manifest_path} has no 'artifacts' list; re-run `ladc export`")
     return [replace(_export_target(export_dir, artifact, manifest_path), artifact=str(artifact.get("name")))
-            for artifact in artifacts]  # fmt: skip
+            for artifact in manifest.artifacts]  # fmt: skip
 
 
 def _export_artifact_target(arg: str) -> BenchTarget:
     """`EXPORT_DIR@NAME`: one artifact of an export dir; `EXPORT_DIR@chosen` is the one `--select fastest` chose."""
     directory, _, name = arg.rpartition("@")
     export_dir = Path(directory)
-    manifest_path = export_dir / "export.json"
-    if not manifest_path.is_file():
-        raise LadcError(f"target {arg}: {directory} is not a `ladc export` dir (no export.json)")
-    manifest = read_json(manifest_path)
-    artifacts = manifest.get("artifacts") if isinstance(manifest, dict) else None
-    if not isinstance(artifacts, list):
-        raise LadcError(f"{manifest_path} has no 'artifacts' list; re-run `ladc export`")
+    manifest_path = export_dir / EXPORT_MANIFEST
+    if not is_export_dir(export_dir):
+        raise LadcError(f"target {arg}: {directory} is not a `ladc export` dir (no {EXPORT_MANIFEST})")
+    manifest = read_export_manifest(export_dir)
     if name == "chosen":
-        name = (manifest.get("selection") or {}).get("chosen")
+        name = manifest.chosen
         if not name:
             raise LadcError(f"target {arg}: {manifest_path} names no chosen artifact; export with --select fastest")
-    names = [str(a.get("name")) for a in artifacts]
+    names = manifest.names()
     if name not in names:
         raise LadcError(
             f"target {arg}: {manifest_path} has no artifact '{name}'{did_you_mean(name, names)}; it has "
             f"{', '.join(names)}"
         )
-    return replace(_export_target(export_dir, artifacts[names.index(name)], manifest_path), artifact=name)
+    return replace(_export_target(export_dir, manifest.artifacts[names.index(name)], manifest_path), artifact=name)
 
 
 def _targets_of(arg: str, torch_bf16: bool) -> list[BenchTarget]:
@@ -151,7 +147,7 @@ def _targets_of(arg: str, torch_bf16: bool) -> list[BenchTarget]:
     path = Path(arg)
     if not path.exists():
         raise LadcError(f"target {arg} does not exist; expected an HF model dir, an .onnx file or a `ladc export` dir")
-    if path.is_dir() and (path / "export.json").is_file():
+    if path.is_dir() and is_export_dir(path):
         return _export_targets(path)
     if path.is_file() and path.suffix == ".onnx":
         precision, optimized, size_mb = describe_onnx(path)

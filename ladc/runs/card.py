@@ -12,6 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from ladc.runs.export_manifest import ExportManifest
 from ladc.runs.io import atomic_write_text
 
 __all__ = ["CARD_FILE", "HUB_NAMES", "write_run_card", "write_export_card", "metric", "source_license"]
@@ -221,21 +222,21 @@ def write_run_card(run_dir: str | Path, manifest: dict, metrics: dict) -> Path:
 # ----------------------------------------------------------------------------- export dirs
 
 
-def _default_artifact(manifest: dict) -> dict:
-    name = (manifest.get("selection") or {}).get("chosen") or "fp32"
-    artifacts = manifest.get("artifacts") or [{}]
+def _default_artifact(manifest: ExportManifest) -> dict:
+    name = manifest.chosen or "fp32"
+    artifacts = manifest.artifacts or [{}]
     return next((a for a in artifacts if a.get("name") == name), artifacts[0])
 
 
-def _parity_table(manifest: dict, headline: str) -> list[str]:
-    reference = (manifest.get("pytorch") or {}).get("metrics") or {}
-    parity_set = manifest.get("parity_set") or {}
+def _parity_table(manifest: ExportManifest, headline: str) -> list[str]:
+    reference = (manifest.pytorch or {}).get("metrics") or {}
+    parity_set = manifest.parity_set
     lines = ["## Artifacts and parity", "",
              f"Each artifact against PyTorch fp32 on {parity_set.get('examples', 'n/a')} dev examples (PyTorch "
              f"{headline} {metric(reference.get(headline))}):", "",
              f"| artifact | file | engine | precision | size MB | {headline} | label agreement % | max abs logit diff "
              "| parity |", "|---|---|---|---|---:|---:|---:|---:|---|"]  # fmt: skip
-    for entry in manifest.get("artifacts") or []:
+    for entry in manifest.artifacts:
         parity = entry.get("parity") or {}
         precision = entry.get("precision")
         if entry.get("inference_precision"):
@@ -271,10 +272,10 @@ def _latency_table(selection: dict) -> list[str]:
     return [*lines, ""]
 
 
-def _load_export(export_dir: Path, manifest: dict) -> list[str]:
+def _load_export(export_dir: Path, manifest: ExportManifest) -> list[str]:
     name = export_dir.name
-    onnx = [a for a in manifest.get("artifacts") or [] if str(a.get("path", "")).endswith(".onnx")]
-    ir = sorted({a["path"] for a in manifest.get("artifacts") or [] if str(a.get("path", "")).endswith(".xml")})
+    onnx = [a for a in manifest.artifacts if str(a.get("path", "")).endswith(".onnx")]
+    ir = sorted({a["path"] for a in manifest.artifacts if str(a.get("path", "")).endswith(".xml")})
     lines = ["## Load it without ladc", "", "ONNX Runtime through optimum (any `.onnx` file via `file_name=`):", "",
              "```python", "from optimum.onnxruntime import ORTModelForSequenceClassification",
              "from transformers import AutoTokenizer", f'tokenizer = AutoTokenizer.from_pretrained("{name}")']  # fmt: skip
@@ -292,28 +293,28 @@ def _load_export(export_dir: Path, manifest: dict) -> list[str]:
     return lines
 
 
-def write_export_card(export_dir: str | Path, manifest: dict, name: str | None = None) -> Path:
+def write_export_card(export_dir: str | Path, manifest: ExportManifest, name: str | None = None) -> Path:
     """README.md of a `ladc export` dir, from its export.json (and the source run's ladc.json where it exists).
 
     Args:
         export_dir: where to write (export writes into its temp build dir, so `name` gives the final dir name).
-        manifest: the export.json content.
+        manifest: the export dir's manifest.
         name: the export dir's name in the card (default: `export_dir`'s).
     """
     import yaml
     from huggingface_hub import ModelCard
 
-    from ladc.runs.runs import read_manifest
     from ladc.data.tasks import get_task
+    from ladc.runs.runs import read_manifest
 
     export_dir = Path(export_dir)
     shown = Path(name or export_dir.name)
-    task = get_task(manifest["task"])
-    source = manifest.get("source_model")
+    task = get_task(manifest.task)
+    source = manifest.source_model or None
     source_run = read_manifest(source) if source and Path(source).is_dir() else None
     run = source_run.to_dict() if source_run else {}
-    data = {**(run.get("data") or {}), "max_seq_len": (manifest.get("parity_set") or {}).get("max_seq_len")}
-    artifacts = manifest.get("artifacts") or []
+    data = {**(run.get("data") or {}), "max_seq_len": manifest.parity_set.get("max_seq_len")}
+    artifacts = manifest.artifacts
     default = _default_artifact(manifest)
     quantized = any(a.get("quantized") for a in artifacts)
     tags = ["text-classification", "ladc", "onnx"] + (["openvino"] if any(a.get("engine") == "openvino"
@@ -335,11 +336,11 @@ def write_export_card(export_dir: str | Path, manifest: dict, name: str | None =
             f"artifact (what `ladc predict`/`serve` run): **{default.get('name')}** (`{default.get('path')}`, "
             f"{default.get('engine')}, {default.get('precision')}).", "", *lineage,
             *_task_section(task, data), *_parity_table(manifest, task.headline_metric),
-            *_latency_table(manifest.get("selection") or {}), *_limitations(task, data, quantized),
+            *_latency_table(manifest.selection or {}), *_limitations(task, data, quantized),
             *_load_export(shown, manifest), "## Reproduce", "",
             *(["Made by:", "", "```bash", command, "```", ""] if command else []),
             f"`ladc export {source}` with this config (export.json `config`):", "", "```yaml",
-            yaml.safe_dump(manifest.get("config") or {}, sort_keys=False).strip(), "```", ""]  # fmt: skip
+            yaml.safe_dump(manifest.config, sort_keys=False).strip(), "```", ""]  # fmt: skip
     path = export_dir / CARD_FILE
     atomic_write_text(path, str(ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(body))))
     return path

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ladc.training.checkpoints import latest_checkpoint
+from ladc.errors import LadcError
 from ladc.runs.config import (
     BenchConfig,
     DataConfig,
@@ -27,12 +27,13 @@ from ladc.runs.config import (
     save_yaml,
     shown,
 )
-from ladc.errors import LadcError
+from ladc.runs.export_manifest import EXPORT_MANIFEST, is_export_dir, read_export_manifest
 from ladc.runs.faults import kill_point
 from ladc.runs.io import atomic_write_json, check_output_path, read_json
 from ladc.runs.runlock import launcher_rank, run_lock
+from ladc.training.checkpoints import latest_checkpoint
 
-__all__ = ["RUN_MANIFEST", "METRICS", "SAVED_CONFIG", "EXPORT_MANIFEST", "RunManifest", "read_manifest", "recorded_dev", "infer_task",
+__all__ = ["RUN_MANIFEST", "METRICS", "SAVED_CONFIG", "RunManifest", "read_manifest", "recorded_dev", "infer_task",
     "data_config_from_run", "versions", "DEFAULT_OUTPUTS", "default_output", "with_default_output", "check_output",
     "LADC_MANIFESTS", "check_replaceable", "build_run_config",
     "load_saved_config", "check_resume", "resolve_run_config", "create_run_dir", "finalize_run",
@@ -41,7 +42,6 @@ __all__ = ["RUN_MANIFEST", "METRICS", "SAVED_CONFIG", "EXPORT_MANIFEST", "RunMan
 RUN_MANIFEST = "ladc.json"  # what a run dir is: task, data source, method, versions; read by every later command
 METRICS = "metrics.json"  # written last by a training run: its presence marks the run finished
 SAVED_CONFIG = "config.yaml"  # the resolved config, so `--config RUN/config.yaml` repeats the run
-EXPORT_MANIFEST = "export.json"  # what `ladc export` writes into an export dir (ladc.deploy.export.MANIFEST)
 # a directory holding one of these was written by ladc, so --overwrite may replace it: a finished training run, an
 # export, a bench report, a pipeline run dir (written first, before any stage)
 LADC_MANIFESTS = (RUN_MANIFEST, EXPORT_MANIFEST, "bench.json", "pipeline.yaml")
@@ -150,10 +150,8 @@ def _target_task(arg: str) -> str | None:
     """The task a bench target records: export.json (export dirs, their files) or ladc.json (run dirs)."""
     path = Path(arg.removeprefix("openvino:"))
     folder = path if path.is_dir() else path.parent
-    if (folder / EXPORT_MANIFEST).is_file():
-        task = read_json(folder / EXPORT_MANIFEST).get("task")
-        if isinstance(task, str):
-            return task
+    if is_export_dir(folder):
+        return read_export_manifest(folder).task or None
     return getattr(read_manifest(folder), "task", None)
 
 
