@@ -47,7 +47,8 @@ def test_the_reader_names_what_is_wrong(tmp_path):
     with pytest.raises(LadcError, match=f"{tmp_path} is not a `ladc export` dir \\(no export.json\\)"):
         read_export_manifest(tmp_path)
     (tmp_path / EXPORT_MANIFEST).write_text(json.dumps({"task": "sst2"}))
-    assert is_export_dir(tmp_path)
+    assert is_export_dir(tmp_path) and read_export_manifest(tmp_path).artifacts == []  # the task alone reads
+    (tmp_path / EXPORT_MANIFEST).write_text(json.dumps({"task": "sst2", "artifacts": "model.onnx"}))
     with pytest.raises(LadcError, match=r"export.json has no 'artifacts' list; re-run `ladc export`"):
         read_export_manifest(tmp_path)
     (tmp_path / EXPORT_MANIFEST).write_text("{")

@@ -84,8 +84,9 @@ class ExportManifest:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = EXPORT_MANIFEST) -> ExportManifest:
-        """Raises LadcError when `data` is not a manifest with an 'artifacts' list."""
-        if not isinstance(data, dict) or not isinstance(data.get("artifacts"), list):
+        """Raises LadcError when `data` is not a JSON object or its 'artifacts' is not a list (a missing one is empty:
+        the task alone is enough for `infer_task`; bench refuses an export dir without artifacts)."""
+        if not isinstance(data, dict) or not isinstance(data.get("artifacts", []), list):
             raise LadcError(f"{where} has no 'artifacts' list; re-run `ladc export`")
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         extra = {key: value for key, value in data.items() if key not in known}
@@ -100,7 +101,7 @@ def read_export_manifest(export_dir: str | Path) -> ExportManifest:
     """The manifest of `export_dir`.
 
     Raises:
-        LadcError: no export.json (not a `ladc export` dir), invalid JSON, or no 'artifacts' list.
+        LadcError: no export.json (not a `ladc export` dir), invalid JSON, or an 'artifacts' that is not a list.
     """
     path = Path(export_dir) / EXPORT_MANIFEST
     if not path.is_file():
