@@ -140,5 +140,8 @@ def test_a_fixed_projection_compares_the_kept_channels_and_trains_nothing(tiny_t
     metrics = distill(_config(teacher, glue, tmp / "fixed", projection="fixed"))
     assert not (tmp / "fixed" / "projection.safetensors").exists()  # nothing trained, nothing saved
     assert metrics["history"][0]["hidden"] > 0
-    with pytest.raises(LadcError, match="--projection fixed compares the channels a pruned student kept"):
+    with pytest.raises(
+        LadcError,
+        match="--projection fixed compares the channels a pruned student kept; --student-init random keeps none",
+    ):
         distill(_config(teacher, glue, tmp / "fixed-random", projection="fixed", student_init="random"))
