@@ -108,6 +108,7 @@ def frontier_run(tmp_path_factory, tiny_vocab_file):
     return tmp / "run", report, lines
 
 
+@pytest.mark.timeout(600)  # its fixture runs a whole tiny pipeline: 3 trainings, 3 exports with --select, a bench
 def test_a_pipeline_with_students_reports_the_frontier(frontier_run):
     run_dir, report, lines = frontier_run
     running = [line.split(":")[0] for line in lines if line.endswith("running")]

@@ -244,7 +244,7 @@ def test_dockerignore_keeps_runs_and_venvs_out():
 
 @pytest.mark.integration
 @pytest.mark.slow  # `make test-slow`; CI runs it after `make test`
-@pytest.mark.timeout(600)  # the whole demo: training, every backend built, ranked and benchmarked (~3-4 min on 2 cores)
+@pytest.mark.timeout(900)  # the whole demo: training, every backend built, ranked and benchmarked (~3-4 min on 2 cores)
 def test_demo_runs_offline_end_to_end(tmp_path, minilm_dir):
     """The README's first command: bundled MiniLM + bundled sentences, whole pipeline, report printed."""
     result = subprocess.run(
