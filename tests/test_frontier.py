@@ -67,6 +67,18 @@ def test_student_specs_name_their_stages_and_refuse_duplicates(tmp_path):
     assert pipeline_stages(cfg) == ("teacher", "student", "onnx", "teacher-onnx", "student-192H", "onnx-192H",
                                     "student-2L-192H", "onnx-2L-192H", "bench", "report")  # fmt: skip
     assert cfg.distill.optim.epochs == 4.0  # distill's own default, untouched by the students list
+    path.write_text(
+        yaml.safe_dump({"distill": {"optim": {"lr": 2e-4}}, "students": [{"hidden": 8, "lr": 1e-3, "seed": 3}]})
+    )
+    from pathlib import Path
+
+    from ladc.pipeline import _stage_configs
+
+    stages = _stage_configs(load_pipeline_config(path), Path("run"))
+    narrow = stages["student-8H-seed3"]
+    assert (narrow.student_hidden, narrow.optim.lr, narrow.optim.seed, narrow.optim.epochs) == (8, 1e-3, 3, 4.0)
+    assert (stages["student"].student_hidden, stages["student"].optim.lr) == (None, 2e-4)
+    assert narrow.output == str(Path("run") / "student-8H-seed3") and narrow.teacher == str(Path("run") / "teacher")
 
 
 def test_bench_target_names_one_artifact_of_an_export_dir(tmp_path):
