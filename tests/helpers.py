@@ -49,6 +49,26 @@ def sst2_dev_accuracy(model_dir: Path, glue: Path) -> float:
     return sum(hits) / len(hits)
 
 
+def tiny_config(num_layers: int = 2, num_labels: int = 2, **overrides):
+    """A tiny random BERT config that fits the tests' WordPiece vocabulary (conftest.TINY_VOCAB): hidden 32, 2 heads,
+    FFN 64; for module-scoped fixtures, which cannot use conftest's function-scoped `tiny_bert_config`."""
+    from transformers import BertConfig
+
+    from tests.conftest import TINY_VOCAB
+
+    values = {"vocab_size": len(TINY_VOCAB), "hidden_size": 32, "num_hidden_layers": num_layers,
+              "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 128, "pad_token_id": 0,
+              "num_labels": num_labels}  # fmt: skip
+    return BertConfig(**{**values, **overrides})
+
+
+def tiny_tokenizer_of(vocab_file: Path):
+    """The tests' lower-casing WordPiece tokenizer over `vocab_file` (conftest's `tiny_vocab_file`)."""
+    from transformers import BertTokenizerFast
+
+    return BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True, model_max_length=128)
+
+
 def write_tiny_base_model(path: Path, config, tokenizer, seed: int = 0) -> Path:
     """A randomly initialised BertModel + tokenizer saved like a pretrained hub checkpoint."""
     import torch

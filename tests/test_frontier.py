@@ -11,7 +11,7 @@ import yaml
 from ladc.bench.frontier import flops_per_sequence, pick_fastest_within
 from ladc.commands.pipeline import StudentSpec, load_pipeline_config, pipeline_stages, run_pipeline
 from ladc.errors import LadcError
-from tests.helpers import write_tiny_base_model, write_tiny_sst2
+from tests.helpers import tiny_config, tiny_tokenizer_of, write_tiny_base_model, write_tiny_sst2
 
 
 def test_flops_per_sequence_by_hand():
@@ -66,7 +66,19 @@ def test_student_specs_name_their_stages_and_refuse_duplicates(tmp_path):
     cfg = load_pipeline_config(path)
     assert pipeline_stages(cfg) == ("teacher", "student", "onnx", "teacher-onnx", "student-192H", "onnx-192H",
                                     "student-2L-192H", "onnx-2L-192H", "bench", "report")  # fmt: skip
-    assert cfg.distill.optim.epochs == 4.0 or cfg.distill.optim.epochs == 3.0  # the distill section untouched
+    assert cfg.distill.optim.epochs == 4.0  # distill's own default, untouched by the students list
+    path.write_text(
+        yaml.safe_dump({"distill": {"optim": {"lr": 2e-4}}, "students": [{"hidden": 8, "lr": 1e-3, "seed": 3}]})
+    )
+    from pathlib import Path
+
+    from ladc.commands.pipeline import _stage_configs
+
+    stages = _stage_configs(load_pipeline_config(path), Path("run"))
+    narrow = stages["student-8H-seed3"]
+    assert (narrow.student_hidden, narrow.optim.lr, narrow.optim.seed, narrow.optim.epochs) == (8, 1e-3, 3, 4.0)
+    assert (stages["student"].student_hidden, stages["student"].optim.lr) == (None, 2e-4)
+    assert narrow.output == str(Path("run") / "student-8H-seed3") and narrow.teacher == str(Path("run") / "teacher")
 
 
 def test_bench_target_names_one_artifact_of_an_export_dir(tmp_path):
@@ -86,17 +98,9 @@ def test_bench_target_names_one_artifact_of_an_export_dir(tmp_path):
 
 @pytest.fixture(scope="module")
 def frontier_run(tmp_path_factory, tiny_vocab_file):
-    from transformers import BertConfig, BertTokenizerFast
-
-    from tests.conftest import TINY_VOCAB
-
     tmp = tmp_path_factory.mktemp("frontier")
-    tokenizer = BertTokenizerFast(vocab_file=str(tiny_vocab_file), do_lower_case=True, model_max_length=128)
-    config = BertConfig(
-        vocab_size=len(TINY_VOCAB), hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=64,
-        max_position_embeddings=128, pad_token_id=0, num_labels=2,
-    )  # fmt: skip
-    base = write_tiny_base_model(tmp / "base", config, tokenizer)
+    config = tiny_config(num_layers=4, num_attention_heads=4)
+    base = write_tiny_base_model(tmp / "base", config, tiny_tokenizer_of(tiny_vocab_file))
     glue = write_tiny_sst2(tmp / "glue")
     optim = {"lr": 1e-3, "batch_size": 8, "max_steps": 6, "warmup_ratio": 0.0}
     raw = {
@@ -116,6 +120,7 @@ def frontier_run(tmp_path_factory, tiny_vocab_file):
     return tmp / "run", report, lines
 
 
+@pytest.mark.timeout(600)  # its fixture runs a whole tiny pipeline: 3 trainings, 3 exports with --select, a bench
 def test_a_pipeline_with_students_reports_the_frontier(frontier_run):
     run_dir, report, lines = frontier_run
     running = [line.split(":")[0] for line in lines if line.endswith("running")]

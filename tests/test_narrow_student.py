@@ -15,26 +15,19 @@ import torch
 from ladc.commands.distill import distill
 from ladc.errors import LadcError
 from ladc.runs.config import DataConfig, DistillConfig, ExportConfig, OptimConfig
-from tests.helpers import write_tiny_teacher
+from tests.helpers import tiny_config, tiny_tokenizer_of, write_tiny_teacher
 
 HAS_OPENVINO = importlib.util.find_spec("openvino") is not None and importlib.util.find_spec("nncf") is not None
 
 
 @pytest.fixture(scope="module")
 def tiny_teacher(tmp_path_factory, tiny_vocab_file):
-    from transformers import BertConfig, BertTokenizerFast
-
-    from tests.conftest import TINY_VOCAB
-
-    tokenizer = BertTokenizerFast(vocab_file=str(tiny_vocab_file), do_lower_case=True, model_max_length=128)
+    """A 4-layer teacher with 4 heads of 8 (hidden 32, FFN 64), so a 16-wide student keeps whole heads."""
 
     def config(num_layers=2, num_labels=2, **overrides):
-        values = {"vocab_size": len(TINY_VOCAB), "hidden_size": 32, "num_hidden_layers": num_layers,
-                  "num_attention_heads": 4, "intermediate_size": 64, "max_position_embeddings": 128,
-                  "pad_token_id": 0, "num_labels": num_labels}  # fmt: skip
-        return BertConfig(**{**values, **overrides})
+        return tiny_config(num_layers, num_labels, **{"num_attention_heads": 4, **overrides})
 
-    return write_tiny_teacher(tmp_path_factory.mktemp("narrow"), config, tokenizer)
+    return write_tiny_teacher(tmp_path_factory.mktemp("narrow"), config, tiny_tokenizer_of(tiny_vocab_file))
 
 
 def _config(teacher, glue, output, method="lad", **fields) -> DistillConfig:
@@ -110,8 +103,6 @@ def test_equal_width_builds_no_projection(tiny_teacher):
 
 @pytest.mark.skipif(not HAS_OPENVINO, reason="openvino/nncf not installed (pip install 'ladc[openvino]')")
 def test_a_narrow_student_exports_on_every_backend_and_passes_parity(narrow_student, tiny_teacher, tiny_vocab_file):
-    from transformers import BertTokenizerFast
-
     from ladc.deploy.export import export_onnx
     from ladc.deploy.runners import open_artifact
 
@@ -131,7 +122,7 @@ def test_a_narrow_student_exports_on_every_backend_and_passes_parity(narrow_stud
     )
     assert manifest["selection"]["chosen"] in by_name
 
-    tokenizer = BertTokenizerFast(vocab_file=str(tiny_vocab_file), do_lower_case=True, model_max_length=128)
+    tokenizer = tiny_tokenizer_of(tiny_vocab_file)
     batch = dict(tokenizer(["a very charming film .", "bad"], padding=True, return_tensors="np"))
     from transformers import AutoModelForSequenceClassification
 
@@ -149,5 +140,8 @@ def test_a_fixed_projection_compares_the_kept_channels_and_trains_nothing(tiny_t
     metrics = distill(_config(teacher, glue, tmp / "fixed", projection="fixed"))
     assert not (tmp / "fixed" / "projection.safetensors").exists()  # nothing trained, nothing saved
     assert metrics["history"][0]["hidden"] > 0
-    with pytest.raises(LadcError, match="--projection fixed compares the channels a pruned student kept"):
+    with pytest.raises(
+        LadcError,
+        match="--projection fixed compares the channels a pruned student kept; --student-init random keeps none",
+    ):
         distill(_config(teacher, glue, tmp / "fixed-random", projection="fixed", student_init="random"))

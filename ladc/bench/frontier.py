@@ -39,10 +39,11 @@ def _chosen(export_dir: Path) -> str | None:
     return read_export_manifest(export_dir).chosen if is_export_dir(export_dir) else None
 
 
-def _timing(bench: dict, target: str, batch_size: int) -> dict:
+def _timing(bench: dict, target: str, batch_size: int, mode: str = "synthetic") -> dict:
+    """The bench row of `target` at `batch_size`: synthetic (seq 128) or `dev` (real sentences, dynamic padding)."""
     rows = [
         r for r in bench["timings"]
-        if r["target"] == target and r["batch_size"] == batch_size and r.get("mode", "synthetic") == "synthetic"
+        if r["target"] == target and r["batch_size"] == batch_size and r.get("mode", "synthetic") == mode
     ]  # fmt: skip
     return rows[0] if rows else {}
 
@@ -78,6 +79,8 @@ def _point(run_dir: Path, bench: dict, label: str, model_stage: str, target: str
         "holdout_examples": selection.get("examples"),
         "p50_ms_b1": b1.get("p50_ms"), "p90_ms_b1": b1.get("p90_ms"),
         "p50_ms_b32": b32.get("p50_ms"), "p90_ms_b32": b32.get("p90_ms"),
+        "p50_ms_dev_b1": _timing(bench, target, 1, "dev").get("p50_ms"),
+        "p50_ms_dev_b32": _timing(bench, target, 32, "dev").get("p50_ms"),
     }  # fmt: skip
 
 
@@ -152,12 +155,13 @@ def render_frontier_markdown(points: list[dict], metric: str, pick: dict | None,
     lines = [
         "## Accuracy-speed frontier",
         "",
-        f"One row per model at its chosen artifact; p50 (p90) ms at seq {SEQ_LEN}, synthetic tokens. Speed-up against "
-        "the teacher in PyTorch fp32 and against the teacher's own best ladc artifact (no distillation).",
+        f"One row per model at its chosen artifact; p50 (p90) ms at seq {SEQ_LEN}, synthetic tokens, and p50 on real dev "
+        "sentences (dynamic padding; `bench.real: true`). Speed-up (synthetic) against the teacher in PyTorch fp32 and "
+        "against the teacher's own best ladc artifact (no distillation).",
         "",
         f"| model | shape | params | GFLOPs/seq | dev {metric} | holdout | retention | b1 ms | b32 ms "
-        "| speed-up b1 / b32 | vs teacher's best b1 / b32 |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| real-length b1 / b32 ms | speed-up b1 / b32 | vs teacher's best b1 / b32 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for p in points:
         name = f"**{p['label']}** (picked)" if pick is not None and p is pick else p["label"]
@@ -166,6 +170,7 @@ def render_frontier_markdown(points: list[dict], metric: str, pick: dict | None,
             f"| {_fmt(p['dev'], '.4f')} | {_fmt(p['holdout'], '.4f')} | {_fmt(p['retention'], '.1%')} "
             f"| {_fmt(p['p50_ms_b1'], '.2f')} ({_fmt(p['p90_ms_b1'], '.2f')}) "
             f"| {_fmt(p['p50_ms_b32'], '.1f')} ({_fmt(p['p90_ms_b32'], '.1f')}) "
+            f"| {_fmt(p['p50_ms_dev_b1'], '.2f')} / {_fmt(p['p50_ms_dev_b32'], '.1f')} "
             f"| {_fmt(p['speedup_b1'], '.2f', 'x')} / {_fmt(p['speedup_b32'], '.2f', 'x')} "
             f"| {_fmt(p['speedup_vs_teacher_best_b1'], '.2f', 'x')} / {_fmt(p['speedup_vs_teacher_best_b32'], '.2f', 'x')} |"
         )
@@ -178,21 +183,24 @@ def frontier_figure(points: list[dict], metric: str):
     stars; returns the matplotlib Figure (Agg canvas)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     figure = Figure(figsize=(11.0, 4.8), dpi=120)
     FigureCanvasAgg(figure)
     for index, batch in enumerate(("b1", "b32"), start=1):
         axes = figure.add_subplot(1, 2, index)
-        for p in points:
+        for i, p in enumerate(points):
             x, y = p[f"p50_ms_{batch}"], p["dev"]
             if x is None or y is None:
                 continue
             is_teacher = p["role"] == "teacher"
             axes.scatter([x], [y], marker="*" if is_teacher else "o", s=160 if is_teacher else 60,
                          color="tab:red" if is_teacher else "tab:blue", alpha=0.8)  # fmt: skip
-            axes.annotate(p["shape_name"] if not is_teacher else "teacher", (x, y), textcoords="offset points",
-                          xytext=(6, 6), fontsize=8)  # fmt: skip
+            name = p["label"].removeprefix("student-").replace("teacher, best ladc artifact", "teacher")
+            axes.annotate(name, (x, y), textcoords="offset points", xytext=(6, 8 - 11 * (i % 3)), fontsize=7)
         axes.set_xscale("log")
+        axes.xaxis.set_major_formatter(ScalarFormatter())
+        axes.xaxis.set_minor_formatter(NullFormatter())
         axes.set_xlabel(f"p50 latency, ms (batch {batch[1:]}, seq {SEQ_LEN}, log scale)")
         axes.set_ylabel(f"dev {metric}")
         axes.grid(True, alpha=0.3)

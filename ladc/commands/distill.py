@@ -131,6 +131,18 @@ def _pruned_student(teacher, shape, mapping, data, samples: int):
     return slice_teacher(teacher, shape, kept), kept.hidden
 
 
+def _extra_modules(method, context: ModuleContext, fixed_projection: bool):
+    """(the method's modules this student trains, {name: module} it only reads): with `fixed_projection` the
+    projection stays the kept channels' selection, frozen and without an optimizer."""
+    extras = [extra for extra in method.modules if extra.is_needed(context)]
+    fixed = {}
+    if fixed_projection:
+        for extra in [extra for extra in extras if extra.name == "projection"]:
+            extras.remove(extra)
+            fixed[extra.name] = extra.build(context).requires_grad_(False)
+    return extras, fixed
+
+
 def _make_loss_fn(cfg: DistillConfig, task, teacher, loss_mapping, weights, fixed_modules=None):
     """loss_fn(modules, batch) -> named terms. The teacher runs under inference_mode, once per batch.
 
@@ -212,6 +224,10 @@ def distill(cfg: DistillConfig) -> dict:
         teacher.config, student_layers, cfg.student_hidden, cfg.student_intermediate, cfg.student_heads
     )
     init = resolve_student_init(cfg.student_init, _narrower(shape, teacher.config))
+    if cfg.projection == "fixed" and init != "prune":
+        raise LadcError(
+            f"--projection fixed compares the channels a pruned student kept; --student-init {init} keeps none"
+        )
     init_from = cfg.init_from or teacher_base_model(cfg.teacher)
     if init in ("even", "first"):
         _check_vocab(tokenizer, init_from)
@@ -231,16 +247,7 @@ def distill(cfg: DistillConfig) -> dict:
     lr, lr_source = resolve_lr(optim.lr, student.config.hidden_size, "student")
     optimizers = [OptimizerSpec("student", ("model",), lr, optim.weight_decay, optim.max_grad_norm)]
     context = ModuleContext(teacher.config, student.config, loss_mapping or mapping, cfg.reverse_gates, kept_channels)
-    extras = [extra for extra in method.modules if extra.is_needed(context)]
-    fixed_modules = {}
-    if cfg.projection == "fixed" and any(extra.name == "projection" for extra in extras):
-        if kept_channels is None:
-            raise LadcError(
-                "--projection fixed compares the channels a pruned student kept; it needs --student-init prune"
-            )
-        extras = [extra for extra in extras if extra.name != "projection"]
-        fixed_modules["projection"] = next(m for m in method.modules if m.name == "projection").build(context)
-        fixed_modules["projection"].requires_grad_(False)
+    extras, fixed_modules = _extra_modules(method, context, fixed_projection=cfg.projection == "fixed")
     for extra in extras:
         trainable[extra.name] = extra.build(context)
         optimizers.append(

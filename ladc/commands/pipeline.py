@@ -51,6 +51,7 @@ class StudentSpec:
     heads: int | None = None
     init: str | None = None  # None -> distill.student_init (prune when narrower)
     seed: int | None = None  # None -> distill.optim.seed
+    lr: float | None = None  # None -> distill.optim.lr (narrow students often want a larger one)
 
     def stage_name(self) -> str:
         if self.name:
@@ -178,7 +179,11 @@ def _export_stage(cfg: PipelineConfig, model_dir: Path, output: Path) -> ExportC
 
 def _student_stage(cfg: PipelineConfig, spec: StudentSpec, teacher_dir: Path, output: Path) -> DistillConfig:
     base = cfg.distill
-    optim = base.optim if spec.seed is None else dataclasses.replace(base.optim, seed=spec.seed)
+    optim = base.optim
+    if spec.seed is not None:
+        optim = dataclasses.replace(optim, seed=spec.seed)
+    if spec.lr is not None:
+        optim = dataclasses.replace(optim, lr=spec.lr)
     return dataclasses.replace(
         base, teacher=str(teacher_dir), output=str(output), data=cfg.data, optim=optim,
         student_layers=spec.layers if spec.layers is not None else base.student_layers,
