@@ -12,7 +12,8 @@ from ladc.runs.export_manifest import is_export_dir, read_export_manifest
 from ladc.runs.io import atomic_write_json, atomic_write_text
 
 __all__ = [
-    "count_parameters", "compression_rows", "compression_figure", "render_compression_markdown", "write_compression_report"
+    "count_parameters", "bench_row", "find_target", "fmt_figure", "compression_rows", "compression_figure",
+    "render_compression_markdown", "write_compression_report",
 ]  # fmt: skip
 
 # the PyTorch models; every artifact the export dir's export.json lists follows them
@@ -37,15 +38,22 @@ def count_parameters(model_dir: Path) -> int:
     return total
 
 
-def _p50(bench: dict, target: str, batch_size: int) -> float | None:
+def bench_row(bench: dict, target: str, batch_size: int, mode: str = "synthetic") -> dict:
+    """bench.json's timing row of `target` at `batch_size`: synthetic (fixed length; rows without a mode, from older
+    bench.json files, count as synthetic) or `dev` (real sentences); {} when there is none."""
     rows = [
         r for r in bench["timings"]
-        if r["target"] == target and r["batch_size"] == batch_size and r.get("mode", "synthetic") == "synthetic"
+        if r["target"] == target and r["batch_size"] == batch_size and r.get("mode", "synthetic") == mode
     ]  # fmt: skip
-    return rows[0]["p50_ms"] if rows else None
+    return rows[0] if rows else {}
 
 
-def _find_target(bench: dict, name: str) -> dict | None:
+def _p50(bench: dict, target: str, batch_size: int) -> float | None:
+    return bench_row(bench, target, batch_size).get("p50_ms")
+
+
+def find_target(bench: dict, name: str) -> dict | None:
+    """bench.json's entry of the target called `name`, or None."""
     return next((entry for entry in bench["targets"] if entry["name"] == name), None)
 
 
@@ -77,7 +85,7 @@ def compression_rows(run_dir: Path) -> tuple[list[dict], dict]:
     selection = _selection(run_dir)
     rows = []
     for label, name, stage, artifact in _stage_targets(run_dir):
-        entry = _find_target(bench, name)
+        entry = find_target(bench, name)
         if entry is None:
             continue
         params_dir = run_dir / ("student" if stage == "onnx" else stage)
@@ -102,7 +110,8 @@ def compression_rows(run_dir: Path) -> tuple[list[dict], dict]:
     return rows, context
 
 
-def _fmt(value, spec: str, unit: str = "", missing: str = "n/a") -> str:
+def fmt_figure(value, spec: str, unit: str = "", missing: str = "n/a") -> str:
+    """`value` formatted with `spec` and `unit`, or `missing` for None (report tables)."""
     return missing if value is None else format(value, spec) + unit
 
 
@@ -123,9 +132,9 @@ def render_compression_markdown(rows: list[dict], context: dict) -> str:
     for r in rows:
         lines.append(
             f"| {'**' + r['artifact'] + '** (chosen)' if r.get('chosen') else r['artifact']} "
-            f"| {r['parameters'] / 1e6:.1f}M | {r['size_mb']:.1f} | {_fmt(r['metric'], '.4f')} "
-            f"| {_fmt(r['p50_ms_b1'], '.2f')} | {_fmt(r['p50_ms_b32'], '.1f')} | {_fmt(r['speedup_b1'], '.2f', 'x')} "
-            f"| {_fmt(r['speedup_b32'], '.2f', 'x')} | {_fmt(r['retention'], '.1%')} |"
+            f"| {r['parameters'] / 1e6:.1f}M | {r['size_mb']:.1f} | {fmt_figure(r['metric'], '.4f')} "
+            f"| {fmt_figure(r['p50_ms_b1'], '.2f')} | {fmt_figure(r['p50_ms_b32'], '.1f')} | {fmt_figure(r['speedup_b1'], '.2f', 'x')} "
+            f"| {fmt_figure(r['speedup_b32'], '.2f', 'x')} | {fmt_figure(r['retention'], '.1%')} |"
         )
     if context.get("chosen"):
         flags = ", ".join(machine.get("cpu_flags") or []) or "none of the tracked ISA flags"

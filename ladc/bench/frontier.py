@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ladc.bench.compression import count_parameters
+from ladc.bench.compression import bench_row, count_parameters, find_target, fmt_figure
 from ladc.errors import LadcError
 from ladc.runs.export_manifest import is_export_dir, read_export_manifest
 from ladc.runs.io import atomic_write_json, atomic_write_text
@@ -39,15 +39,6 @@ def _chosen(export_dir: Path) -> str | None:
     return read_export_manifest(export_dir).chosen if is_export_dir(export_dir) else None
 
 
-def _timing(bench: dict, target: str, batch_size: int, mode: str = "synthetic") -> dict:
-    """The bench row of `target` at `batch_size`: synthetic (seq 128) or `dev` (real sentences, dynamic padding)."""
-    rows = [
-        r for r in bench["timings"]
-        if r["target"] == target and r["batch_size"] == batch_size and r.get("mode", "synthetic") == mode
-    ]  # fmt: skip
-    return rows[0] if rows else {}
-
-
 def _shape(model_dir: Path) -> dict:
     manifest = _read(model_dir / "ladc.json")
     if manifest.get("student_shape"):
@@ -60,7 +51,7 @@ def _shape(model_dir: Path) -> dict:
 def _point(run_dir: Path, bench: dict, label: str, model_stage: str, target: str, role: str) -> dict | None:
     """One model at one artifact: shape, size, dev metric (the artifact's own, from bench), holdout metric (the
     PyTorch model's selection score), p50/p90 at batch 1 and 32."""
-    entry = next((t for t in bench["targets"] if t["name"] == target), None)
+    entry = find_target(bench, target)
     if entry is None:
         return None
     metric = bench["headline_metric"]
@@ -68,7 +59,7 @@ def _point(run_dir: Path, bench: dict, label: str, model_stage: str, target: str
     metrics = _read(model_dir / "metrics.json")
     selection = metrics.get("selection") or {}
     shape = _shape(model_dir)
-    b1, b32 = _timing(bench, target, 1), _timing(bench, target, 32)
+    b1, b32 = bench_row(bench, target, 1), bench_row(bench, target, 32)
     dev = (entry.get("metrics") or {}).get(metric)
     return {
         "label": label, "role": role, "target": target, "shape": shape,
@@ -79,8 +70,8 @@ def _point(run_dir: Path, bench: dict, label: str, model_stage: str, target: str
         "holdout_examples": selection.get("examples"),
         "p50_ms_b1": b1.get("p50_ms"), "p90_ms_b1": b1.get("p90_ms"),
         "p50_ms_b32": b32.get("p50_ms"), "p90_ms_b32": b32.get("p90_ms"),
-        "p50_ms_dev_b1": _timing(bench, target, 1, "dev").get("p50_ms"),
-        "p50_ms_dev_b32": _timing(bench, target, 32, "dev").get("p50_ms"),
+        "p50_ms_dev_b1": bench_row(bench, target, 1, "dev").get("p50_ms"),
+        "p50_ms_dev_b32": bench_row(bench, target, 32, "dev").get("p50_ms"),
     }  # fmt: skip
 
 
@@ -147,10 +138,6 @@ def pick_fastest_within(points: list[dict], max_drop: float, batch: str = "b32")
     )
 
 
-def _fmt(value, spec: str, unit: str = "") -> str:
-    return "n/a" if value is None else format(value, spec) + unit
-
-
 def render_frontier_markdown(points: list[dict], metric: str, pick: dict | None, why: str) -> str:
     lines = [
         "## Accuracy-speed frontier",
@@ -167,12 +154,12 @@ def render_frontier_markdown(points: list[dict], metric: str, pick: dict | None,
         name = f"**{p['label']}** (picked)" if pick is not None and p is pick else p["label"]
         lines.append(
             f"| {name} | {p['shape_name']} | {p['parameters'] / 1e6:.1f}M | {p['gflops']:.2f} "
-            f"| {_fmt(p['dev'], '.4f')} | {_fmt(p['holdout'], '.4f')} | {_fmt(p['retention'], '.1%')} "
-            f"| {_fmt(p['p50_ms_b1'], '.2f')} ({_fmt(p['p90_ms_b1'], '.2f')}) "
-            f"| {_fmt(p['p50_ms_b32'], '.1f')} ({_fmt(p['p90_ms_b32'], '.1f')}) "
-            f"| {_fmt(p['p50_ms_dev_b1'], '.2f')} / {_fmt(p['p50_ms_dev_b32'], '.1f')} "
-            f"| {_fmt(p['speedup_b1'], '.2f', 'x')} / {_fmt(p['speedup_b32'], '.2f', 'x')} "
-            f"| {_fmt(p['speedup_vs_teacher_best_b1'], '.2f', 'x')} / {_fmt(p['speedup_vs_teacher_best_b32'], '.2f', 'x')} |"
+            f"| {fmt_figure(p['dev'], '.4f')} | {fmt_figure(p['holdout'], '.4f')} | {fmt_figure(p['retention'], '.1%')} "
+            f"| {fmt_figure(p['p50_ms_b1'], '.2f')} ({fmt_figure(p['p90_ms_b1'], '.2f')}) "
+            f"| {fmt_figure(p['p50_ms_b32'], '.1f')} ({fmt_figure(p['p90_ms_b32'], '.1f')}) "
+            f"| {fmt_figure(p['p50_ms_dev_b1'], '.2f')} / {fmt_figure(p['p50_ms_dev_b32'], '.1f')} "
+            f"| {fmt_figure(p['speedup_b1'], '.2f', 'x')} / {fmt_figure(p['speedup_b32'], '.2f', 'x')} "
+            f"| {fmt_figure(p['speedup_vs_teacher_best_b1'], '.2f', 'x')} / {fmt_figure(p['speedup_vs_teacher_best_b32'], '.2f', 'x')} |"
         )
     picked = f"`{pick['label']}`: {why}" if pick is not None else why
     return "\n".join([*lines, "", f"**Picked:** {picked}.", ""])
