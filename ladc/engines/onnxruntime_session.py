@@ -212,5 +212,3 @@ def profile_onnxruntime(path: str, feed: dict, threads: int, graph_level: str, r
     nodes = [e for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
     per_run = len(nodes) // (runs + 1)
     return [(e["args"].get("op_name", "?"), float(e["dur"])) for e in nodes[per_run:]]
-
-
