@@ -128,7 +128,8 @@ def dev_correct(run_dir: Path, cfg) -> np.ndarray:
 
     from ladc.data.data import dev_loader
     from ladc.data.tasks import get_task
-    from ladc.deploy.runners import TorchRunner, predict_logits
+    from ladc.deploy.runners import predict_logits
+    from ladc.engines.torch_engine import TorchRunner
     from ladc.training.models import load_classifier, load_tokenizer
 
     task = get_task(cfg.data.task)

@@ -128,7 +128,8 @@ def measure_torch(model, parity_set, inputs: dict[int, dict], task, args, bf16: 
 
 def measure_onnx(path: Path, parity_set, inputs: dict[int, dict], task, args) -> dict:
     from ladc.data.metrics import metrics_from_logits
-    from ladc.deploy.runners import OrtRunner, open_session, predict_logits
+    from ladc.deploy.runners import predict_logits
+    from ladc.engines.onnxruntime_session import OrtRunner, open_session
 
     session = open_session(path, threads=args.threads)
     logits, _ = predict_logits(OrtRunner(session), parity_set.batches)

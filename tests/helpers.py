@@ -162,7 +162,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from transformers import BertForSequenceClassification, BertTokenizerFast, get_linear_schedule_with_warmup  # noqa
 import onnxruntime.quantization, onnxruntime.transformers.optimizer, torch.onnx, safetensors.torch  # noqa: F401
 import ladc.cli, ladc.commands.distill, ladc.commands.teacher, ladc.training.train, ladc.deploy.export, ladc.commands.pipeline, ladc.bench.bench  # noqa: F401
-import ladc.data.data, ladc.training.models, ladc.deploy.runners, ladc.deploy.parity, ladc.bench.compression, ladc.deploy.onnx_graphs  # noqa: F401
+import ladc.data.data, ladc.training.models, ladc.deploy.runners, ladc.deploy.parity, ladc.bench.compression, ladc.engines.onnx_graphs  # noqa: F401
 
 for line in sys.stdin:
     request = json.loads(line)
@@ -252,3 +252,21 @@ def export_plain_onnx(model, path: Path, example: tuple | None = None) -> Path:
     torch.onnx.export(model, example, str(path), input_names=list(ONNX_INPUTS), output_names=["logits"],
                       dynamic_axes=axes, opset_version=17, dynamo=False)  # fmt: skip
     return path
+
+
+def export_config(model: Path, output: Path, data: Path, **overrides):
+    """An ExportConfig of `model` into `output`, on the tiny SST-2 dir `data`, with 3 timed runs under --select."""
+    from ladc.runs.config import ExportConfig
+
+    values = {"task": "sst2", "data_dir": str(data), "cache_dir": str(data / "cache"), "select_iterations": 3}
+    return ExportConfig(model=str(model), output=str(output), **{**values, **overrides})
+
+
+def add_artifact_row(monkeypatch, row) -> None:
+    """Add `row` to its engine's rows for one test: the artifact table reads the engine registry at each call."""
+    import dataclasses
+
+    from ladc.engines import ENGINES
+
+    engine = ENGINES[row.engine]
+    monkeypatch.setitem(ENGINES, row.engine, dataclasses.replace(engine, artifacts=(*engine.artifacts, row)))

@@ -15,8 +15,9 @@ import torch
 from ladc.bench.bench import flops_per_token, run_bench
 from ladc.bench.memory import PeakRss
 from ladc.data.tasks import get_task
-from ladc.deploy.runners import TorchRunner, load_runner, predict_logits
+from ladc.deploy.runners import load_runner, predict_logits
 from ladc.deploy.targets import resolve_baseline, resolve_targets
+from ladc.engines.torch_engine import TorchRunner
 from ladc.errors import LadcError
 from ladc.measure import synthetic_batch, time_interleaved
 from ladc.runs.config import BenchConfig, DataConfig
@@ -156,7 +157,7 @@ def test_targets_from_dirs_files_and_manifest(dirs, tmp_path):
     targets = resolve_targets([str(export), str(dirs.model), str(dirs.onnx), str(dirs.onnx)], torch_bf16=True)
     names = [t.name for t in targets]
     assert names == ["onnx-tiny/model", "tiny", "tiny+bf16", "onnx/model", "onnx/model#2"]
-    assert [t.kind for t in targets] == ["onnx", "torch", "torch", "onnx", "onnx"]
+    assert [t.engine for t in targets] == ["onnxruntime", "torch", "torch", "onnxruntime", "onnxruntime"]
     assert targets[2].precision == "bf16-autocast" and targets[3].precision == "fp32"
     assert targets[0].size_mb == pytest.approx(dirs.onnx.stat().st_size / 1e6, abs=1e-3)
     assert [t.name for t in resolve_targets([str(dirs.onnx.parent)])] == ["onnx/model"]  # optimum dir, no manifest

@@ -100,7 +100,7 @@ def _torch_logits(model_dir: Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _session_logits(path: Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
-    from ladc.deploy.runners import open_session
+    from ladc.engines.onnxruntime_session import open_session
 
     session = open_session(path)
     return session.run(["logits"], {i.name: inputs[i.name].astype(np.int64) for i in session.get_inputs()})[0]
@@ -127,7 +127,7 @@ def test_fp32_onnx_matches_pytorch_on_varied_lengths(full_export, tiny_model, ti
 
 
 def test_fused_graph_has_one_attention_and_two_skip_layernorms_per_layer(full_export):
-    from ladc.deploy.export import op_counts
+    from ladc.engines.onnx_graphs import op_counts
 
     out, manifest = full_export
     counts = op_counts(out / "model_fused.onnx")
@@ -142,9 +142,10 @@ def test_fused_graph_has_one_attention_and_two_skip_layernorms_per_layer(full_ex
 
 def test_fused_int8_is_fused_and_quantized_and_reports_agreement(full_export, tiny_model, tiny_data):
     from ladc.data.tasks import get_task
-    from ladc.deploy.export import op_counts
     from ladc.deploy.parity import load_parity_set
-    from ladc.deploy.runners import TorchRunner, open_artifact, predict_logits
+    from ladc.deploy.runners import open_artifact, predict_logits
+    from ladc.engines.onnx_graphs import op_counts
+    from ladc.engines.torch_engine import TorchRunner
     from ladc.runs.config import DataConfig
     from ladc.training.models import load_classifier, load_tokenizer
 
@@ -286,9 +287,10 @@ def test_fp16_graph_is_fused_and_keeps_labels_on_cpu(tmp_path, full_export, tiny
     """--fp16 needs CUDA through the CLI; the conversion itself is checked here with the CPU provider."""
     from transformers import AutoConfig
 
-    from ladc.deploy.export import convert_fp16, op_counts
     from ladc.deploy.parity import TOLERANCES, judge, parity_figures
-    from ladc.deploy.runners import OrtRunner, open_session, predict_logits
+    from ladc.deploy.runners import predict_logits
+    from ladc.engines.onnx_graphs import convert_fp16, op_counts
+    from ladc.engines.onnxruntime_session import OrtRunner, open_session
 
     out, manifest = full_export
     target = tmp_path / "model_fp16.onnx"
@@ -331,7 +333,7 @@ def test_task_and_data_dir_default_from_ladc_json(tmp_path, tiny_model, tiny_dat
 
 
 def test_corrupted_onnx_is_a_one_line_error(tmp_path, full_export):
-    from ladc.deploy.runners import open_session
+    from ladc.engines.onnxruntime_session import open_session
 
     out, _ = full_export
     garbage = tmp_path / "model.onnx"
@@ -348,7 +350,7 @@ def test_corrupted_onnx_is_a_one_line_error(tmp_path, full_export):
 
 
 def test_inputs_that_do_not_match_the_graph_are_rejected(full_export):
-    from ladc.deploy.runners import open_session
+    from ladc.engines.onnxruntime_session import open_session
 
     out, _ = full_export
     with pytest.raises(LadcError, match=r"expects inputs .*token_type_ids.*missing: \['token_type_ids'\]"):
@@ -442,7 +444,8 @@ def test_cli_export_writes_the_output_dir(tmp_path, tiny_model, tiny_data):
 @pytest.mark.integration
 def test_minilm_fused_int8_export_on_sst2_dev(tmp_path, minilm_dir, glue_dir):
     from ladc.data.tasks import get_task
-    from ladc.deploy.export import export_onnx, op_counts
+    from ladc.deploy.export import export_onnx
+    from ladc.engines.onnx_graphs import op_counts
     from ladc.training.models import load_for_finetune, load_tokenizer
 
     model_dir = tmp_path / "minilm-sst2"

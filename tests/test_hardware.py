@@ -1,4 +1,4 @@
-"""Tests of ladc/runs/hardware.py's `auto` precision on CUDA (the CPU side is tested with the CPU flags in test_select)."""
+"""Tests of ladc/runs/hardware.py: the CPU model and ISA flags, and `auto` mixed precision on CPUs and CUDA."""
 
 from __future__ import annotations
 
@@ -23,3 +23,16 @@ def test_native_cuda_bf16_means_ampere_or_later_and_no_without_cuda():
     assert cuda_native_bf16() is expected
     if not torch.cuda.is_available():
         assert resolve_mixed_precision("auto", flags=["avx2"]) == "no"
+
+
+def test_cpu_flags_and_auto_mixed_precision_follow_the_isa():
+    from ladc.runs.hardware import cpu_flags, cpu_model, native_bf16, resolve_mixed_precision
+
+    amx = "model name\t: Intel(R) Xeon(R) Platinum 8488C\nflags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_int8\n"
+    epyc = "model name\t: AMD EPYC 7B13\nflags\t\t: fpu sse avx2 fma\n"
+    assert cpu_model(amx) == "Intel(R) Xeon(R) Platinum 8488C"
+    assert cpu_flags(amx) == ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"]
+    assert cpu_flags(epyc) == ["avx2"] and not native_bf16(cpu_flags(epyc)) and native_bf16(cpu_flags(amx))
+    assert resolve_mixed_precision("auto", cuda=False, flags=cpu_flags(amx)) == "bf16"
+    assert resolve_mixed_precision("auto", cuda=False, flags=cpu_flags(epyc)) == "no"
+    assert resolve_mixed_precision("bf16", cuda=False, flags=cpu_flags(epyc)) == "bf16"  # explicit wins

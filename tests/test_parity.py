@@ -14,11 +14,13 @@ import pytest
 
 import tests.test_export as export_tests
 from ladc.data.tasks import get_task
-from ladc.deploy.artifacts import TOLERANCES, Artifact, Tolerance, tolerance_of
+from ladc.deploy.artifacts import TOLERANCES, tolerance_of
 from ladc.deploy.parity import judge, load_parity_set, parity_figures, print_parity_table, raise_on_failure, run_parity
+from ladc.engines.base import Artifact, Tolerance
 from ladc.errors import LadcError
 from ladc.runs.config import BenchConfig, DataConfig, ExportConfig
 from ladc.runs.export_manifest import ExportManifest
+from tests.helpers import add_artifact_row
 
 # module-scoped: a tiny SST-2 dir (48 dev rows) and a tiny BERT trained on it
 tiny_data, tiny_model = export_tests.tiny_data, export_tests.tiny_model
@@ -163,11 +165,8 @@ def test_judge_bounds_are_inclusive_and_reasons_exact():
 
 
 def test_tolerance_comes_from_the_row_else_the_precision_run(monkeypatch):
-    import ladc.deploy.artifacts
-
     own = Tolerance(min_agreement_pct=50.0)
-    row = Artifact("w4", "onnxruntime", "model_w4.onnx", "w4", "onnxruntime", None, tolerance=own)
-    monkeypatch.setattr(ladc.deploy.artifacts, "ARTIFACTS", (*ladc.deploy.artifacts.ARTIFACTS, row))
+    add_artifact_row(monkeypatch, Artifact("w4", "onnxruntime", "model_w4.onnx", "w4", None, tolerance=own))
     assert tolerance_of({"name": "w4", "precision": "w4"}) is own
     assert tolerance_of({"name": "int8", "precision": "int8"}) == TOLERANCES["int8"]
     # the engine chose: judged as what it ran, not as "auto"
@@ -349,7 +348,6 @@ def test_run_parity_refuses_a_graph_the_tokenizer_cannot_feed(tmp_path, tiny_mod
 def test_a_new_precision_row_is_built_checked_and_reported(tmp_path, tiny_model, tiny_data, monkeypatch):
     """A dummy builder and a precision no table knows ("w8", with its own tolerance) go through export, parity,
     bench and the compression report, with no edit of export, runners, parity or compression."""
-    import ladc.deploy.artifacts
     from ladc.bench.bench import run_bench
     from ladc.bench.compression import write_compression_report
     from ladc.deploy.export import export_onnx
@@ -359,8 +357,7 @@ def test_a_new_precision_row_is_built_checked_and_reported(tmp_path, tiny_model,
         return {"note": "built by a test"}
 
     own = Tolerance(max_abs_diff=1e-4, min_agreement_pct=100.0)
-    row = Artifact("dummy_w8", "onnxruntime", "model_w8.onnx", "w8", "onnxruntime", build_copy, tolerance=own)
-    monkeypatch.setattr(ladc.deploy.artifacts, "ARTIFACTS", (*ladc.deploy.artifacts.ARTIFACTS, row))
+    add_artifact_row(monkeypatch, Artifact("dummy_w8", "onnxruntime", "model_w8.onnx", "w8", build_copy, tolerance=own))
 
     run = tmp_path / "run"
     for stage in ("teacher", "student"):

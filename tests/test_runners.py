@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from ladc.deploy.runners import OrtRunner, Provider, TorchRunner, open_artifact, open_session, predict_logits
+from ladc.deploy.runners import open_artifact, predict_logits
+from ladc.engines.onnxruntime_session import OrtRunner, Provider, open_session
+from ladc.engines.torch_engine import TorchRunner
 from ladc.errors import LadcError
 from tests.helpers import ONNX_INPUTS, export_plain_onnx
 

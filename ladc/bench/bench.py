@@ -19,13 +19,10 @@ import torch
 
 from ladc.bench.memory import MEMORY_METHOD, PeakRss, gpu_used_mb
 from ladc.data.tasks import TaskSpec
-from ladc.deploy.runners import (
-    ORT_GRAPH_LEVELS,
-    check_provider,
-    load_runner,
-    predict_logits,
-)
-from ladc.deploy.targets import BenchTarget, resolve_baseline, resolve_targets
+from ladc.deploy.runners import load_runner, predict_logits
+from ladc.deploy.targets import check_provider, resolve_baseline, resolve_targets
+from ladc.engines import ENGINES
+from ladc.engines.base import BenchTarget
 from ladc.errors import LadcError
 from ladc.measure import ISOLATION_MODES, PAUSE_S, synthetic_batch, time_targets
 from ladc.runs.config import BenchConfig, to_dict
@@ -54,8 +51,6 @@ def flops_per_token(config, seq_len: int) -> float:
 def _validate(cfg: BenchConfig) -> None:
     checks = [
         (cfg.provider in ("cpu", "cuda"), f"--provider '{cfg.provider}' is not one of: cpu, cuda"),
-        (cfg.ort_graph_optimization in ORT_GRAPH_LEVELS,
-         f"ort_graph_optimization '{cfg.ort_graph_optimization}' is not one of: {', '.join(ORT_GRAPH_LEVELS)}"),
         (bool(cfg.batch_sizes) and min(cfg.batch_sizes) >= 1, f"--batch-sizes {list(cfg.batch_sizes)}: need ints >= 1"),
         (bool(cfg.seq_lens) and min(cfg.seq_lens) >= 2, f"--seq-lens {list(cfg.seq_lens)}: need ints >= 2"),
         (cfg.iterations is None or cfg.iterations >= 1, f"--iterations {cfg.iterations}: need >= 1"),
@@ -68,6 +63,8 @@ def _validate(cfg: BenchConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise LadcError(message)
+    for engine in ENGINES.values():  # each engine's own options (onnxruntime's graph optimisation level)
+        engine.check_bench(cfg)
 
 
 @dataclass
@@ -155,14 +152,14 @@ def _timing_rows(loaded: list[_Loaded], inputs: list[list[dict]], label: dict, c
 
 def _reusable(item: _Loaded, cfg: BenchConfig, batch_size: int, seq_len: int, threads: int, cpu: str):
     """The export selection's latencies of this target at this synthetic shape, when they stand for what bench
-    would measure (an export artifact, CPU, onnxruntime's default graph level, the same threads and CPU model);
+    would measure (an export artifact, CPU, the engine's settings select used, the same threads and CPU model);
     None under --retime or otherwise."""
     from ladc.deploy.select import selection_latencies
 
     target = item.target
     if cfg.retime or cfg.provider != "cpu" or target.artifact is None:
         return None
-    if target.kind == "onnx" and cfg.ort_graph_optimization != "all":  # select_fastest opens sessions at "all"
+    if not ENGINES[target.engine].reuses_selection(cfg):
         return None
     return selection_latencies(target.model_dir, target.artifact, batch_size, seq_len, threads, cpu)
 
@@ -200,7 +197,8 @@ def _accuracy(item: _Loaded, cfg: BenchConfig, task: TaskSpec) -> tuple[dict, in
 def _target_entry(item: _Loaded, cfg: BenchConfig) -> dict:
     target = item.target
     return {
-        "name": target.name, "kind": target.kind, "path": target.path, "precision": target.precision,
+        "name": target.name, "kind": ENGINES[target.engine].bench_kind, "path": target.path,
+        "precision": target.precision,
         "optimized": target.optimized, "size_mb": target.size_mb, "settings": item.settings,
         "peak_rss_mb": item.peak_rss_mb, "peak_gpu_mb": item.gpu_mb,
         "layers": item.config.num_hidden_layers, "hidden_size": item.config.hidden_size,
@@ -209,10 +207,10 @@ def _target_entry(item: _Loaded, cfg: BenchConfig) -> dict:
 
 
 def _warm_up_libraries(targets: list[BenchTarget], task: TaskSpec, cfg: BenchConfig, threads: int) -> None:
-    """Load and run the first target of each kind once, unmeasured, so the first measured target does not pay for
+    """Load and run the first target of each engine once, unmeasured, so the first measured target does not pay for
     imports, the onnxruntime environment and kernel initialisation (about 250 MB of RSS on the first load)."""
-    for kind in dict.fromkeys(t.kind for t in targets):
-        first = next(t for t in targets if t.kind == kind)
+    for engine in dict.fromkeys(t.engine for t in targets):
+        first = next(t for t in targets if t.engine == engine)
         runner, tokenizer, _, _ = load_runner(
             first, task, cfg.provider, threads, cfg.ort_graph_optimization, cfg.tensorrt, _spinning(cfg)
         )
@@ -234,10 +232,9 @@ def _isolation_note(cfg: BenchConfig) -> dict:
 
 
 def _runtime(cfg: BenchConfig, threads: int) -> dict:
+    engines = {key: value for engine in ENGINES.values() for key, value in engine.bench_runtime(cfg, threads).items()}
     return {
-        "provider": cfg.provider, "threads": threads, "torch_threads": threads,
-        "ort_graph_optimization_level": ORT_GRAPH_LEVELS[cfg.ort_graph_optimization],
-        "ort_execution_mode": "ORT_SEQUENTIAL", "ort_intra_op_threads": threads, "ort_inter_op_threads": 1,
+        "provider": cfg.provider, "threads": threads, **engines,
         "warmup": cfg.warmup, "iterations": cfg.iterations or (None if cfg.min_duration_s else DEFAULT_ITERATIONS),
         "min_duration_s": cfg.min_duration_s, "isolation": _isolation_note(cfg),
         "interleave_block": cfg.interleave_block if cfg.isolation == "interleaved" else None,
@@ -284,17 +281,17 @@ def run_bench(cfg: BenchConfig) -> dict:
     _validate(cfg)
     output = check_output(default_output(cfg), overwrite=cfg.overwrite)
     targets = resolve_targets(cfg.targets, cfg.torch_bf16)
-    skipped = [t for t in targets if cfg.provider == "cuda" and t.kind == "openvino"]
-    targets = [t for t in targets if t not in skipped]  # ladc runs OpenVINO on its CPU plugin only
+    skipped = [t for t in targets if cfg.provider == "cuda" and ENGINES[t.engine].cpu_only]
+    targets = [t for t in targets if t not in skipped]
     if not targets:
-        raise LadcError("--provider cuda: every target is an OpenVINO artifact, which ladc runs on the CPU only")
+        labels = " or ".join(dict.fromkeys(ENGINES[t.engine].label for t in skipped))
+        raise LadcError(f"--provider cuda: every target is an {labels} artifact, which ladc runs on the CPU only")
     names = [t.name for t in targets]
     baseline = names[resolve_baseline(cfg.baseline, names)]
-    check_provider(cfg.provider, {t.kind for t in targets}, cfg.tensorrt)
+    check_provider(cfg.provider, {t.engine for t in targets}, cfg.tensorrt)
     threads = cfg.threads or psutil.cpu_count(logical=False) or 1
     machine = machine_info(cfg.provider)
-    warnings = [f"{t.name} skipped: OpenVINO artifacts run on the CPU plugin; time them with --provider cpu"
-                for t in skipped]  # fmt: skip
+    warnings = [f"{t.name} skipped: {ENGINES[t.engine].cpu_only}; time them with --provider cpu" for t in skipped]
     warnings += [
         f"{t.name} is dynamically quantized INT8: MatMulInteger/DynamicQuantizeLinear run on the CPU under "
         "CUDAExecutionProvider; use fp16 on GPUs"
@@ -314,7 +311,7 @@ def run_bench(cfg: BenchConfig) -> dict:
         _warm_up_libraries(targets, task, cfg, threads)
         loaded = []
         for target in targets:
-            console.print(f"loading {target.name} ({target.kind}, {target.precision})")
+            console.print(f"loading {target.name} ({ENGINES[target.engine].bench_kind}, {target.precision})")
             loaded.append(_load_measured(target, task, cfg, threads))
         timings = _time_all(loaded, cfg, task, console, threads, machine["cpu"])
         warnings += busy_warning(machine, threads)

@@ -6,7 +6,7 @@ import json
 import struct
 from pathlib import Path
 
-from ladc.deploy.artifacts import ENGINES
+from ladc.engines import ENGINES, entry_engine
 from ladc.errors import LadcError
 from ladc.runs.export_manifest import is_export_dir, read_export_manifest
 from ladc.runs.io import atomic_write_json, atomic_write_text
@@ -62,7 +62,7 @@ def _stage_targets(run_dir: Path) -> list[tuple[str, str, str, dict]]:
     rows = [(label, stage, stage, {}) for label, stage in MODEL_ROWS]
     if is_export_dir(run_dir / "onnx"):
         for artifact in read_export_manifest(run_dir / "onnx").artifacts:
-            engine = artifact.get("engine", "onnxruntime")
+            engine = entry_engine(artifact)
             engine = ENGINES[engine].label if engine in ENGINES else engine
             precision = artifact.get("inference_precision", artifact["precision"])
             label = f"student {engine} {artifact['name']} ({precision})"

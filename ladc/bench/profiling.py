@@ -1,5 +1,5 @@
-"""`ladc bench --profile`: where a target's time goes, per operator type, from the engine's own profiler
-(onnxruntime's session profiling, OpenVINO's per-layer performance counters).
+"""`ladc bench --profile`: where a target's time goes, per operator type, from its engine's own profiler (each engine
+module declares how: onnxruntime's session profiling, OpenVINO's per-layer performance counters).
 
 Each profiled target runs `runs` batches of one shape in a separate session/compiled model with profiling on, so the
 timed figures of the bench itself are not slowed by it.
@@ -7,12 +7,11 @@ timed figures of the bench itself are not slowed by it.
 
 from __future__ import annotations
 
-import json
-import tempfile
 from collections import defaultdict
-from pathlib import Path
 
-__all__ = ["summarise_ops", "profile_onnxruntime", "profile_openvino", "profile_target"]
+from ladc.engines import ENGINES
+
+__all__ = ["summarise_ops", "profile_target"]
 
 TOP_OPS = 12
 
@@ -45,52 +44,12 @@ def summarise_ops(durations_us: list[tuple[str, float]], runs: int, top: int = T
     return rows
 
 
-def profile_onnxruntime(path: str, feed: dict, threads: int, graph_level: str, runs: int) -> list[dict]:
-    """Per-op-type time of an .onnx file under onnxruntime's profiler (kernel events, op_name)."""
-    from ladc.deploy.runners import open_session
-
-    with tempfile.TemporaryDirectory() as tmp:
-        session = open_session(path, threads=threads, graph_level=graph_level, profile_prefix=str(Path(tmp) / "ort"))
-        names = {i.name for i in session.get_inputs()}
-        inputs = {k: v for k, v in feed.items() if k in names}
-        session.run(None, inputs)  # warm-up, excluded below by counting only the last `runs` model runs
-        for _ in range(runs):
-            session.run(None, inputs)
-        events = json.loads(Path(session.end_profiling()).read_text())
-    nodes = [e for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
-    per_run = len(nodes) // (runs + 1)
-    samples = [(e["args"].get("op_name", "?"), float(e["dur"])) for e in nodes[per_run:]]
-    return summarise_ops(samples, runs)
-
-
-def profile_openvino(runner, feed: dict, runs: int, path: str, threads: int, precision: str | None) -> list[dict]:
-    """Per-layer-type time of an OpenVINO model from its performance counters (PERF_COUNT)."""
-    import openvino as ov
-
-    config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", "PERF_COUNT": "YES",
-              "INFERENCE_NUM_THREADS": str(threads)}  # fmt: skip
-    if precision:
-        config["INFERENCE_PRECISION_HINT"] = precision
-    request = ov.Core().compile_model(path, "CPU", config).create_infer_request()
-    inputs = runner.prepare(feed)
-    request.infer(inputs)
-    samples: list[tuple[str, float]] = []
-    for _ in range(runs):
-        request.infer(inputs)
-        samples += [(info.node_type, info.real_time.total_seconds() * 1e6) for info in request.profiling_info
-                    if info.status == info.Status.EXECUTED]  # fmt: skip
-    return summarise_ops(samples, runs)
-
-
 def profile_target(item, feed: dict, threads: int, graph_level: str, runs: int = 20) -> dict:
-    """{engine, runs, shape, top_ops} for one loaded bench target, or {skipped: why}."""
+    """{engine, runs, shape, top_ops} for one loaded bench target (its engine's profiler), or {skipped: why}."""
     target = item.target
-    shape = list(feed["input_ids"].shape)
-    if target.kind == "onnx":
-        ops = profile_onnxruntime(target.path, feed, threads, graph_level, runs)
-        return {"engine": "onnxruntime", "runs": runs, "shape": shape, "top_ops": ops}
-    if target.kind == "openvino":
-        precision = target.runtime.get("inference_precision")
-        ops = profile_openvino(item.runner, feed, runs, target.path, threads, precision)
-        return {"engine": "openvino", "runs": runs, "shape": shape, "top_ops": ops}
-    return {"skipped": "PyTorch targets: use torch.profiler; ladc profiles the onnxruntime and OpenVINO engines"}
+    engine = ENGINES[target.engine]
+    if engine.profile is None:
+        return {"skipped": engine.no_profile or f"ladc has no profiler for {engine.label} targets"}
+    samples = engine.profile(target, item.runner, feed, threads, graph_level, runs)
+    return {"engine": engine.name, "runs": runs, "shape": list(feed["input_ids"].shape),
+            "top_ops": summarise_ops(samples, runs)}  # fmt: skip

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ladc.engines import ENGINES
+
 __all__ = [
     "DEFINITIONS",
     "machine_info",
@@ -48,17 +50,8 @@ def machine_info(provider: str = "cpu") -> dict:
     from ladc.runs.hardware import cpu_flags, cpu_model
 
     versions = {}
-    for package in (
-        "torch",
-        "onnxruntime",
-        "onnxruntime-gpu",
-        "openvino",
-        "nncf",
-        "transformers",
-        "optimum",
-        "optimum-onnx",
-        "numpy",
-    ):
+    engines = [package for engine in ENGINES.values() for package in engine.packages]
+    for package in dict.fromkeys(["torch", *engines, "transformers", "optimum", "optimum-onnx", "numpy"]):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -223,6 +216,12 @@ def _profile_lines(report: dict) -> list[str]:
     return lines
 
 
+def _settings_line(runtime: dict) -> str:
+    """Provider and threads, then each engine's own settings (onnxruntime's graph level and pools)."""
+    texts = [text for engine in ENGINES.values() if (text := engine.runtime_text(runtime))]
+    return f"- provider {runtime['provider']}, {runtime['threads']} threads" + "".join(f"; {text}" for text in texts)
+
+
 def render_markdown(report: dict) -> str:
     """bench.md: a README-ready table plus the machine, settings, command and definitions behind it."""
     machine, runtime = report["machine"], report["runtime"]
@@ -239,9 +238,7 @@ def render_markdown(report: dict) -> str:
         "",
         f"- machine: {machine['cpu']} ({machine['physical_cores']} physical / {machine['logical_cores']} logical "
         f"cores, {machine['ram_gb']} GiB RAM){', GPU ' + machine['gpu'] if machine.get('gpu') else ''}",
-        f"- provider {runtime['provider']}, {runtime['threads']} threads; onnxruntime "
-        f"{runtime['ort_graph_optimization_level']}, {runtime['ort_execution_mode']}, intra-op "
-        f"{runtime['ort_intra_op_threads']}, inter-op {runtime['ort_inter_op_threads']}",
+        _settings_line(runtime),
         f"- {runtime['warmup']} warm-up runs, then {runtime['iterations'] or 'timed'} iterations"
         + (f" / at least {runtime['min_duration_s']} s" if runtime.get("min_duration_s") else "")
         + f" per target and shape; isolation: {_isolation_text(runtime)}",

@@ -64,7 +64,8 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     from ladc.data.data import dev_loader
     from ladc.data.metrics import metrics_from_logits, predictions_from_logits
     from ladc.data.tasks import get_task
-    from ladc.deploy.runners import TorchRunner, predict_logits
+    from ladc.deploy.runners import predict_logits
+    from ladc.engines.torch_engine import TorchRunner
     from ladc.training.models import check_inputs_fit, load_classifier, load_tokenizer
 
     data = data_config_from_run(cfg.model_dir, cfg.task, cfg.data_dir)

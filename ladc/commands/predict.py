@@ -171,7 +171,6 @@ def open_predictor(
         LadcError: a missing or unknown target, no task recorded or given, an unknown or failed artifact, a model
             that does not fit the task or tokenizer.
     """
-    import torch
 
     from ladc.data.data import make_collator
     from ladc.deploy.runners import load_runner
@@ -185,8 +184,6 @@ def open_predictor(
     task_spec = get_task(task_name)
     recorded = _recorded_data(Path(bench_target.model_dir))
     max_seq_len = max_seq_len or recorded.get("max_seq_len") or DEFAULT_MAX_SEQ_LEN
-    if threads and bench_target.kind == "torch":
-        torch.set_num_threads(threads)
     runner, tokenizer, config, settings = load_runner(bench_target, task_spec, threads=threads)
     check_inputs_fit(tokenizer, config, max_seq_len, target)
     info = {

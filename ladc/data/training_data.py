@@ -58,7 +58,8 @@ class TrainingData:
 
 def _evaluator(loader, task) -> Callable:
     from ladc.data.metrics import metrics_from_logits
-    from ladc.deploy.runners import TorchRunner, predict_logits
+    from ladc.deploy.runners import predict_logits
+    from ladc.engines.torch_engine import TorchRunner
 
     def evaluate(model, accelerator) -> dict[str, float]:
         prepared = accelerator.prepare(loader) if accelerator is not None else loader

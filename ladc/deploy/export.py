@@ -1,37 +1,11 @@
-"""`ladc export`: every deployable artifact of a classifier (ONNX Runtime, OpenVINO, PyTorch bf16), each checked
-against PyTorch on real dev data, and with `--select fastest` ranked by speed on this machine.
+"""`ladc export`: every deployable artifact of a classifier (each engine's: ONNX Runtime, OpenVINO, PyTorch bf16),
+each checked against PyTorch on real dev data, and with `--select fastest` ranked by speed on this machine.
 
-The rows, their files and builders live in one table (ladc/deploy/artifacts.py); this module validates the config, writes
-model.onnx, runs the table's builders into one directory (atomically), then parity (ladc/deploy/parity.py) and, under
---select, the ranking (ladc/deploy/select.py). The directory is what `ORTModelForSequenceClassification.from_pretrained(OUT)`
-loads (`model.onnx`, the others via `file_name=`), and its OpenVINO IR follows optimum-intel's layout:
-
-- model.onnx             fp32, `optimum.exporters.onnx.main_export` (TorchScript exporter, SDPA attention, so
-                         opset >= 14), dynamic batch/sequence axes.
-- model_fused.onnx       --optimize: `onnxruntime.transformers.optimizer.optimize_model(model_type='bert')` with
-                         num_heads/hidden_size from config.json -> Attention, SkipLayerNormalization, BiasGelu,
-                         EmbedLayerNormalization. We count the fused ops in the graph and fail if attention did not fuse.
-- model_int8.onnx        --quantize dynamic: `quantize_dynamic` of the UNFUSED graph (MatMul/Gemm -> MatMulInteger,
-                         embedding Gathers -> int8 tables + DequantizeLinear).
-- model_fused_int8.onnx  --optimize --quantize dynamic: fuse FIRST, then `quantize_dynamic` with op types
-                         MatMul/Gemm/Attention/EmbedLayerNormalization and extra_options={'DefaultTensorType': FLOAT}
-                         -> QAttention, QEmbedLayerNormalization and MatMulInteger around the fused
-                         SkipLayerNormalization/BiasGelu.
-- model_fp16.onnx        --fp16 (CUDA): fused with use_gpu=True, then float16 weights with fp32 inputs/outputs.
-- openvino_model.xml     --backend openvino: `ov.convert_model` of model.onnx, fp32 weights; run with the CPU plugin's
-                         default precision (`openvino`: bf16 on AMX) and with f32 forced (`openvino_f32`).
-- openvino_model_int8.xml --backend openvino: NNCF post-training INT8 calibrated on train sentences.
-- model.safetensors      --backend torch: the HF model itself, run under bf16 autocast (`torch_bf16`).
-
-Why this order for fused + INT8 (measured with onnxruntime 1.32, optimum 2.1, optimum-onnx 0.1.0):
-- Quantize, then fuse: the fusion patterns look for MatMul+Add sub-graphs; after quantization those are
-  DynamicQuantizeLinear/MatMulInteger/Mul chains, so no Attention fuses (only SkipLayerNormalization/Gelu).
-- Fuse, then quantize with defaults (what optimum's ORTQuantizer does on an O2 graph): the quantizer asks ONNX shape
-  inference for the element type of every tensor it touches, and shape inference knows nothing about the
-  com.microsoft outputs (SkipLayerNormalization...), so it raises `Unable to find data type for weight_name=...`.
-- Fuse, then quantize with DefaultTensorType=FLOAT: the quantizer assumes float for those tensors, which is true
-  of every activation in an fp32 BERT graph (only the int64 graph inputs are not float, and their types are known).
-  The result keeps every fusion and quantizes QKV (QAttention) and all dense layers (MatMulInteger).
+The rows, their files and builders are the engines' (ladc/engines/, gathered in ladc/deploy/artifacts.py); this module
+validates the config, writes model.onnx, runs the table's builders into one directory (atomically), then parity
+(ladc/deploy/parity.py) and, under --select, the ranking (ladc/deploy/select.py). The directory is what
+`ORTModelForSequenceClassification.from_pretrained(OUT)` loads (`model.onnx`, the others via `file_name=`), and its
+OpenVINO IR follows optimum-intel's layout; each engine module's docstring lists the files it writes.
 
 Every artifact is then compared with PyTorch on real dev data (ladc/deploy/parity.py); a miss raises LadcError after the
 directory and its export.json (which records the failure) are in place (under --select only a failing fp32 graph
@@ -45,34 +19,16 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from ladc.deploy.artifacts import BACKENDS, BuildContext, wanted_artifacts
-from ladc.deploy.onnx_graphs import (
-    FUSED_OPS,
-    HEAD_PATTERNS,
-    check_attention_fused,
-    convert_fp16,
-    fuse_graph,
-    op_counts,
-    quantize_graph,
-)
+from ladc.deploy.artifacts import wanted_artifacts
+from ladc.engines import ENGINES, entry_engine
+from ladc.engines.base import Artifact, BuildContext
 from ladc.errors import LadcError
 from ladc.runs.config import DataConfig, ExportConfig, to_dict
 from ladc.runs.export_manifest import ExportManifest, read_export_manifest, write_export_manifest
 from ladc.runs.faults import kill_point
 from ladc.runs.runs import check_output, run_command
 
-__all__ = [
-    "MIN_OPSET",
-    "MAX_OPSET",
-    "FUSED_OPS",
-    "HEAD_PATTERNS",
-    "export_onnx",
-    "verify_export",
-    "op_counts",
-    "fuse_graph",
-    "quantize_graph",
-    "convert_fp16",
-]
+__all__ = ["MIN_OPSET", "MAX_OPSET", "export_onnx", "verify_export"]
 
 MIN_OPSET = 14  # torch exports scaled_dot_product_attention (BERT's default SDPA attention) from opset 14 on
 MAX_OPSET = 20  # the TorchScript exporter optimum-onnx uses stops at 20
@@ -95,35 +51,28 @@ def _check_config(cfg: ExportConfig) -> None:
         raise LadcError(f"--parity-samples must be positive, got {cfg.parity_samples}")
     if cfg.allow_drop is not None and cfg.allow_drop < 0:
         raise LadcError(f"--allow-drop must be >= 0 metric points, got {cfg.allow_drop}")
-    unknown = [backend for backend in cfg.backends if backend not in BACKENDS]
+    unknown = [backend for backend in cfg.backends if backend not in ENGINES]
     if unknown or not cfg.backends:
         raise LadcError(
-            f"--backend {','.join(cfg.backends)!r}: expected a comma-separated subset of {', '.join(BACKENDS)}"
+            f"--backend {','.join(cfg.backends)!r}: expected a comma-separated subset of {', '.join(ENGINES)}"
         )
     if cfg.select not in (None, "fastest"):
         raise LadcError(f"--select '{cfg.select}' is not supported; expected 'fastest'")
     if cfg.calibration_samples < 1 or cfg.select_iterations < 1 or (cfg.threads is not None and cfg.threads < 1):
         raise LadcError("--calibration-samples, --select-iterations and --threads must be >= 1")
-    if "openvino" in cfg.backends and cfg.select is None:
-        from ladc.deploy.openvino_ir import openvino_missing
-
-        reason = openvino_missing(with_nncf=True)
+    for name in cfg.backends if cfg.select is None else ():  # under --select a missing engine is skipped instead
+        reason = ENGINES[name].missing(True)
         if reason:
-            raise LadcError(f"--backend openvino: {reason}")
-    if cfg.device == "cuda" or cfg.fp16:
-        _check_cuda("--fp16" if cfg.fp16 else "--device cuda")
+            raise LadcError(f"--backend {name}: {reason}")
+    for engine in _built_engines(cfg):
+        engine.check_export(cfg)
     check_output(cfg.output, overwrite=cfg.overwrite)
 
 
-def _check_cuda(flag: str) -> None:
-    import onnxruntime
-    import torch
-
-    if not torch.cuda.is_available() or "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-        raise LadcError(
-            f"{flag} needs a CUDA GPU with torch CUDA and onnxruntime-gpu (providers here: "
-            f"{onnxruntime.get_available_providers()}); on CPU use --quantize dynamic instead"
-        )
+def _built_engines(cfg: ExportConfig) -> list:
+    """The engines whose rows this config may build: those it names, and those with a required row (model.onnx)."""
+    return [engine for name, engine in ENGINES.items()
+            if name in cfg.backends or any(row.required for row in engine.artifacts)]  # fmt: skip
 
 
 def _data_config(cfg: ExportConfig) -> DataConfig:
@@ -170,26 +119,16 @@ def _export_fp32(cfg: ExportConfig, build: Path) -> None:
 
 
 def _selected_config(cfg: ExportConfig) -> tuple[ExportConfig, list[dict]]:
-    """Under --select fastest: every backend that can run here, fused and INT8 included; returns the config to build
+    """Under --select fastest: every engine that can run here, fused and INT8 included; returns the config to build
     and the backends skipped with the reason (recorded in export.json)."""
     import dataclasses
 
-    from ladc.deploy.openvino_ir import openvino_missing
-    from ladc.runs.hardware import native_bf16
-
     if cfg.select is None:
         return cfg, []
-    skipped = []
-    backends = list(BACKENDS)
-    reason = openvino_missing(with_nncf=True)
-    if reason:
-        backends.remove("openvino")
-        skipped.append({"backend": "openvino", "reason": reason})
-    if cfg.device == "cpu" and not native_bf16() and "torch" not in cfg.backends:  # unless asked for by --backend
-        # emulated bf16 ran a 4096x384x1536 matmul 40x slower than fp32 on an AVX2-only EPYC (ladc/runs/hardware.py)
-        backends.remove("torch")
-        skipped.append({"backend": "torch", "reason": "bf16 autocast: this CPU has no native bf16 (avx512_bf16/amx)"})
-    chosen = dataclasses.replace(cfg, backends=tuple(backends), optimize=True, quantize=cfg.quantize or "dynamic")
+    reasons = {name: engine.skip_reason(cfg) for name, engine in ENGINES.items()}
+    skipped = [{"backend": name, "reason": reason} for name, reason in reasons.items() if reason]
+    backends = tuple(name for name, reason in reasons.items() if not reason)
+    chosen = dataclasses.replace(cfg, backends=backends, optimize=True, quantize=cfg.quantize or "dynamic")
     return chosen, skipped
 
 
@@ -204,41 +143,40 @@ def _build_artifacts(cfg: ExportConfig, build: Path, model, calibration) -> list
         extra = row.build(context) if row.build else {}
         entries.append({"name": row.name, **extra})
         kill_point("artifact-done")  # test-only (ladc/runs/faults.py)
-    patterns = tuple(cfg.exclude_nodes) + (HEAD_PATTERNS if cfg.keep_head_fp32 else ())
-    if patterns and not any(entry.get("excluded_nodes") for entry in entries):
-        raise LadcError(f"--exclude-nodes/--keep-head-fp32 patterns {list(patterns)} match no node of the graphs")
     for row, entry in zip(rows, entries):
         entry.update(_describe(build, row, cfg))
-        if row.optimized and row.engine == "onnxruntime":
-            check_attention_fused(build / row.file, entry["fused_op_counts"], model.config.num_hidden_layers)
+    for engine in _built_engines(cfg):  # its own figures (op counts) and checks (attention fused) on what it built
+        built = [(row, entry) for row, entry in zip(rows, entries) if row.engine == engine.name]
+        if built:
+            engine.inspect(cfg, build, built, model)
     return entries
 
 
-def _describe(root: Path, row, cfg: ExportConfig) -> dict:
-    files = [root / row.file]
-    if row.file.endswith(".xml"):
-        files.append(files[0].with_suffix(".bin"))
+def _describe(root: Path, row: Artifact, cfg: ExportConfig) -> dict:
+    engine = ENGINES[row.engine]
+    on_cuda = engine.export_on_cuda and cfg.device == "cuda" and not row.quantized
     entry = {
         "path": row.file,
         "engine": row.engine,
-        "size_mb": round(sum(f.stat().st_size for f in files) / 2**20, 3),  # MiB
+        "size_mb": round(sum(f.stat().st_size for f in engine.files(root / row.file)) / 2**20, 3),  # MiB
         "precision": row.precision,
         "optimized": row.optimized,
         "quantized": row.quantized,
         # dynamic INT8 kernels exist on CPU only (on CUDA they fall back): run int8 on CPU, fp16 on CUDA
-        "provider": "CPUExecutionProvider" if row.quantized or cfg.device == "cpu" or row.engine != "onnxruntime"
-        else "CUDAExecutionProvider",
-    }  # fmt: skip
+        "provider": "CUDAExecutionProvider" if on_cuda else "CPUExecutionProvider",
+    }
     if row.runtime:
         entry["runtime"] = dict(row.runtime)
-    if row.file.endswith(".onnx"):
-        counts = op_counts(root / row.file)
-        entry["op_counts"] = counts
-        entry["fused_op_counts"] = {op: counts[op] for op in FUSED_OPS if op in counts}
     return entry
 
 
 # ----------------------------------------------------------------------------- entry points
+
+
+def _card_tags(manifest: ExportManifest) -> tuple[str, ...]:
+    """The model-card tags of the engines the manifest's artifacts run on."""
+    present = {entry_engine(entry) for entry in manifest.artifacts}
+    return tuple(engine.card_tag for name, engine in ENGINES.items() if name in present and engine.card_tag)
 
 
 def _parity_inputs(data: DataConfig, model_dir: str, batch_size: int):
@@ -328,7 +266,7 @@ def export_onnx(cfg: ExportConfig, console=None) -> dict:
             )
         manifest.created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         write_export_manifest(build, manifest)
-        write_export_card(build, manifest, name=output.name)  # README.md: the model card, from export.json
+        write_export_card(build, manifest, name=output.name, engine_tags=_card_tags(manifest))  # README.md
         kill_point("export-rename")  # test-only (ladc/runs/faults.py)
     print_parity_table(manifest, console)
     if cfg.select:
@@ -378,7 +316,7 @@ def verify_export(
     run_parity(manifest, out_dir, model, parity_set, task, allow_drop)
     manifest.verified = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     write_export_manifest(out_dir, manifest)
-    write_export_card(out_dir, manifest)
+    write_export_card(out_dir, manifest, engine_tags=_card_tags(manifest))
     print_parity_table(manifest, console)
     raise_on_failure(manifest, out_dir)
     return manifest.to_dict()

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ladc.deploy.artifacts import TOLERANCES, Tolerance, tolerance_of
+from ladc.deploy.artifacts import TOLERANCES, tolerance_of
+from ladc.engines.base import Tolerance
 from ladc.errors import LadcError
 from ladc.runs.export_manifest import ExportManifest
 
@@ -209,7 +210,8 @@ def run_parity(manifest: ExportManifest, root: Path, model, parity_set, task, al
         task: TaskSpec.
         allow_drop: see `judge`.
     """
-    from ladc.deploy.runners import TorchRunner, open_artifact, predict_logits
+    from ladc.deploy.runners import open_artifact, predict_logits
+    from ladc.engines.torch_engine import TorchRunner
 
     reference, _ = predict_logits(TorchRunner(model.float(), device="cpu"), parity_set.batches)
     if not np.isfinite(reference).all():  # nothing can be judged against NaN: the source model itself is broken

@@ -293,13 +293,16 @@ def _load_export(export_dir: Path, manifest: ExportManifest) -> list[str]:
     return lines
 
 
-def write_export_card(export_dir: str | Path, manifest: ExportManifest, name: str | None = None) -> Path:
+def write_export_card(
+    export_dir: str | Path, manifest: ExportManifest, name: str | None = None, engine_tags: tuple[str, ...] = ()
+) -> Path:
     """README.md of a `ladc export` dir, from its export.json (and the source run's ladc.json where it exists).
 
     Args:
         export_dir: where to write (export writes into its temp build dir, so `name` gives the final dir name).
         manifest: the export dir's manifest.
         name: the export dir's name in the card (default: `export_dir`'s).
+        engine_tags: hub tags of the engines its artifacts run on (each engine declares its own, e.g. openvino).
     """
     import yaml
     from huggingface_hub import ModelCard
@@ -317,8 +320,7 @@ def write_export_card(export_dir: str | Path, manifest: ExportManifest, name: st
     artifacts = manifest.artifacts
     default = _default_artifact(manifest)
     quantized = any(a.get("quantized") for a in artifacts)
-    tags = ["text-classification", "ladc", "onnx"] + (["openvino"] if any(a.get("engine") == "openvino"
-                                                                            for a in artifacts) else [])  # fmt: skip
+    tags = list(dict.fromkeys(["text-classification", "ladc", "onnx", *engine_tags]))
     tags += (["distillation"] if run.get("kind") == "student" else []) + (["lad"] if run.get("method") == "lad" else [])
     tags += ["int8"] if quantized else []
     dev = (default.get("parity") or {}).get("metrics")

@@ -122,7 +122,7 @@ class ExportConfig:
     parity_samples: int | None = None  # None = the full dev set
     parity_batch_size: int = 32  # dynamic padding per batch: batches have varied lengths
     allow_drop: float | None = None  # accept a headline-metric drop <= this many points (only the drop is relaxed)
-    # engines to build for (ladc.deploy.artifacts.BACKENDS): onnxruntime | openvino (ladc[openvino]) | torch (bf16 autocast)
+    # engines to build for (ladc.engines.ENGINES): onnxruntime | openvino (ladc[openvino]) | torch (bf16 autocast)
     backends: tuple[str, ...] = ("onnxruntime",)
     # `fastest`: build every available backend x precision, drop parity failures, time the rest on this machine and
     # rank them in export.json (per batch size and sequence length); None: build what the flags ask, time nothing

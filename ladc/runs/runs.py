@@ -148,7 +148,8 @@ def data_config_from_run(model_dir: str, task: str | None, data_dir: str | None)
 
 def _target_task(arg: str) -> str | None:
     """The task a bench target records: export.json (export dirs, their files) or ladc.json (run dirs)."""
-    path = Path(arg.removeprefix("openvino:"))
+    engine, sep, rest = arg.partition(":")  # an ENGINE:FILE target (openvino:model.onnx) records FILE's
+    path = Path(rest if sep and engine.isidentifier() and not Path(arg).exists() else arg)
     folder = path if path.is_dir() else path.parent
     if is_export_dir(folder):
         return read_export_manifest(folder).task or None

@@ -1,6 +1,14 @@
 """onnxruntime graph operations on exported BERT graphs: op counts, transformer fusion, dynamic INT8, fp16.
 
-Why fusion comes before INT8 in the fused+INT8 artifact, and the quantizer's DefaultTensorType: see ladc/deploy/export.py.
+Why this order for fused + INT8 (measured with onnxruntime 1.32, optimum 2.1, optimum-onnx 0.1.0):
+- Quantize, then fuse: the fusion patterns look for MatMul+Add sub-graphs; after quantization those are
+  DynamicQuantizeLinear/MatMulInteger/Mul chains, so no Attention fuses (only SkipLayerNormalization/Gelu).
+- Fuse, then quantize with defaults (what optimum's ORTQuantizer does on an O2 graph): the quantizer asks ONNX shape
+  inference for the element type of every tensor it touches, and shape inference knows nothing about the
+  com.microsoft outputs (SkipLayerNormalization...), so it raises `Unable to find data type for weight_name=...`.
+- Fuse, then quantize with DefaultTensorType=FLOAT: the quantizer assumes float for those tensors, which is true
+  of every activation in an fp32 BERT graph (only the int64 graph inputs are not float, and their types are known).
+  The result keeps every fusion and quantizes QKV (QAttention) and all dense layers (MatMulInteger).
 """
 
 from __future__ import annotations
