@@ -132,10 +132,14 @@ def test_distill_flags_reach_the_loss_through_the_cli(tiny_teacher):
 
 
 def test_student_init_and_init_from_choose_the_copied_layers(tiny_teacher, tiny_bert_config, tiny_tokenizer):
-    """even copies base layers 2,4; first copies 1,2; --init-from swaps the source checkpoint (all via distill)."""
+    """By default the fine-tuned teacher's layers 2,4; even copies base layers 2,4; first copies 1,2; --init-from
+    swaps the source checkpoint and, with no --student-init, means even (all via distill)."""
     teacher, glue, tmp = tiny_teacher
     base = json.loads((teacher / "ladc.json").read_text())["base_model"]
-    _distill_cli(teacher, glue, tmp / "even")
+    _distill_cli(teacher, glue, tmp / "default")
+    _assert_copied_from(tmp / "default", teacher, [2, 4])
+    assert json.loads((tmp / "default" / "ladc.json").read_text())["student_init"] == "teacher"
+    _distill_cli(teacher, glue, tmp / "even", "--student-init", "even")
     _assert_copied_from(tmp / "even", base, [2, 4])
     _distill_cli(teacher, glue, tmp / "first", "--student-init", "first")
     _assert_copied_from(tmp / "first", base, [1, 2])

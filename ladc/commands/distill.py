@@ -223,7 +223,7 @@ def distill(cfg: DistillConfig) -> dict:
     shape = student_shape(
         teacher.config, student_layers, cfg.student_hidden, cfg.student_intermediate, cfg.student_heads
     )
-    init = resolve_student_init(cfg.student_init, _narrower(shape, teacher.config))
+    init = resolve_student_init(cfg.student_init, _narrower(shape, teacher.config), cfg.init_from)
     if cfg.projection == "fixed" and init != "prune":
         raise LadcError(
             f"--projection fixed compares the channels a pruned student kept; --student-init {init} keeps none"

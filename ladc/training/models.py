@@ -201,8 +201,14 @@ STUDENT_INITS = ("even", "first", "teacher", "prune", "random")
 _LAYER_COPY_INITS = ("even", "first", "teacher")
 
 
-def resolve_student_init(init: str | None, narrower: bool) -> str:
-    """The init a student is built with: `init`, or (None) `even` at the teacher's width and `prune` when narrower.
+def resolve_student_init(init: str | None, narrower: bool, init_from: str | None = None) -> str:
+    """The init a student is built with: `init`, or (None) `prune` when narrower, `even` when `init_from` names a
+    checkpoint to copy from, and `teacher` otherwise.
+
+    Why `teacher` by default: a student started from the pretrained layers (`even`) had to learn the task through the
+    hidden loss alone and stayed at chance for a whole epoch on a sentence-pair task whose teacher reached 93 %; the
+    fine-tuned teacher's own layers and head learn it from the first steps (benchmarks/RESULTS.md, issue 22). A
+    pruned student is sliced from the fine-tuned teacher for the same reason.
 
     Raises:
         LadcError: an unknown init, or a layer-copy init for a narrower student.
@@ -210,7 +216,7 @@ def resolve_student_init(init: str | None, narrower: bool) -> str:
     from ladc.errors import did_you_mean
 
     if init is None:
-        return "prune" if narrower else "even"
+        return "prune" if narrower else "even" if init_from else "teacher"
     if init not in STUDENT_INITS:
         raise LadcError(
             f"--student-init '{init}' is unknown{did_you_mean(init, STUDENT_INITS)}; expected one of "
