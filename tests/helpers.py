@@ -252,3 +252,12 @@ def export_plain_onnx(model, path: Path, example: tuple | None = None) -> Path:
     torch.onnx.export(model, example, str(path), input_names=list(ONNX_INPUTS), output_names=["logits"],
                       dynamic_axes=axes, opset_version=17, dynamo=False)  # fmt: skip
     return path
+
+
+def write_run_manifest(run_dir: Path, text: str) -> Path:
+    """`run_dir`/ladc.json holding `text` as given (valid or not); returns the run dir."""
+    from ladc.runs.manifest import RUN_MANIFEST
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RUN_MANIFEST).write_text(text)
+    return run_dir
