@@ -43,12 +43,12 @@ def _p50s(report: dict) -> dict[str, dict[int, float]]:
 def main(argv: list[str] | None = None) -> None:
     import ladc.bench.bench
     from ladc.bench.bench import run_bench
+    from ladc.runs.export_manifest import read_export_manifest
     from ladc.runs.hardware import cpu_flags, cpu_model
 
     args = parse_args(argv)
     export_dir = Path(args.export_dir)
-    manifest = json.loads((export_dir / "export.json").read_text())
-    entries = {a["name"]: a for a in manifest["artifacts"]}
+    manifest = read_export_manifest(export_dir)
     names = args.artifacts.split(",")
     base = BenchConfig(
         data=DataConfig(task=args.task, data_dir=args.data_dir), batch_sizes=(1, 32), seq_lens=(128,),
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
 
     def target(name: str) -> str:
-        entry = entries[name]
+        entry = manifest.artifact(name)
         path = export_dir / entry["path"]
         return f"openvino:{path}" if entry.get("engine") == "openvino" and path.suffix == ".onnx" else str(path)
 

@@ -41,13 +41,15 @@ def optimum_int8(onnx_dir: Path, out: Path, flags: list[str]) -> Path:
     from optimum.onnxruntime import ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
+    from ladc.runs.export_manifest import EXPORT_MANIFEST
+
     if out.exists():
         shutil.rmtree(out)
     preset = "avx512_vnni" if "avx512_vnni" in flags else "avx2"
     qconfig = getattr(AutoQuantizationConfig, preset)(is_static=False, per_channel=False)
     ORTQuantizer.from_pretrained(onnx_dir, file_name="model.onnx").quantize(save_dir=out, quantization_config=qconfig)
     for name in onnx_dir.iterdir():  # config.json and the tokenizer, so `ladc bench` can feed it
-        if name.suffix in (".json", ".txt") and name.name != "export.json" and not (out / name.name).exists():
+        if name.suffix in (".json", ".txt") and name.name != EXPORT_MANIFEST and not (out / name.name).exists():
             shutil.copy(name, out / name.name)
     return next(out.glob("*.onnx"))
 
@@ -62,13 +64,14 @@ def main(argv: list[str] | None = None) -> None:
     import dataclasses
 
     from ladc.bench.bench import run_bench
+    from ladc.runs.export_manifest import read_export_manifest
     from ladc.runs.hardware import cpu_flags, cpu_model, native_bf16
 
     args = parse_args(argv)
     run_dir, output = Path(args.run_dir), Path(args.output)
     flags = cpu_flags()
-    export = json.loads((run_dir / "onnx" / "export.json").read_text())
-    chosen = export["selection"]["chosen"]
+    export = read_export_manifest(run_dir / "onnx")
+    chosen = export.chosen
     optimum_path = optimum_int8(run_dir / "onnx", run_dir / "optimum-int8", flags)
     targets = (str(run_dir / "teacher"), str(optimum_path), f"openvino:{run_dir / 'onnx' / 'model.onnx'}",
                str(run_dir / "onnx"))  # fmt: skip
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     group = run_bench(cfg)
     alone = {}
     for name in dict.fromkeys([chosen, "int8"]):
-        entry = next(a for a in export["artifacts"] if a["name"] == name)
+        entry = export.artifact(name)
         single = run_bench(dataclasses.replace(cfg, targets=(str(run_dir / "onnx" / entry["path"]),), real=False,
                                                skip_accuracy=True, roofline=False, torch_bf16=False,
                                                output=str(run_dir / f"bench-alone-{name}")))  # fmt: skip
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
                             "ratio": round(group_p50[(f"onnx/{name}", shape)] / ms, 3)}
                     for shape, ms in shapes.items()} for name, shapes in alone.items()}  # fmt: skip
     result = {
-        "machine": {"cpu": cpu_model(), "cpu_flags": flags}, "chosen": chosen, "selection": export["selection"],
+        "machine": {"cpu": cpu_model(), "cpu_flags": flags}, "chosen": chosen, "selection": export.selection,
         "bf16_targets": "included" if native_bf16(flags) else "skipped: no native bf16 on this CPU",
         "bench": {k: group[k] for k in ("targets", "timings", "roofline", "runtime", "machine")},
         "isolation_check": check,

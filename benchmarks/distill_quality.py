@@ -145,8 +145,8 @@ def dev_correct(run_dir: Path, cfg) -> np.ndarray:
 def run_one(args: argparse.Namespace, task: str, variant: str, seed: int) -> dict | None:
     """Train one student unless it is done; returns {wall_s, cpu_s} of this call, or None when skipped."""
     from ladc.commands.distill import distill
+    from ladc.runs.checkpoint_files import latest_checkpoint
     from ladc.runs.config import replace
-    from ladc.training.train import latest_checkpoint
 
     cfg = run_config(args, task, variant, seed)
     run_dir = Path(cfg.output)

@@ -166,6 +166,7 @@ def run(args: argparse.Namespace) -> dict:
     from ladc.data.tasks import get_task
     from ladc.deploy.export import export_onnx
     from ladc.deploy.parity import load_parity_set
+    from ladc.runs.export_manifest import is_export_dir, read_export_manifest
     from ladc.training.models import load_classifier, load_tokenizer
 
     if args.threads:
@@ -179,16 +180,16 @@ def run(args: argparse.Namespace) -> dict:
         quantize="dynamic", per_channel=args.per_channel, parity_samples=args.dev_limit, allow_drop=100.0,
         overwrite=True,
     )  # fmt: skip
-    if args.reuse and (work / "ladc" / "export.json").is_file() and (work / "optimum.json").is_file():
-        manifest = json.loads((work / "ladc" / "export.json").read_text())
+    if args.reuse and is_export_dir(work / "ladc") and (work / "optimum.json").is_file():
         saved = json.loads((work / "optimum.json").read_text())
         optimum_paths, optimum_errors = {k: Path(v) for k, v in saved["paths"].items()}, saved["errors"]
     else:
-        manifest = export_onnx(cfg)  # allow_drop=100: the benchmark reports drift instead of stopping on it
+        export_onnx(cfg)  # allow_drop=100: the benchmark reports drift instead of stopping on it
         optimum_paths, optimum_errors = export_optimum(args.model_dir, work, args.per_channel)
         paths = {k: str(v) for k, v in optimum_paths.items()}
         (work / "optimum.json").write_text(json.dumps({"paths": paths, "errors": optimum_errors}))
 
+    manifest = read_export_manifest(work / "ladc")
     tokenizer = load_tokenizer(args.model_dir)
     model = load_classifier(args.model_dir, task).eval()
     data = DataConfig(task=task.name, data_dir=args.data_dir, dev_limit=args.dev_limit)
@@ -201,9 +202,8 @@ def run(args: argparse.Namespace) -> dict:
     columns["PyTorch fp32"]["size_mb"] = round(weights.stat().st_size / 2**20, 2) if weights.is_file() else None
     columns["PyTorch bf16"] = measure_torch(model, parity_set, inputs, task, args, bf16=True)
     columns["PyTorch bf16"]["size_mb"] = columns["PyTorch fp32"]["size_mb"]
-    by_name = {a["name"]: a for a in manifest["artifacts"]}
     for column, name in LADC_COLUMNS.items():
-        columns[column] = measure_onnx(work / "ladc" / by_name[name]["path"], parity_set, inputs, task, args)
+        columns[column] = measure_onnx(work / "ladc" / manifest.artifact(name)["path"], parity_set, inputs, task, args)
     for column, path in optimum_paths.items():
         columns[column] = measure_onnx(path, parity_set, inputs, task, args)
 
@@ -241,9 +241,9 @@ def run(args: argparse.Namespace) -> dict:
         "fused_int8_vs_optimum_best": ratios,
         "ladc_parity": {
             a["path"]: {k: a["parity"][k] for k in ("max_abs_diff", "label_agreement_pct", "within_tolerance")}
-            for a in manifest["artifacts"]
+            for a in manifest.artifacts
         },  # fmt: skip
-        "versions": manifest["versions"],
+        "versions": manifest.versions,
     }
 
 

@@ -29,7 +29,7 @@ def _encoder_grads(student, loss) -> torch.Tensor:
 
 
 def main() -> None:
-    from ladc.commands.distill import _narrower, _pruned_student, teacher_base_model
+    from ladc.commands.distill import _narrower, _pruned_student, _training_logits, teacher_base_model
     from ladc.data.tasks import get_task
     from ladc.data.training_data import prepare_data
     from ladc.runs.config import DataConfig, DistillConfig, LossWeights, OptimConfig
@@ -62,7 +62,7 @@ def main() -> None:
     optim = OptimConfig(batch_size=32)
     teacher = load_classifier(args.teacher, task).eval()
     tokenizer = load_tokenizer(args.teacher)
-    prepared = prepare_data(data, optim, tokenizer, task)
+    prepared = prepare_data(data, optim, tokenizer, task, _training_logits)
     layers = layer_map(teacher.config.num_hidden_layers, args.student_layers)
     shape = student_shape(teacher.config, args.student_layers, args.student_hidden, None, None)
     init = resolve_student_init(None, _narrower(shape, teacher.config))

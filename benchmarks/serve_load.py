@@ -1,9 +1,12 @@
-"""`ladc serve` under load: requests/s and p50/p99 latency at concurrency 1, 8 and 32, micro-batched against
-one-at-a-time serving (`--max-batch 1 --max-wait-ms 0`) of the same artifact, counting every failed request.
+"""`ladc serve` under load: requests/s and p50/p99 latency at concurrency 1, 8 and 32, for each server configuration
+of the same artifact, counting every failed request:
+- `default`: ladc serve's defaults (no wait; the batch limit measured at startup, reported in /metadata);
+- `one-at-a-time`: `--max-batch 1 --max-wait-ms 0`, the baseline;
+- `wait-5ms`: `--max-batch 32 --max-wait-ms 5`, the micro-batching ladc served by default before.
 
 Each configuration starts its own server process on a free 127.0.0.1 port, warms it up, then sends `--requests`
-single-sentence requests (real SST-2 dev sentences, cycled) from N client threads. Not run for figures yet: run it on
-a quiet machine and record the table in benchmarks/RESULTS.md with command, machine and date.
+single-sentence requests (real SST-2 dev sentences, cycled) from N client threads. Record the table in
+benchmarks/RESULTS.md with command, machine and date, and each server's `batching` (what the default chose).
 
 Usage (repo root; nothing else running):
     python benchmarks/serve_load.py runs/demo/onnx --sentences ladc/demo_data/SST-2/dev.tsv \
@@ -25,7 +28,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-SERVERS = {"micro-batched": [], "one at a time": ["--max-batch", "1", "--max-wait-ms", "0"]}
+SERVERS = {
+    "default": [],
+    "one-at-a-time": ["--max-batch", "1", "--max-wait-ms", "0"],
+    "wait-5ms": ["--max-batch", "32", "--max-wait-ms", "5"],
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,7 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--requests", type=int, default=400, help="timed requests per configuration")
     parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--server-args", default="", help="extra `ladc serve` flags for the micro-batched server")
+    parser.add_argument("--servers", default=",".join(SERVERS), help=f"which of {', '.join(SERVERS)}, in order")
+    parser.add_argument("--server-args", default="", help="extra `ladc serve` flags for the default server")
     parser.add_argument("--output", default="benchmarks/results/serve_load.json")
     return parser.parse_args(argv)
 
@@ -97,12 +105,18 @@ def _load(url: str, sentences: list[str], clients: int, requests: int) -> dict:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     sentences = _sentences(args.sentences)
-    rows = []
-    for name, flags in SERVERS.items():
-        extra = args.server_args.split() if name == "micro-batched" else []
-        process, url = _start(args.target, [*flags, *extra])
+    names = args.servers.split(",")
+    unknown = [name for name in names if name not in SERVERS]
+    if unknown:
+        raise SystemExit(f"unknown server {', '.join(unknown)}; expected some of {', '.join(SERVERS)}")
+    rows, servers = [], {}
+    for name in names:
+        flags = [*SERVERS[name], *(args.server_args.split() if name == "default" else [])]
+        process, url = _start(args.target, flags)
         try:
             metadata = httpx.get(f"{url}/metadata", timeout=10).json()
+            servers[name] = {"flags": flags, "batching": metadata.get("batching")}
+            print(json.dumps({"server": name, "batching": metadata.get("batching")}))
             _load(url, sentences, 1, args.warmup)
             for clients in (int(c) for c in args.concurrency.split(",")):
                 row = {"server": name, **_load(url, sentences, clients, args.requests)}
@@ -113,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
             process.wait(timeout=60)
     result = {"command": " ".join(sys.argv), "target": args.target, "artifact": metadata.get("artifact"),
               "engine": metadata.get("engine"), "cpu": metadata.get("cpu"), "cpu_flags": metadata.get("cpu_flags"),
-              "date": time.strftime("%Y-%m-%d"), "rows": rows}  # fmt: skip
+              "date": time.strftime("%Y-%m-%d"), "servers": servers, "rows": rows}  # fmt: skip
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {args.output}")

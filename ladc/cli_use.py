@@ -87,9 +87,15 @@ def register_use_commands(app: typer.Typer, user_errors) -> None:
         task: TaskOpt = None,
         max_seq_len: MaxSeqLenOpt = None,
         threads: ThreadsOpt = None,
-        max_batch: Annotated[int | None, typer.Option(help="Rows per model call (default 32).")] = None,
+        max_batch: Annotated[
+            int | None, typer.Option(help="Rows per model call (default: measured when the server starts).")
+        ] = None,
         max_wait_ms: Annotated[
-            float | None, typer.Option(help="How long a request waits for others to batch with (default 5).")
+            float | None,
+            typer.Option(
+                help="How long a request waits for others to batch with (default 0: no wait; requests "
+                "that queued during the previous model call still share the next one)."
+            ),
         ] = None,
         max_request_rows: Annotated[int | None, typer.Option(help="Texts per request (default 256).")] = None,
         max_body_bytes: Annotated[int | None, typer.Option(help="Request body size (default 1000000).")] = None,

@@ -27,9 +27,11 @@ started=$(date +%s)
 import json, sys, time
 from pathlib import Path
 
+from ladc.runs.export_manifest import read_export_manifest
+
 work, out, started = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 bench = json.loads((work / "bench" / "bench.json").read_text())
-export = json.loads((work / "onnx" / "export.json").read_text())
+export = read_export_manifest(work / "onnx")
 onnx_targets = [t for t in bench["targets"] if t["kind"] == "onnx" and t["precision"] != "int8"]
 assert onnx_targets and all(t["settings"]["providers"][0] == "CUDAExecutionProvider" for t in onnx_targets), \
     "onnxruntime did not run on CUDA"
@@ -38,7 +40,7 @@ result = {
     "teacher_dev": json.loads((work / "teacher" / "metrics.json").read_text())["dev"],
     "student_dev": json.loads((work / "student" / "metrics.json").read_text())["dev"],
     "parity": {a["name"]: {k: a["parity"][k] for k in ("max_abs_diff", "label_agreement_pct", "accepted")}
-               for a in export["artifacts"]},
+               for a in export.artifacts},
     "timings": [{k: r[k] for k in ("target", "batch_size", "seq_len", "p50_ms", "samples_per_s")}
                 for r in bench["timings"]],
     "providers": {t["name"]: t["settings"].get("providers") for t in onnx_targets},

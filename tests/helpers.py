@@ -270,3 +270,12 @@ def add_artifact_row(monkeypatch, row) -> None:
 
     engine = ENGINES[row.engine]
     monkeypatch.setitem(ENGINES, row.engine, dataclasses.replace(engine, artifacts=(*engine.artifacts, row)))
+
+
+def write_run_manifest(run_dir: Path, text: str) -> Path:
+    """`run_dir`/ladc.json holding `text` as given (valid or not); returns the run dir."""
+    from ladc.runs.manifest import RUN_MANIFEST
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RUN_MANIFEST).write_text(text)
+    return run_dir

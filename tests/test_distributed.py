@@ -166,7 +166,7 @@ def _two_group_step(scaler, clip: float):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState
 
-    from ladc.training.train import apply_gradients
+    from ladc.training.optimizer import apply_gradients
 
     AcceleratorState._reset_state()
     GradientState._reset_state()

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ladc.runs.checkpoint_files import latest_checkpoint
 from ladc.runs.faults import POINTS
-from ladc.training.train import latest_checkpoint
 from tests.conftest import TINY_VOCAB
 from tests.helpers import LadcForkServer, write_tiny_base_model, write_tiny_sst2
 

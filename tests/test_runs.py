@@ -1,9 +1,9 @@
-"""Tests for ladc/runs/runs.py: the manifest, default outputs, the exists/--overwrite/--resume check, finalize, configs."""
+"""Tests for ladc/runs/runs.py: what manifests say, default outputs, the exists/--overwrite/--resume check, finalize,
+configs."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -17,10 +17,9 @@ from ladc.runs.config import (
     TuneTeacherConfig,
     save_yaml,
 )
+from ladc.runs.manifest import read_manifest
 from ladc.runs.runs import (
     LADC_MANIFESTS,
-    RUN_MANIFEST,
-    RunManifest,
     build_run_config,
     check_output,
     check_replaceable,
@@ -31,79 +30,16 @@ from ladc.runs.runs import (
     finalize_run,
     infer_task,
     load_saved_config,
-    read_manifest,
     run_command,
-    versions,
 )
+from tests.helpers import write_run_manifest
+from tests.test_manifest import STUDENT
 
-STUDENT = RunManifest(
-    kind="student", task="rte", teacher="runs/teacher-rte", base_model="bert-base-uncased", method="lad",
-    teacher_layers=12, student_layers=6, layer_map=[2, 4, 6, 8, 10, 12], student_init="even",
-    init_from="bert-base-uncased", seed=43, data={"task": "rte", "data_dir": "../glue"}, config={"mu": 500.0},
-    dev={"accuracy": 0.61}, teacher_dev={"accuracy": 0.66}, retention=0.92, versions={"torch": "2.13.0"},
-)  # fmt: skip
-
-
-def _write(run_dir: Path, text: str) -> Path:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / RUN_MANIFEST).write_text(text)
-    return run_dir
-
-
-# ----------------------------------------------------------------------------- the manifest
-
-
-def test_a_student_manifest_round_trips(tmp_path):
-    run_dir = _write(tmp_path / "s", json.dumps(STUDENT.to_dict()))
-    assert read_manifest(run_dir) == STUDENT
-
-
-def test_a_teacher_manifest_keeps_to_its_own_keys(tmp_path):
-    teacher = RunManifest(kind="teacher", task="sst2", base_model="minilm", data={"task": "sst2"}, config={},
-                          dev={"accuracy": 0.8}, versions=versions())  # fmt: skip
-    assert set(teacher.to_dict()) == {
-        "kind",
-        "task",
-        "base_model",
-        "data",
-        "config",
-        "dev",
-        "lr",
-        "lr_source",
-        "mixed_precision",
-        "versions",
-        "holdout",
-    }
-    assert read_manifest(_write(tmp_path / "t", json.dumps(teacher.to_dict()))) == teacher
-    assert "torch" in teacher.versions
-
-
-def test_missing_partial_and_newer_manifests(tmp_path):
-    assert read_manifest(tmp_path) is None  # any HF dir without ladc.json is a valid input
-    assert read_manifest(_write(tmp_path / "a", '{"task": "qnli"}')) == RunManifest(task="qnli")
-    newer = read_manifest(_write(tmp_path / "b", '{"task": "qnli", "added_in_2027": [1]}'))
-    assert newer.task == "qnli"  # a key a later ladc adds does not stop an older one
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ('{"task": "sst2",', "invalid JSON at line 1"),
-        ("[1, 2]", "expected a JSON object, got list"),
-        ('{"task": ["sst2"]}', "task: expected a string, got ['sst2']"),
-        ('{"student_layers": "six"}', "student_layers: expected an integer"),
-    ],
-)
-def test_a_garbled_manifest_is_a_one_line_error_naming_the_file(tmp_path, text, message):
-    run_dir = _write(tmp_path / "run", text)
-    with pytest.raises(LadcError) as error:
-        read_manifest(run_dir)
-    assert str(run_dir / RUN_MANIFEST) in str(error.value) and message in str(error.value)
-    assert len(str(error.value).splitlines()) == 1
+# ----------------------------------------------------------------------------- what the manifests say
 
 
 def test_data_config_from_run(tmp_path):
-    run_dir = _write(tmp_path / "r", json.dumps({"task": "rte", "data": {"task": "rte", "data_dir": "/g",
+    run_dir = write_run_manifest(tmp_path / "r", json.dumps({"task": "rte", "data": {"task": "rte", "data_dir": "/g",
                                                                            "max_seq_len": 64}}))  # fmt: skip
     assert data_config_from_run(str(run_dir), None, None) == DataConfig(task="rte", data_dir="/g", max_seq_len=64)
     assert data_config_from_run(str(run_dir), None, "/other").data_dir == "/other"  # an explicit flag wins
@@ -114,13 +50,13 @@ def test_data_config_from_run(tmp_path):
 
 
 def test_infer_task_from_run_and_export_manifests(tmp_path):
-    run_dir = _write(tmp_path / "student", '{"task": "rte"}')
+    run_dir = write_run_manifest(tmp_path / "student", '{"task": "rte"}')
     export_dir = tmp_path / "onnx"
     export_dir.mkdir()
     (export_dir / "export.json").write_text('{"task": "rte"}')
     assert infer_task([str(run_dir), str(export_dir / "model.onnx"), str(tmp_path / "bare")]) == "rte"
     assert infer_task([str(tmp_path / "bare")]) is None
-    _write(tmp_path / "other", '{"task": "sst2"}')
+    write_run_manifest(tmp_path / "other", '{"task": "sst2"}')
     with pytest.raises(LadcError, match="different tasks"):
         infer_task([str(run_dir), str(tmp_path / "other")])
 
@@ -254,7 +190,7 @@ def test_resume_refuses_other_options_and_other_commands(tmp_path):
 
 
 def test_bench_config_takes_its_task_from_the_targets(tmp_path):
-    run_dir = _write(tmp_path / "student-rte", '{"task": "rte"}')
+    run_dir = write_run_manifest(tmp_path / "student-rte", '{"task": "rte"}')
     cfg = build_run_config(BenchConfig, None, {"targets": [str(run_dir)]})
     assert cfg.data.task == "rte" and cfg.output == "runs/bench-rte"
     assert build_run_config(BenchConfig, None, {"targets": [str(run_dir)], "data.task": "wnli"}).data.task == "wnli"

@@ -10,7 +10,8 @@ import pytest
 from ladc.commands.teacher import tune_teacher
 from ladc.errors import LadcError
 from ladc.runs.config import DataConfig, OptimConfig, TuneTeacherConfig, check_optim
-from ladc.runs.runs import build_run_config, read_manifest
+from ladc.runs.manifest import read_manifest
+from ladc.runs.runs import build_run_config
 from tests.helpers import write_tiny_base_model, write_tiny_sst2
 
 

@@ -175,7 +175,8 @@ def _fit(
     from torch.utils.data import DataLoader
 
     from ladc.data.tasks import get_task
-    from ladc.training.train import OptimizerSpec, TrainPlan, fit, model_inputs
+    from ladc.training.optimizer import OptimizerSpec
+    from ladc.training.train import TrainPlan, fit, model_inputs
 
     values = {"lr": 1e-2, "weight_decay": 0.0, "max_grad_norm": 0.0, "warmup_ratio": 0.0, "log_steps": 1}
     values.update(optim)
@@ -356,7 +357,7 @@ def test_resume_with_another_world_size_is_refused_naming_both(tmp_path, tiny_be
 
     The other launch is stood in for by the recorded value (a 2-process checkpoint), so the run here is one process.
     """
-    from ladc.training.checkpoints import STATE_FILE, latest_checkpoint
+    from ladc.runs.checkpoint_files import STATE_FILE, latest_checkpoint
 
     common = {"micro_batch": 4, "batch_size": 4, "grad_accum": 2, "max_steps": 4, "save_steps": 2, "eval_steps": 4}
     run_dir = tmp_path / "run"
@@ -468,50 +469,11 @@ def test_dev_is_scored_once_after_training_for_the_kept_and_the_last_model(tmp_p
     assert result.best_step == 8 and len(calls) == 1 and result.dev == result.dev_last == {"accuracy": calls[0]}
 
 
-def test_build_optimizer_gives_each_spec_its_lr_and_decays_only_matrices(tiny_bert_config):
-    """One AdamW: per spec, a decay group (the 2-D weights) and a no-decay group (biases and LayerNorm), at the spec's
-    own lr; frozen parameters are left out wherever they sit."""
-    from ladc.training.lad import GateChain
-    from ladc.training.train import OptimizerSpec, build_optimizer
-
-    model = _tiny_classifier(tiny_bert_config)
-    model.bert.embeddings.word_embeddings.requires_grad_(False)  # frozen, and the first parameter of the model
-    gates = GateChain(3, model.config.hidden_size)
-    specs = [OptimizerSpec("model", ("model",), lr=1e-3, weight_decay=0.1),
-             OptimizerSpec("gates", ("gates",), lr=5e-2, weight_decay=0.0)]  # fmt: skip
-    optimizer = build_optimizer(specs, {"model": model, "gates": gates})
-
-    def ids(params):
-        return sorted(id(p) for p in params)
-
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    expected = [
-        (ids(p for p in trainable if p.ndim == 2), 0.1, 1e-3),
-        (ids(p for p in trainable if p.ndim == 1), 0.0, 1e-3),
-        (ids(p for p in gates.parameters() if p.ndim == 2), 0.0, 5e-2),
-        (ids(p for p in gates.parameters() if p.ndim == 1), 0.0, 5e-2),
-    ]
-    got = [(ids(g["params"]), g["weight_decay"], g["lr"]) for g in optimizer.param_groups]
-    assert got == expected and optimizer.defaults["fused"]
-    layer_norm = model.bert.encoder.layer[0].output.LayerNorm.weight
-    assert id(layer_norm) in expected[1][0] and id(model.bert.embeddings.word_embeddings.weight) not in expected[0][0]
-
-
-def test_schedule_lengths_count_optimizer_steps():
-    from ladc.training.train import _schedule_lengths
-
-    # 9 micro-batches, grad_accum 2: 5 optimizer steps per epoch (the last one short); 3 epochs; warm-up 25 % of 15
-    assert _schedule_lengths(OptimConfig(epochs=3, grad_accum=2, warmup_ratio=0.25), 9) == (5, 15, 3)
-    assert _schedule_lengths(OptimConfig(epochs=3, max_steps=7, warmup_steps=4), 9) == (9, 7, 4)  # explicit wins
-    # at least one step per epoch and in all, however small the loader or the epoch fraction
-    assert _schedule_lengths(OptimConfig(epochs=0.1, warmup_ratio=0.5), 3) == (3, 1, 0)
-    assert _schedule_lengths(OptimConfig(epochs=2, grad_accum=4), 0) == (1, 2, 0)
-
-
 def test_a_plan_whose_optimizers_miss_a_trainable_module_is_refused(tmp_path, tiny_bert_config):
     from ladc.data.tasks import get_task
     from ladc.training.lad import GateChain
-    from ladc.training.train import OptimizerSpec, TrainPlan, fit
+    from ladc.training.optimizer import OptimizerSpec
+    from ladc.training.train import TrainPlan, fit
 
     model = _tiny_classifier(tiny_bert_config)
     plan = TrainPlan(trainable={"model": model, "gates": GateChain(3, 32)},
@@ -613,26 +575,6 @@ def test_result_metrics_are_the_metrics_json_fields():
         "mixed_precision": "bf16", "history": history,
     }  # fmt: skip
     assert result_metrics(result, get_task("rte"), train_examples=90)["selection"]["examples"] == 0
-
-
-@pytest.mark.parametrize("requested", ["no", "bf16", "fp16", "auto", "BF16", "fp8"])
-def test_make_accelerator_takes_each_precision_or_says_why_not(requested):
-    from ladc.runs.hardware import resolve_mixed_precision
-    from ladc.training.train import make_accelerator
-
-    optim = OptimConfig(mixed_precision=requested, grad_accum=3)
-    if requested in ("BF16", "fp8"):
-        with pytest.raises(LadcError) as caught:
-            make_accelerator(optim)
-        assert str(caught.value) == f"mixed_precision '{requested}' is not one of: no, bf16, fp16, auto"
-    elif requested == "fp16" and not torch.cuda.is_available():
-        with pytest.raises(LadcError) as caught:
-            make_accelerator(optim)
-        assert str(caught.value) == "mixed_precision fp16 needs a CUDA GPU; on CPU use bf16 (AVX-512 BF16) or no"
-    else:
-        accelerator = make_accelerator(optim)
-        assert str(accelerator.mixed_precision) == resolve_mixed_precision(requested)
-        assert accelerator.gradient_accumulation_steps == 3
 
 
 @pytest.mark.integration

@@ -16,7 +16,7 @@ from ladc.commands.distill import distill
 from ladc.commands.teacher import tune_teacher
 from ladc.data.data import load_raw
 from ladc.data.tasks import get_task
-from ladc.data.training_data import holdout_overlap, prepare_data, row_ids_sha256, split_rows
+from ladc.data.training_data import holdout_overlap, make_evaluator, prepare_data, row_ids_sha256, split_rows
 from ladc.runs.config import DataConfig, DistillConfig, OptimConfig, TuneTeacherConfig
 from tests.helpers import write_tiny_base_model, write_tiny_sst2
 
@@ -27,9 +27,33 @@ def _idx(dataset) -> list[int]:
     return [int(i) for i in dataset["idx"]]
 
 
+def _no_model(model, accelerator, loader):
+    raise AssertionError("preparing the data runs no model: only the evaluators it returns do")
+
+
 def _prepare(glue: Path, tokenizer, cache: Path, limit: int | None, **optim):
     data = DataConfig(task="sst2", data_dir=str(glue), train_limit=limit, cache_dir=str(cache))
-    return prepare_data(data, OptimConfig(**optim), tokenizer, get_task("sst2"))
+    return prepare_data(data, OptimConfig(**optim), tokenizer, get_task("sst2"), _no_model)
+
+
+def test_an_evaluator_scores_what_predict_returns_for_its_loader():
+    """The evaluators run the model through the `predict` the command passes (the data layer imports no engine), on
+    the loader as the accelerator prepared it, and score the logits with the task's metrics."""
+    calls = []
+
+    class Accelerator:
+        def prepare(self, loader):
+            return ("prepared", loader)
+
+    def predict(model, accelerator, loader):
+        calls.append((model, loader))
+        return np.array([[0.0, 1.0], [2.0, 0.0], [0.0, 3.0], [1.0, 0.0]]), np.array([1, 0, 0, 0])
+
+    evaluate = make_evaluator(["batches"], get_task("sst2"), predict)
+    assert calls == []  # nothing runs until the loop evaluates
+    assert evaluate("model", Accelerator()) == {"accuracy": 0.75}
+    assert calls == [("model", ("prepared", ["batches"]))]
+    assert evaluate("model", None)["accuracy"] == 0.75 and calls[-1] == ("model", ["batches"])
 
 
 def test_the_holdout_is_the_same_rows_whatever_the_train_limit(tmp_path, tiny_tokenizer):
@@ -116,7 +140,7 @@ from accelerate import PartialState
 from transformers import AutoTokenizer
 import ladc.data.data
 from ladc.runs.config import DataConfig, OptimConfig
-from ladc.training.launch import cpu_process_group
+from ladc.runs.launch import cpu_process_group
 from ladc.data.tasks import get_task
 from ladc.data.training_data import prepare_data
 
@@ -133,7 +157,8 @@ def tokenize(*args, **kwargs):
 ladc.data.data.tokenize = tokenize
 state.wait_for_everyone()  # start together, with a cold cache
 data = DataConfig(task="sst2", data_dir=glue, cache_dir=cache)
-run = prepare_data(data, OptimConfig(), AutoTokenizer.from_pretrained(tokenizer_dir), get_task("sst2"))
+no_model = None  # the evaluators are never called here
+run = prepare_data(data, OptimConfig(), AutoTokenizer.from_pretrained(tokenizer_dir), get_task("sst2"), no_model)
 print(state.process_index, len(run.train), run.holdout["sha256"], flush=True)
 """
 

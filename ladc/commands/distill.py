@@ -8,14 +8,12 @@ import torch
 
 from ladc.errors import LadcError
 from ladc.runs.config import DistillConfig, check_optim, to_dict
+from ladc.runs.manifest import RunManifest, read_manifest, recorded_dev
 from ladc.runs.runs import (
     SAVED_CONFIG,
-    RunManifest,
     build_run_config,
     create_run_dir,
     finalize_run,
-    read_manifest,
-    recorded_dev,
     resolve_run_config,
     run_command,
     versions,
@@ -209,8 +207,9 @@ def distill(cfg: DistillConfig) -> dict:
         load_tokenizer,
         resolve_student_init,
     )
+    from ladc.training.optimizer import OptimizerSpec
     from ladc.training.pruning import student_config, student_shape
-    from ladc.training.train import OptimizerSpec, TrainPlan, fit, result_metrics
+    from ladc.training.train import TrainPlan, fit, result_metrics
 
     teacher = load_classifier(cfg.teacher, task)
     teacher_layers = teacher.config.num_hidden_layers
@@ -234,7 +233,7 @@ def distill(cfg: DistillConfig) -> dict:
     optim = cfg.optim
     set_seed(optim.seed)  # once per command: student head and gate init are part of the seeded run
     # seeded by itself (draws nothing from the global RNG); warns when the teacher trained on our holdout rows
-    data = prepare_data(cfg.data, optim, tokenizer, task, teacher=cfg.teacher)
+    data = prepare_data(cfg.data, optim, tokenizer, task, _training_logits, teacher=cfg.teacher)
     kept_channels = None
     if init == "prune":
         student, kept_channels = _pruned_student(teacher, shape, mapping, data, cfg.prune_samples)
@@ -297,3 +296,11 @@ def distill(cfg: DistillConfig) -> dict:
     )  # fmt: skip
     finalize_run(run_dir, manifest, metrics)
     return metrics
+
+
+def _training_logits(model, accelerator, loader):
+    """Training's evaluators run the model through the deploy runner, as export parity, bench and evaluate do."""
+    from ladc.deploy.runners import predict_logits
+    from ladc.engines.torch_engine import TorchRunner
+
+    return predict_logits(TorchRunner(model, accelerator=accelerator), loader)

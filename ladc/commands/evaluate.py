@@ -42,7 +42,7 @@ def _output_path(cfg: EvaluateConfig, split: str) -> Path:
 
 def _check_config(cfg: EvaluateConfig) -> None:
     """Everything that can be checked before a model loads."""
-    from ladc.training.models import resolve_model
+    from ladc.runs.model_names import resolve_model
 
     resolve_model(cfg.model_dir)  # a missing local dir or a file; hub names pass
     if cfg.batch_size < 1:

@@ -27,8 +27,9 @@ from ladc.runs.config import (
 )
 from ladc.runs.export_manifest import EXPORT_MANIFEST
 from ladc.runs.faults import kill_point
+from ladc.runs.manifest import METRICS
 from ladc.runs.runlock import locked_run
-from ladc.runs.runs import METRICS, check_replaceable
+from ladc.runs.runs import check_replaceable
 
 __all__ = [
     "StudentSpec", "PipelineConfig", "STAGES", "pipeline_stages", "load_pipeline_config", "run_pipeline", "run_demo",

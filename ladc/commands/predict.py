@@ -19,7 +19,8 @@ from ladc.commands.predict_io import BadRow, Example, PredictionWriter, input_fo
 from ladc.data.tasks import TaskSpec, get_task
 from ladc.errors import LadcError, did_you_mean
 from ladc.runs.export_manifest import EXPORT_MANIFEST, ExportManifest, is_export_dir, read_export_manifest
-from ladc.runs.runs import RUN_MANIFEST, infer_task, read_manifest
+from ladc.runs.manifest import RUN_MANIFEST, read_manifest
+from ladc.runs.runs import infer_task
 
 __all__ = [
     "PredictConfig",

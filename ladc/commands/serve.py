@@ -1,13 +1,18 @@
 """`ladc serve`: a compressed classifier behind HTTP (Starlette + uvicorn), with concurrent requests micro-batched.
 
 Endpoints: `POST /predict` ({"texts": [...]} -> labels and probabilities), `GET /health`, `GET /metadata` (task,
-labels, artifact, engine, precision, CPU, batching limits and counters). Requests that arrive within `max_wait_ms` of
-each other share one model call of at most `max_batch` rows (sorted by length and padded per batch, as in `ladc
-predict`). Whether that pays is measured, not assumed (benchmarks/serve_load.py): on a 2-core AVX2 VM the demo's
-INT8 student ran 32 real-length SST-2 rows in 125.6 ms as one batch against 2.9 ms per row one at a time.
+labels, artifact, engine, precision, CPU, batching limits, how the batch limit was chosen, and counters).
+
+Batching: the requests that queued while the previous model call ran share the next call, of at most `max_batch` rows
+(sorted by length and padded per batch, as in `ladc predict`). By default no request waits for others
+(`max_wait_ms` 0): a lone request runs at once, and batches form only under load. Waiting pays only where a batch is
+much cheaper per row than single rows: on a 2-core AVX2 VM a 5 ms wait served 1.04x one-at-a-time at concurrency 32 and
+less at 1 and 8 (benchmarks/RESULTS.md), so it is opt-in. The batch limit is measured when the server starts: the
+model runs the same rows in batches of 1, 4, 16 and 64, and the smallest batch within 10 % of the best rows/s is kept
+(a larger one only adds latency); `--max-batch` overrides it.
 
 Errors are one-line JSON (`{"error": "..."}`) with a 4xx status and no traceback; SIGTERM stops accepting, finishes
-the requests in flight, then exits (uvicorn's graceful shutdown).
+the requests in flight, then exits with status 0 (uvicorn's graceful shutdown).
 """
 
 from __future__ import annotations
@@ -15,17 +20,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import socket
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, replace
 
 from ladc.commands.predict import Predictor
 from ladc.errors import LadcError
 
-__all__ = ["ServeConfig", "MicroBatcher", "RequestError", "parse_texts", "build_app", "serve"]
+__all__ = ["ServeConfig", "MicroBatcher", "RequestError", "parse_texts", "measure_batches", "choose_max_batch",
+           "build_app", "serve"]  # fmt: skip
 
 log = logging.getLogger("ladc.commands.serve")
+
+CALIBRATION_BATCHES = (1, 4, 16, 64)  # the max batches timed at startup
+CALIBRATION_ROWS = 64  # rows each candidate runs, so every candidate does the same work
+CALIBRATION_TEXT = "the film was a charming and very funny story about an old city and its people ."  # 16 words
+NOISE = 0.10  # rows/s within 10 % of the best count as the best: timing noise on a shared 2-core VM is of that order
 
 
 @dataclass(frozen=True)
@@ -37,8 +51,8 @@ class ServeConfig:
     task: str | None = None
     max_seq_len: int | None = None
     threads: int | None = None
-    max_batch: int = 32  # rows per model call; the issue's 2-core measurement: 32 rows batched beat 32 single calls
-    max_wait_ms: float = 5.0  # how long a request waits for others to share its batch
+    max_batch: int | None = None  # rows per model call; None: measured at startup (measure_batches)
+    max_wait_ms: float = 0.0  # how long a request waits for others to share its batch; 0: only what already queued
     max_request_rows: int = 256  # texts per request
     max_body_bytes: int = 1_000_000  # request body size
     graceful_shutdown_s: float = 30.0  # on SIGTERM: how long requests in flight get to finish
@@ -134,6 +148,41 @@ class MicroBatcher:
                 offset += len(request_rows)
 
 
+def measure_batches(predictor: Predictor, clock=time.perf_counter) -> dict[int, float]:
+    """Rows/s of `predictor` on CALIBRATION_ROWS copies of a 16-word text, run in model calls of each
+    CALIBRATION_BATCHES size (tokenizing per call, as the server does); best of two passes after a warm-up call."""
+    rows = [(CALIBRATION_TEXT,) * len(predictor.info["text_fields"])] * CALIBRATION_ROWS
+    predictor.logits(rows, max(CALIBRATION_BATCHES))  # warm-up: the largest shape (onnxruntime's arena grows once)
+    measured = {}
+    for batch in CALIBRATION_BATCHES:
+        seconds = []
+        for _ in range(2):
+            started = clock()
+            for start in range(0, CALIBRATION_ROWS, batch):
+                predictor.logits(rows[start : start + batch], batch)
+            seconds.append(clock() - started)
+        measured[batch] = round(CALIBRATION_ROWS / max(min(seconds), 1e-9), 1)
+    return measured
+
+
+def choose_max_batch(rows_per_s: dict[int, float]) -> int:
+    """The smallest batch whose rows/s is within NOISE of the best: a larger one makes every row of a batch wait for
+    the whole batch without serving more rows."""
+    best = max(rows_per_s.values())
+    return min(batch for batch, rate in rows_per_s.items() if rate >= (1 - NOISE) * best)
+
+
+def _batch_limit(cfg: ServeConfig, predictor: Predictor) -> tuple[int, dict]:
+    """(max batch, what /metadata says about where it came from)."""
+    if cfg.max_batch is not None:
+        return cfg.max_batch, {"max_batch_from": "--max-batch"}
+    measured = measure_batches(predictor)
+    return choose_max_batch(measured), {
+        "max_batch_from": f"measured at startup: the smallest batch within {NOISE:.0%} of the best rows/s",
+        "measured_rows_per_s": {str(batch): rate for batch, rate in measured.items()},
+    }
+
+
 async def _read_body(request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -146,8 +195,11 @@ async def _read_body(request, limit: int) -> bytes:
     return bytes(body)
 
 
-def build_app(predictor: Predictor, cfg: ServeConfig):
-    """The Starlette app: routes, one-line JSON errors, and the batcher started and stopped with the app."""
+def build_app(predictor: Predictor, cfg: ServeConfig, batch_source: dict | None = None):
+    """The Starlette app: routes, one-line JSON errors, and the batcher started and stopped with the app.
+
+    `cfg.max_batch` is set (serve resolves it first); `batch_source` says where it came from, for /metadata.
+    """
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.responses import JSONResponse
@@ -180,7 +232,7 @@ def build_app(predictor: Predictor, cfg: ServeConfig):
     async def metadata(request):
         info = {k: v for k, v in predictor.info.items() if k != "settings"}
         limits = {"max_batch": cfg.max_batch, "max_wait_ms": cfg.max_wait_ms, "max_request_rows": cfg.max_request_rows,
-                  "max_body_bytes": cfg.max_body_bytes}  # fmt: skip
+                  "max_body_bytes": cfg.max_body_bytes, **(batch_source or {})}  # fmt: skip
         stats = dict(batcher_box["batcher"].stats)
         return JSONResponse({**info, "engine_settings": predictor.info.get("settings"), "batching": limits,
                              "stats": stats, "cpu": cpu_model(), "cpu_flags": cpu_flags()})  # fmt: skip
@@ -212,7 +264,7 @@ def _check_config(cfg: ServeConfig) -> None:
     if not 0 < cfg.port < 65536:
         raise LadcError(f"--port {cfg.port}: expected 1..65535")
     for name in ("max_batch", "max_request_rows", "max_body_bytes"):
-        if getattr(cfg, name) < 1:
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             raise LadcError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
     if cfg.max_wait_ms < 0:
         raise LadcError(f"--max-wait-ms must be >= 0, got {cfg.max_wait_ms}")
@@ -238,10 +290,34 @@ def serve(cfg: ServeConfig, echo=print) -> None:
     except ImportError:
         raise LadcError("ladc serve needs starlette and uvicorn: pip install 'ladc[serve]'") from None
     predictor = open_predictor(cfg.target, cfg.artifact, cfg.task, cfg.max_seq_len, cfg.threads)
-    app = build_app(predictor, cfg)
+    max_batch, batch_source = _batch_limit(cfg, predictor)
+    cfg = replace(cfg, max_batch=max_batch)
+    app = build_app(predictor, cfg, batch_source)
     info = predictor.info
+    how = batch_source["max_batch_from"].split(":")[0]  # --max-batch, or measured at startup
     echo(f"serving {cfg.target} ({info['artifact']}, {info['engine']}, {info['precision']}) on "
-         f"http://{cfg.host}:{cfg.port} (POST /predict, GET /health, GET /metadata); max batch {cfg.max_batch}, "
+         f"http://{cfg.host}:{cfg.port} (POST /predict, GET /health, GET /metadata); max batch {max_batch} ({how}), "
          f"max wait {cfg.max_wait_ms:g} ms")  # fmt: skip
-    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning",
-                timeout_graceful_shutdown=cfg.graceful_shutdown_s)  # fmt: skip
+    server = uvicorn.Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="warning",
+                                           timeout_graceful_shutdown=cfg.graceful_shutdown_s))  # fmt: skip
+    with _sigterm_stops(server):
+        server.run()
+
+
+@contextmanager
+def _sigterm_stops(server):
+    """SIGTERM is a normal stop: uvicorn shuts down gracefully, then raises the signal again once it has restored the
+    handler it found (so a process killed by SIGTERM exits -15 by convention). The handler it finds is this one, which
+    stops the server, so the process exits 0; a SIGTERM before uvicorn installs its own handler stops it as well."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+
+    def stop(signum, frame) -> None:
+        server.should_exit = True
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ladc.runs.config import TuneTeacherConfig, check_optim, to_dict
-from ladc.runs.runs import RunManifest, create_run_dir, finalize_run, resolve_run_config, run_command, versions
+from ladc.runs.manifest import RunManifest
+from ladc.runs.runs import create_run_dir, finalize_run, resolve_run_config, run_command, versions
 
 __all__ = ["tune_teacher"]
 
@@ -18,7 +19,7 @@ def tune_teacher(cfg: TuneTeacherConfig) -> dict:
         The metrics dict written to metrics.json.
     """
     from ladc.data.tasks import get_task
-    from ladc.training.models import resolve_model
+    from ladc.runs.model_names import resolve_model
 
     cfg = resolve_run_config(cfg)  # read-only; on --resume the saved config wins
     task = get_task(cfg.data.task)
@@ -30,7 +31,8 @@ def tune_teacher(cfg: TuneTeacherConfig) -> dict:
     from ladc.data.training_data import prepare_data
     from ladc.training.lr import resolve_lr
     from ladc.training.models import check_inputs_fit, load_for_finetune, load_tokenizer
-    from ladc.training.train import OptimizerSpec, TrainPlan, fit, model_inputs, result_metrics
+    from ladc.training.optimizer import OptimizerSpec
+    from ladc.training.train import TrainPlan, fit, model_inputs, result_metrics
 
     optim = cfg.optim
     set_seed(optim.seed)  # once per command, before the classifier head is initialised
@@ -38,7 +40,7 @@ def tune_teacher(cfg: TuneTeacherConfig) -> dict:
     tokenizer = load_tokenizer(cfg.model)
     check_inputs_fit(tokenizer, model.config, cfg.data.max_seq_len, cfg.model)
     lr, lr_source = resolve_lr(optim.lr, model.config.hidden_size, "teacher")
-    data = prepare_data(cfg.data, optim, tokenizer, task)
+    data = prepare_data(cfg.data, optim, tokenizer, task, _training_logits)
     run_dir = create_run_dir(cfg)
 
     def loss_fn(modules, batch):
@@ -67,3 +69,11 @@ def tune_teacher(cfg: TuneTeacherConfig) -> dict:
     )  # fmt: skip
     finalize_run(run_dir, manifest, metrics)
     return metrics
+
+
+def _training_logits(model, accelerator, loader):
+    """Training's evaluators run the model through the deploy runner, as export parity, bench and evaluate do."""
+    from ladc.deploy.runners import predict_logits
+    from ladc.engines.torch_engine import TorchRunner
+
+    return predict_logits(TorchRunner(model, accelerator=accelerator), loader)

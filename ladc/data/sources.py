@@ -2,7 +2,8 @@
 
 Every reader yields the columns of `nyu-mll/glue` (Wang et al., 2019): the task's text fields, `label` (class id
 in the hub's label order, float score for STS-B, -1 for unlabelled test rows) and `idx` (row order in the file).
-`ladc.data.data.load_raw` picks the reader; this module holds the per-format parsing and its error messages.
+`ladc.data.data.load_raw` picks the reader; this module maps each format's rows to those columns, with its error
+messages (ladc.data.tables reads the rows and cells of the files).
 
 Files are UTF-8 (a leading byte-order mark is dropped). Other bytes are a LadcError naming the file, the offset and
 line of the first bad byte, and an iconv command: guessing an encoding would silently change the text. Blank and
@@ -15,17 +16,16 @@ characters is raised while a file is read): the tokenizer truncates long documen
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 
+from ladc.data.tables import column_names, quoted, read_csv_table, read_json_table, read_rows, text_cell
 from ladc.data.tasks import TaskSpec
 from ladc.errors import LadcError, did_you_mean
 from ladc.runs.config import DataConfig
-from ladc.runs.io import not_utf8_error, read_text
 
 __all__ = [
     "HUB_DATASET",
@@ -42,7 +42,6 @@ __all__ = [
 HUB_DATASET = "nyu-mll/glue"
 _TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
 _FLOAT32_MAX = 3.4028234663852886e38
-_FIELD_LIMIT = 2**31 - 1  # the largest csv accepts on every platform (a C long); its default is 131,072 characters
 
 
 # ----------------------------------------------------------------------------- splits and sources
@@ -113,15 +112,6 @@ def source_of(data: DataConfig, task: TaskSpec, split: Split) -> tuple[str, Path
 # ----------------------------------------------------------------------------- labels
 
 
-def _quoted(text: str, limit: int = 40) -> str:
-    """repr of a user's cell, clipped: an error message stays one short line whatever the file holds."""
-    return repr(text[:limit]) + ("..." if len(text) > limit else "")
-
-
-def _names(columns: list[str]) -> str:
-    return ", ".join(c if c.isprintable() and len(c) <= 40 else _quoted(c) for c in columns[:50])
-
-
 def parse_label(value, task: TaskSpec, where: str) -> int | float:
     """A label cell -> class id (ints as ids, names BY NAME in hub order) or a float score for regression."""
     text = str(value).strip() if value is not None else ""
@@ -132,7 +122,7 @@ def parse_label(value, task: TaskSpec, where: str) -> int | float:
             score = math.nan
         # scores are stored as float32: a larger magnitude would silently become inf
         if not (math.isfinite(score) and abs(score) <= _FLOAT32_MAX):
-            raise LadcError(f"{where}: label {_quoted(text)} for {task.name} is not a number")
+            raise LadcError(f"{where}: label {quoted(text)} for {task.name} is not a number")
         return score
     if text in task.label_names:
         return task.label_names.index(text)
@@ -143,7 +133,7 @@ def parse_label(value, task: TaskSpec, where: str) -> int | float:
     if number is not None and number.is_integer() and 0 <= number < task.num_labels:
         return int(number)
     raise LadcError(
-        f"{where}: unknown label {_quoted(text)} for {task.name}; expected one of {', '.join(task.label_names)} "
+        f"{where}: unknown label {quoted(text)} for {task.name}; expected one of {', '.join(task.label_names)} "
         f"(or an id 0..{task.num_labels - 1})"
     )
 
@@ -172,51 +162,10 @@ def _label_or_unlabelled(value, task: TaskSpec, split: Split, where: str) -> int
 
 def _header_index(header: list[str], column: str, path: Path) -> int:
     if column not in header:
-        raise LadcError(f"{path}: missing column '{column}'{did_you_mean(column, header)}; columns: {_names(header)}")
+        raise LadcError(
+            f"{path}: missing column '{column}'{did_you_mean(column, header)}; columns: {column_names(header)}"
+        )
     return header.index(column)
-
-
-def _is_blank(row: list[str]) -> bool:
-    """Blank and whitespace-only lines carry no example (e.g. a trailing newline, or spaces after the last row)."""
-    return all(not cell.strip() for cell in row)
-
-
-def _csv_error(exc: csv.Error, where: str) -> LadcError:
-    reason = str(exc)
-    if "field limit" in reason:
-        reason = f"a field is longer than {_FIELD_LIMIT} characters"
-    elif "end of data" in reason:
-        reason = "a quoted field is never closed"
-    return LadcError(f"{where}: {reason}")
-
-
-def _read_rows(path: Path, delimiter: str, quoting: int):
-    """(line number, cells) for each non-blank row of a CSV/TSV file; one-line LadcErrors for unreadable input.
-
-    UTF-8 only (a leading byte-order mark is dropped: GLUE's MRPC files start with one); `strict` makes a quote
-    left open a reported error instead of a field that silently swallows the rest of the file.
-    """
-    line = 1
-    previous_limit = csv.field_size_limit(_FIELD_LIMIT)  # process-wide: restored when the file is read
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle, delimiter=delimiter, quoting=quoting, strict=True)
-            while True:
-                try:
-                    row = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as exc:
-                    raise _csv_error(exc, f"{path} line {line}") from None
-                if not _is_blank(row):
-                    yield line, row
-                line = reader.line_num + 1  # a quoted field may span lines: report where the row starts
-    except UnicodeDecodeError:
-        raise not_utf8_error(path) from None
-    except OSError as exc:
-        raise LadcError(f"cannot read {path}: {exc.strerror or exc}") from None
-    finally:
-        csv.field_size_limit(previous_limit)
 
 
 def _checked_text(text: str, where: str, name: str) -> str:
@@ -242,7 +191,7 @@ def read_glue_tsv(path: Path, task: TaskSpec, split: Split) -> dict[str, list]:
     # CoLA train/dev have no header; every test file (CoLA's included) has one
     has_header = task.tsv_has_header or split.kind == "test"
     columns: dict[str, list] = {name: [] for name in (*task.text_fields, "label", "idx")}
-    rows = _read_rows(path, "\t", csv.QUOTE_NONE)
+    rows = read_rows(path, "\t", csv.QUOTE_NONE)
     if has_header:
         # header-less tasks name their columns by index; their test files use the hub names
         text_names = [
@@ -279,71 +228,6 @@ def read_glue_tsv(path: Path, task: TaskSpec, split: Split) -> dict[str, list]:
     return columns
 
 
-def _read_csv_table(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
-    """A CSV (or tab-separated, QUOTE_NONE) file with a header row: every cell a string, empty cells kept as ''."""
-    tsv = path.suffix.lower() == ".tsv"
-    rows = _read_rows(path, "\t" if tsv else ",", csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
-    first = next(rows, None)
-    if first is None:
-        raise LadcError(f"{path} is empty; expected a header row")
-    header = first[1]
-    separated = "tab" if tsv else "comma"
-    records = []
-    for line, row in rows:
-        if len(row) != len(header):
-            raise LadcError(f"{path} line {line}: expected {len(header)} {separated}-separated columns, got {len(row)}")
-        records.append((line, dict(zip(header, row, strict=True))))
-    return header, records
-
-
-def _json_values(path: Path) -> list[tuple[str, object]]:
-    """('line N' or 'item N', value) for each record of a JSON Lines file, or of a .json file holding one array."""
-    text = read_text(path)
-    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise LadcError(f"{path} line {exc.lineno}: invalid JSON ({exc.msg})") from None
-        return [(f"item {i + 1}", item) for i, item in enumerate(items)]  # text starts with "[": a list
-    values = []
-    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines(): JSON strings may hold U+2028
-        if not line.strip():
-            continue
-        try:
-            values.append((f"line {number}", json.loads(line)))
-        except json.JSONDecodeError as exc:
-            raise LadcError(
-                f"{path} line {number}: invalid JSON ({exc.msg} at column {exc.colno}); expected one object per line"
-            ) from None
-    return values
-
-
-def _read_json_table(path: Path) -> tuple[list[str], list[tuple[int | str, dict]]]:
-    """JSON Lines (or a .json array): one object per record; columns in order of first appearance."""
-    columns: dict[str, None] = {}
-    records = []
-    for where, value in _json_values(path):
-        if not isinstance(value, dict):
-            raise LadcError(f"{path} {where}: expected a JSON object, got {type(value).__name__}")
-        columns.update(dict.fromkeys(value))
-        records.append((where, value))
-    return list(columns), records
-
-
-def _text_cell(value, path: Path, where, name: str) -> str:
-    """A JSON/CSV text value as a string: numbers as written, null as ''; lists, objects and booleans rejected."""
-    if value is None:
-        return ""
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise LadcError(f"{path} {where}: text field '{name}' is {type(value).__name__}; expected a string")
-    text = str(value)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # JSON may escape a lone surrogate ("\ud800"), which is not text
-        raise LadcError(f"{path} {where}: text field '{name}' holds an unpaired UTF-16 surrogate") from None
-    return text
-
-
 def read_table_file(path: Path, data: DataConfig, task: TaskSpec, split: Split) -> dict[str, list]:
     """Generic CSV/TSV/JSONL: pick `data.text_fields` and `data.label_field`, rename them to the hub columns.
 
@@ -358,19 +242,19 @@ def read_table_file(path: Path, data: DataConfig, task: TaskSpec, split: Split) 
             f"({', '.join(task.text_fields)})"
         )
     is_json = path.suffix.lower() in (".json", ".jsonl")
-    available, records = _read_json_table(path) if is_json else _read_csv_table(path)
+    available, records = read_json_table(path) if is_json else read_csv_table(path)
     if not records:
         raise _no_rows(path, not is_json)
     for name in text_fields:
         if name not in available:
             raise LadcError(
-                f"{path}: missing text column '{name}'{did_you_mean(name, available)}; columns: {_names(available)}"
+                f"{path}: missing text column '{name}'{did_you_mean(name, available)}; columns: {column_names(available)}"
             )
     has_label = data.label_field in available
     if not has_label and split.kind != "test":
         raise LadcError(
             f"{path}: missing label column '{data.label_field}'{did_you_mean(data.label_field, available)}"
-            f"; columns: {_names(available)}"
+            f"; columns: {column_names(available)}"
         )
     columns: dict[str, list] = {name: [] for name in (*task.text_fields, "label", "idx")}
     for where, record in records:
@@ -378,9 +262,7 @@ def read_table_file(path: Path, data: DataConfig, task: TaskSpec, split: Split) 
         for hub_name, name in zip(task.text_fields, text_fields, strict=True):
             if name not in record:
                 raise LadcError(f"{path} {where}: no text field '{name}'")
-            columns[hub_name].append(
-                _checked_text(_text_cell(record[name], path, where, name), f"{path} {where}", name)
-            )
+            columns[hub_name].append(_checked_text(text_cell(record[name], path, where, name), f"{path} {where}", name))
         if has_label and data.label_field in record:
             columns["label"].append(_label_or_unlabelled(record[data.label_field], task, split, f"{path} {where}"))
         elif split.kind == "test":

@@ -19,8 +19,8 @@ import numpy as np
 from ladc.errors import LadcError
 from ladc.runs.config import DataConfig, OptimConfig
 
-__all__ = ["HOLDOUT_SEED", "TrainingData", "default_holdout_size", "holdout_overlap", "make_evaluator", "prepare_data",
-           "row_ids_sha256", "split_rows"]  # fmt: skip
+__all__ = ["HOLDOUT_SEED", "Predict", "TrainingData", "default_holdout_size", "holdout_overlap", "make_evaluator",
+           "prepare_data", "row_ids_sha256", "split_rows"]  # fmt: skip
 
 _log = logging.getLogger(__name__)
 
@@ -29,6 +29,10 @@ _log = logging.getLogger(__name__)
 # rows that pick another stage's checkpoint.
 HOLDOUT_SEED = 20230201
 HOLDOUT_FRACTION, HOLDOUT_MAX = 0.1, 2000
+
+# (model, accelerator or None, prepared loader) -> (logits (N, C), labels (N,)): how the commands run a model over a
+# loader (ladc.deploy.runners' predict_logits over the torch engine's TorchRunner), passed in so the data layer imports no engine
+Predict = Callable[[object, object, object], tuple[np.ndarray, np.ndarray | None]]
 
 
 @dataclass(frozen=True)
@@ -56,24 +60,16 @@ class TrainingData:
     holdout: dict = field(default_factory=dict)
 
 
-def _evaluator(loader, task) -> Callable:
+def make_evaluator(loader, task, predict: Predict) -> Callable:
+    """(model, accelerator) -> the task's metrics on every row of `loader` (run through `predict`)."""
     from ladc.data.metrics import metrics_from_logits
-    from ladc.deploy.runners import predict_logits
-    from ladc.engines.torch_engine import TorchRunner
 
     def evaluate(model, accelerator) -> dict[str, float]:
         prepared = accelerator.prepare(loader) if accelerator is not None else loader
-        logits, labels = predict_logits(TorchRunner(model, accelerator=accelerator), prepared)
+        logits, labels = predict(model, accelerator, prepared)
         return metrics_from_logits(task, logits, labels)
 
     return evaluate
-
-
-def make_evaluator(data: DataConfig, tokenizer, task, batch_size: int) -> Callable:
-    """(model, accelerator) -> dev metrics on the task's first dev split, tokenized once."""
-    from ladc.data.data import dev_loader
-
-    return _evaluator(dev_loader(data, tokenizer, task, batch_size), task)
 
 
 def default_holdout_size(train_rows: int) -> int:
@@ -135,8 +131,8 @@ def _warn_teacher_overlap(teacher: str, row_ids: np.ndarray, holdout_rows: np.nd
 
     Teachers not made by `ladc tune-teacher` record no holdout and are not checked.
     """
+    from ladc.runs.manifest import read_manifest
     from ladc.runs.runlock import launcher_rank
-    from ladc.runs.runs import read_manifest
 
     manifest = read_manifest(teacher)
     if manifest is None or manifest.kind != "teacher" or launcher_rank() != 0:
@@ -157,15 +153,16 @@ def _warn_teacher_overlap(teacher: str, row_ids: np.ndarray, holdout_rows: np.nd
 
 
 def prepare_data(
-    data: DataConfig, optim: OptimConfig, tokenizer, task, teacher: str | Path | None = None
+    data: DataConfig, optim: OptimConfig, tokenizer, task, predict: Predict, teacher: str | Path | None = None
 ) -> TrainingData:
-    """Tokenize train and dev once, hold out the selection rows, and build the loaders and evaluators.
+    """Tokenize train and dev once, hold out the selection rows, and build the loaders and evaluators (which run the
+    model through `predict`).
 
     The whole train split is tokenized (and cached) once; the holdout and then `train_limit` are drawn from it by
     `split_rows`. A student (`teacher` given) is warned when its teacher trained on its holdout rows.
     """
     from ladc.data.data import dev_loader, load_tokenized, make_collator, make_dataloader
-    from ladc.training.launch import main_process_first
+    from ladc.runs.launch import main_process_first
 
     with main_process_first():  # under torchrun, one process tokenizes into the cache and the others read it
         full = load_tokenized(replace(data, train_limit=None), tokenizer, "train")
@@ -179,10 +176,11 @@ def prepare_data(
     record = {"rows": len(holdout_rows), "sha256": row_ids_sha256(row_ids[holdout_rows]), "train_rows": len(full),
               "train_limit": data.train_limit}  # fmt: skip
     collator = make_collator(tokenizer, task)
-    dev = _evaluator(dev_rows, task)
+    dev = make_evaluator(dev_rows, task, predict)
     if holdout_size:
         loader = make_dataloader(full.select(holdout_rows), collator, optim.eval_batch_size, shuffle=False)
-        select, select_split, score_dev, select_examples = _evaluator(loader, task), "holdout", dev, len(holdout_rows)
+        select = make_evaluator(loader, task, predict)
+        select_split, score_dev, select_examples = "holdout", dev, len(holdout_rows)
         if teacher is not None:
             _warn_teacher_overlap(str(teacher), row_ids, holdout_rows)
     elif optim.select_on == "dev":

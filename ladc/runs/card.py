@@ -14,13 +14,12 @@ from pathlib import Path
 
 from ladc.runs.export_manifest import ExportManifest
 from ladc.runs.io import atomic_write_text
+from ladc.runs.model_names import hub_name, resolve_model
 
-__all__ = ["CARD_FILE", "HUB_NAMES", "write_run_card", "write_export_card", "metric", "source_license"]
+__all__ = ["CARD_FILE", "write_run_card", "write_export_card", "metric", "source_license"]
 
 CARD_FILE = "README.md"
 GLUE_HUB = "nyu-mll/glue"
-# offline aliases -> the hub checkpoint they package (ladc.training.models.OFFLINE_ALIASES)
-HUB_NAMES = {"minilm": "sentence-transformers/all-MiniLM-L6-v2"}
 
 
 def _shape(shape: dict | None) -> str:
@@ -40,8 +39,6 @@ def source_license(model: str | None) -> str | None:
     """The license the source model's own card declares (its README.md metadata), or None when unknown."""
     if not model:
         return None
-    from ladc.training.models import resolve_model
-
     try:
         path = Path(resolve_model(model)) / CARD_FILE
     except Exception:  # a hub name or a path that no longer exists: no local card to read
@@ -82,7 +79,7 @@ def _card_data(kind: str, name: str, task, dev: dict | None, base_model, data: d
                 metric_value=float(value),
             ))  # fmt: skip
     return ModelCardData(
-        base_model=HUB_NAMES.get(str(base_model), base_model) if base_model else None,
+        base_model=hub_name(str(base_model)) if base_model else None,
         datasets=datasets or None, metrics=list(task.metrics), model_name=name, eval_results=results or None,
         tags=tags, library_name=library, license=license_, pipeline_tag="text-classification",
     )  # fmt: skip
@@ -308,7 +305,7 @@ def write_export_card(
     from huggingface_hub import ModelCard
 
     from ladc.data.tasks import get_task
-    from ladc.runs.runs import read_manifest
+    from ladc.runs.manifest import read_manifest
 
     export_dir = Path(export_dir)
     shown = Path(name or export_dir.name)

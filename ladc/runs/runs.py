@@ -1,5 +1,8 @@
-"""Run directories as one concept: the manifest (ladc.json), default output names, the exists/--overwrite/--resume
-check, atomic finalize and the package versions every manifest records."""
+"""Run directories as one concept: default output names, the exists/--overwrite/--resume check, the config a run dir
+decides, atomic finalize, and what the manifests of run and export dirs say (data source, task, package versions).
+
+The manifest itself (ladc.json) is ladc.runs.manifest; the checkpoint files inside a run are ladc.runs.checkpoint_files.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +11,11 @@ import functools
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ladc.errors import LadcError
+from ladc.runs.checkpoint_files import CHECKPOINT_DIR, TEMP_PATTERNS, latest_checkpoint
 from ladc.runs.config import (
     BenchConfig,
     DataConfig,
@@ -29,23 +32,23 @@ from ladc.runs.config import (
 )
 from ladc.runs.export_manifest import EXPORT_MANIFEST, is_export_dir, read_export_manifest
 from ladc.runs.faults import kill_point
-from ladc.runs.io import atomic_write_json, check_output_path, read_json
+from ladc.runs.io import atomic_write_json, check_output_path
+from ladc.runs.manifest import METRICS, RUN_MANIFEST, RunManifest, read_manifest
 from ladc.runs.runlock import launcher_rank, run_lock
-from ladc.training.checkpoints import latest_checkpoint
 
-__all__ = ["RUN_MANIFEST", "METRICS", "SAVED_CONFIG", "RunManifest", "read_manifest", "recorded_dev", "infer_task",
-    "data_config_from_run", "versions", "DEFAULT_OUTPUTS", "default_output", "with_default_output", "check_output",
-    "LADC_MANIFESTS", "check_replaceable", "build_run_config",
+__all__ = ["SAVED_CONFIG", "versions", "data_config_from_run", "infer_task", "DEFAULT_OUTPUTS", "default_output",
+    "with_default_output", "check_output", "LADC_MANIFESTS", "check_replaceable", "build_run_config",
     "load_saved_config", "check_resume", "resolve_run_config", "create_run_dir", "finalize_run",
     "run_command"]  # fmt: skip
 
-RUN_MANIFEST = "ladc.json"  # what a run dir is: task, data source, method, versions; read by every later command
-METRICS = "metrics.json"  # written last by a training run: its presence marks the run finished
 SAVED_CONFIG = "config.yaml"  # the resolved config, so `--config RUN/config.yaml` repeats the run
 # a directory holding one of these was written by ladc, so --overwrite may replace it: a finished training run, an
 # export, a bench report, a pipeline run dir (written first, before any stage)
 LADC_MANIFESTS = (RUN_MANIFEST, EXPORT_MANIFEST, "bench.json", "pipeline.yaml")
-_TRAINING_PARTS = ("checkpoints", "best", ".*.tmp-*", ".*.old-*", ".*.tmp")  # what an unfinished training run holds
+_TRAINING_PARTS = (CHECKPOINT_DIR, "best", *TEMP_PATTERNS)  # what an unfinished training run holds
+
+
+# ----------------------------------------------------------------------------- what the manifests say
 
 
 def versions() -> dict[str, str]:
@@ -60,77 +63,6 @@ def versions() -> dict[str, str]:
         except PackageNotFoundError:
             pass
     return out
-
-
-# ----------------------------------------------------------------------------- the manifest
-
-
-@dataclass(frozen=True)
-class RunManifest:
-    """ladc.json of a tune-teacher (`teacher`) or distill (`student`) run; all optional: a hand-made dir may record
-    only its task."""
-
-    kind: str | None = None  # teacher | student
-    task: str | None = None
-    teacher: str | None = None  # student: the teacher run dir it learned from
-    base_model: str | None = None  # the pretrained checkpoint the run started from
-    method: str | None = None  # student: a key of ladc.training.methods.METHODS
-    teacher_layers: int | None = None
-    student_layers: int | None = None
-    layer_map: list[int] | None = None  # student: teacher layer per student layer (methods that match layers)
-    student_init: str | None = None
-    init_from: str | None = None
-    seed: int | None = None
-    data: dict = field(default_factory=dict)  # the run's DataConfig, so export/evaluate find the same dev set
-    config: dict = field(default_factory=dict)  # the whole resolved config
-    dev: dict | None = None  # dev metrics of the kept checkpoint (metrics.json `selection` says what picked it)
-    lr: float | None = None  # the peak lr trained with (config.optim.lr may say `auto`)
-    lr_source: str | None = None  # `given`, or how `auto` chose it (ladc.training.lr.auto_lr)
-    mixed_precision: str | None = None  # the precision trained in: no | bf16 | fp16 (`auto` resolved on this machine)
-    teacher_dev: dict | None = None
-    retention: float | None = None  # student headline metric / teacher's
-    # student: its shape and the teacher's (num_layers, hidden_size, intermediate_size, num_heads)
-    student_shape: dict | None = None
-    teacher_shape: dict | None = None
-    versions: dict = field(default_factory=dict)
-    # the train holdout that picked the kept checkpoint: rows, sha256 of their ids, the full split's rows, train_limit
-    # (a student compares its own with its teacher's: ladc.data.training_data.holdout_overlap)
-    holdout: dict | None = None
-
-    def to_dict(self) -> dict:
-        """The JSON object; a teacher's omits the student-only keys so its file reads as before."""
-        values = dataclasses.asdict(self)
-        if self.kind == "student":
-            return values
-        return {k: v for k, v in values.items() if k not in _STUDENT_ONLY}
-
-
-_STUDENT_ONLY = ("teacher", "method", "teacher_layers", "student_layers", "layer_map", "student_init", "init_from",
-                 "seed", "teacher_dev", "retention", "student_shape", "teacher_shape")  # fmt: skip
-
-
-def read_manifest(run_dir: str | Path) -> RunManifest | None:
-    """The run dir's ladc.json, or None when it has none (any HF classifier dir is a valid input).
-
-    Raises:
-        LadcError: one line naming the file when it is not valid JSON, not an object, or a field has a wrong type.
-    """
-    path = Path(run_dir) / RUN_MANIFEST
-    if not path.is_file():
-        return None
-    values = read_json(path)  # LadcError naming the file and line on invalid JSON
-    if not isinstance(values, dict):
-        raise LadcError(f"{path}: expected a JSON object, got {type(values).__name__}")
-    known = {f.name for f in dataclasses.fields(RunManifest)}
-    # keys a later ladc version adds are kept out rather than refused: an old ladc can still export a new run
-    return from_dict(RunManifest, {k: v for k, v in values.items() if k in known}, str(path))
-
-
-def recorded_dev(run_dir: str | Path) -> dict | None:
-    """The dev metrics a finished run recorded in metrics.json, or None."""
-    path = Path(run_dir) / METRICS
-    metrics = read_json(path) if path.is_file() else None
-    return metrics.get("dev") if isinstance(metrics, dict) else None
 
 
 def data_config_from_run(model_dir: str, task: str | None, data_dir: str | None) -> DataConfig:
@@ -428,7 +360,7 @@ def finalize_run(run_dir: Path, manifest: RunManifest, metrics: dict) -> None:
     write_run_card(run_dir, manifest.to_dict(), metrics)  # README.md, the model card; before the finished marker
     atomic_write_json(run_dir / METRICS, metrics)
     shutil.rmtree(best, ignore_errors=True)
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
 
 
 def run_command(command: str) -> Callable:

