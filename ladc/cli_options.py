@@ -112,6 +112,8 @@ def config_options(cls: type, yaml_only: Mapping[str, str] = {}, shown: Mapping[
         if key in arguments:
             options.append(_argument(key, arguments[key], hint, spec, default))
             continue
+        if default is True and "/" not in spec.flag:  # a plain switch could never turn it off
+            raise TypeError(f"{cls.__name__}.{key} defaults to True: give its knob flag='--{field.name}/--no-...'")
         kind, to_value, param_default = _cli_type(hint, spec)
         text = shown.get(key, shown_default(default, spec, field.name))
         help_text = f"{spec.help} \\[default: {text}]" if text else spec.help  # \\[: not rich markup

@@ -129,7 +129,6 @@ class OptimConfig:
                                            "select_on train-holdout")
 
 
-_OUTPUT = {"short": "-o"}
 _OVERWRITE = "Replace an existing output directory."
 _RESUME = "Continue an interrupted run from its last checkpoint."
 
@@ -139,7 +138,7 @@ class TuneTeacherConfig:
     """`ladc tune-teacher`: fine-tune a BERT-style encoder on one GLUE task."""
 
     model: str = knob("bert-base-uncased", "Hub name, HF model dir, or `minilm` (offline).")
-    output: str | None = knob(None, "Run dir (HF model dir + metrics.json).", unset="runs/teacher", **_OUTPUT)
+    output: str | None = knob(None, "Run dir (HF model dir + metrics.json).", short="-o")
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     overwrite: bool = knob(False, _OVERWRITE)
@@ -186,7 +185,7 @@ class DistillConfig:
     """
 
     teacher: str = knob("runs/teacher", "Fine-tuned teacher run dir.")
-    output: str | None = knob(None, "Student run dir.", unset="runs/student", **_OUTPUT)
+    output: str | None = knob(None, "Student run dir.", short="-o")
     # a key of ladc.training.methods.METHODS, checked there by `ladc distill`
     method: str = knob("lad", "lad | pkd | kd | none.")
     student_layers: int | None = knob(None, "Student depth.", unset="half the teacher's", check=_AT_LEAST_1)
@@ -249,7 +248,7 @@ class EvaluateConfig:
     split: str = knob("dev", "dev, or a dev split name such as validation_mismatched.")
     predict: str | None = knob(None, "`test`: write GLUE-submission TSVs.",
                                check=one_of(("test",), "{flag} '{value}' is not supported; expected 'test'"))
-    output: str | None = knob(None, "Metrics JSON path.", unset="MODEL_DIR/eval-SPLIT.json", **_OUTPUT)
+    output: str | None = knob(None, "Metrics JSON path.", unset="MODEL_DIR/eval-SPLIT.json", short="-o")
     batch_size: int = knob(EVAL_BATCH_SIZE, "Evaluation batch size.", check=positive("{flag} must be positive, got "
                                                                                       "{value}"))
     dev_limit: int | None = knob(None, "First N dev examples.", unset="the full dev set")
@@ -266,7 +265,7 @@ class ExportConfig:
     PyTorch on dev data."""
 
     model: str = knob("", "Fine-tuned HF sequence-classifier dir (teacher or student).")
-    output: str | None = knob(None, "Export dir.", unset="onnx-NAME beside MODEL_DIR", **_OUTPUT)
+    output: str | None = knob(None, "Export dir.", unset="onnx-NAME beside MODEL_DIR", short="-o")
     task: str | None = knob(None, "GLUE task.", unset=_RECORDED_TASK)
     data_dir: str | None = knob(None, _GLUE_DIR, unset="MODEL_DIR/ladc.json's, else the hub", path=True)
     cache_dir: str | None = knob(None, "Tokenized-dataset cache.", unset="~/.cache/ladc")
@@ -317,7 +316,7 @@ class BenchConfig:
     targets: tuple[str, ...] = knob((), "HF model dirs, .onnx/.xml files, `ladc export` dirs (all artifacts), "
                                     "openvino:FILE.onnx.")
     data: DataConfig = field(default_factory=DataConfig)  # task and dev set for accuracy and --real timing
-    output: str | None = knob(None, "Report dir.", unset="runs/bench-TASK", **_OUTPUT)
+    output: str | None = knob(None, "Report dir.", unset="runs/bench-TASK", short="-o")
     # 1 = online latency, 32 = offline throughput
     batch_sizes: tuple[int, ...] = knob((1, 32), "Comma-separated batch sizes.",
                                         check=Check(lambda sizes: bool(sizes) and min(sizes) >= 1, _PAIRS + "1"))

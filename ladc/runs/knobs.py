@@ -68,9 +68,20 @@ class Knob:
         return (self.flag or "--" + name.replace("_", "-"), *((self.short,) if self.short else ()))
 
 
-def knob(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING, **spec) -> Any:
-    """A dataclass field with its default (or `factory`) and its `Knob(help, **spec)`."""
-    return dataclasses.field(default=default, default_factory=factory, metadata={KNOB: Knob(help, **spec)})
+def knob(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    flag: str = "",
+    short: str = "",
+    unset: str = "",
+    check: Check | Callable[[Any], Any] | None = None,
+    path: bool = False,
+    repeatable: bool = False,
+) -> Any:
+    """A dataclass field with its default (none: a required field) and its `Knob` (see there for the arguments)."""
+    spec = Knob(help, flag=flag, short=short, unset=unset, check=check, path=path, repeatable=repeatable)
+    return dataclasses.field(default=default, metadata={KNOB: spec})
 
 
 def knob_of(field: dataclasses.Field) -> Knob | None:
