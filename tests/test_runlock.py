@@ -234,9 +234,11 @@ def test_two_real_ladc_runs_then_the_killed_ones_lock_is_taken_over(tmp_path, ti
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=60)
     assert json.loads(lock_path(output).read_text())["pid"] == first.pid  # the killed run's stale lock
-    # the next run takes the stale lock over (it then stops at its own bad --lr: a full run would only cost time)
-    third = subprocess.run([*command, "--overwrite", "--lr", "-1"], env=ENV, cwd=tmp_path, capture_output=True,
-                           text=True, timeout=240)  # fmt: skip
+    # the next run takes the stale lock over, then stops at its model, a file (a full run would only cost time; a bad
+    # option would stop it before the lock: flags are checked while the config is built)
+    not_a_model = glue / "SST-2" / "train.tsv"
+    third = subprocess.run([*command, "--overwrite", "--model", str(not_a_model)], env=ENV, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=240)  # fmt: skip
     assert f"took over the stale lock of pid {first.pid}" in third.stderr
-    assert third.returncode == 2 and "lr must be positive" in third.stderr, third.stderr[-3000:]
+    assert third.returncode == 2 and "is a file; expected an HF model directory" in third.stderr, third.stderr[-3000:]
     assert not lock_path(output).exists() and (output / "config.yaml").is_file()

@@ -15,10 +15,10 @@ from ladc.commands.distill import distill
 from ladc.commands.teacher import tune_teacher
 from ladc.data.training_data import HOLDOUT_MAX, default_holdout_size, split_rows
 from ladc.errors import LadcError
-from ladc.runs.config import DataConfig, DistillConfig, OptimConfig, TuneTeacherConfig
+from ladc.runs.config import DataConfig, DistillConfig, OptimConfig, TuneTeacherConfig, parse_lr
 from ladc.training.checkpoints import kept_index
 from ladc.training.lad import last_layers_map, layer_map
-from ladc.training.lr import STUDENT_LR, auto_lr, parse_lr, resolve_lr
+from ladc.training.lr import STUDENT_LR, auto_lr, resolve_lr
 from ladc.training.methods import METHODS
 from tests.helpers import sst2_dev_accuracy, sst2_rows, write_tiny_base_model, write_tiny_sst2
 

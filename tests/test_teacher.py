@@ -9,7 +9,7 @@ import pytest
 
 from ladc.commands.teacher import tune_teacher
 from ladc.errors import LadcError
-from ladc.runs.config import DataConfig, OptimConfig, TuneTeacherConfig, check_optim
+from ladc.runs.config import DataConfig, OptimConfig, TuneTeacherConfig, check_config
 from ladc.runs.manifest import read_manifest
 from ladc.runs.runs import build_run_config
 from tests.helpers import write_tiny_base_model, write_tiny_sst2
@@ -28,12 +28,12 @@ from tests.helpers import write_tiny_base_model, write_tiny_sst2
 )
 def test_bad_optimisation_options_are_user_errors(optim, message):
     with pytest.raises(LadcError, match=message):
-        check_optim(OptimConfig(**optim))
+        check_config(OptimConfig(**optim))
 
 
 def test_valid_optimisation_options_pass():
-    check_optim(OptimConfig())
-    check_optim(OptimConfig(epochs=0.0, max_steps=5))  # max_steps makes epochs irrelevant
+    check_config(OptimConfig())
+    check_config(OptimConfig(epochs=0.0, max_steps=5))  # max_steps makes epochs irrelevant
 
 
 def test_a_teacher_run_dir_is_complete_and_repeatable(tmp_path, monkeypatch, tiny_bert_config, tiny_tokenizer):

@@ -25,15 +25,13 @@ from ladc.engines import ENGINES
 from ladc.engines.base import BenchTarget
 from ladc.errors import LadcError
 from ladc.measure import ISOLATION_MODES, PAUSE_S, synthetic_batch, time_targets
-from ladc.runs.config import BenchConfig, to_dict
+from ladc.runs.config import DEFAULT_ITERATIONS, BenchConfig, check_config, to_dict
 
 __all__ = [
-    "DEFAULT_ITERATIONS",
     "flops_per_token",
     "run_bench",
 ]
 
-DEFAULT_ITERATIONS = 30  # timed runs per target and shape when neither --iterations nor --min-duration is given
 SELECTION_SOURCE = "export selection"  # `source` of a timing row taken from export.json's selection (not re-timed)
 
 
@@ -49,16 +47,9 @@ def flops_per_token(config, seq_len: int) -> float:
 
 
 def _validate(cfg: BenchConfig) -> None:
+    check_config(cfg)  # each knob's own check (ladc/runs/config.py); below, the choices the engines and timing own
     checks = [
-        (cfg.provider in ("cpu", "cuda"), f"--provider '{cfg.provider}' is not one of: cpu, cuda"),
-        (bool(cfg.batch_sizes) and min(cfg.batch_sizes) >= 1, f"--batch-sizes {list(cfg.batch_sizes)}: need ints >= 1"),
-        (bool(cfg.seq_lens) and min(cfg.seq_lens) >= 2, f"--seq-lens {list(cfg.seq_lens)}: need ints >= 2"),
-        (cfg.iterations is None or cfg.iterations >= 1, f"--iterations {cfg.iterations}: need >= 1"),
-        (cfg.min_duration_s is None or cfg.min_duration_s > 0, f"--min-duration {cfg.min_duration_s}: need > 0"),
-        (cfg.warmup >= 0 and cfg.interleave_block >= 1, "warmup must be >= 0 and interleave_block >= 1"),
         (cfg.isolation in ISOLATION_MODES, f"--isolation '{cfg.isolation}' is not one of: {', '.join(ISOLATION_MODES)}"),
-        (cfg.threads is None or cfg.threads >= 1, f"--threads {cfg.threads}: need >= 1"),
-        (not cfg.tensorrt or cfg.provider == "cuda", "--tensorrt needs --provider cuda"),
     ]  # fmt: skip
     for ok, message in checks:
         if not ok:

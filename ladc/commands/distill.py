@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ladc.errors import LadcError
-from ladc.runs.config import DistillConfig, check_optim, to_dict
+from ladc.runs.config import DistillConfig, check_config, to_dict
 from ladc.runs.manifest import RunManifest, read_manifest, recorded_dev
 from ladc.runs.runs import (
     SAVED_CONFIG,
@@ -36,25 +36,15 @@ def teacher_base_model(teacher_dir: str) -> str:
 
 
 def _check_config(cfg: DistillConfig) -> None:
+    """Every knob's own check (ladc/runs/config.py), then what needs the method and init registries or the disk."""
+    check_config(cfg)
     if cfg.method not in METHODS:
         raise LadcError(f"--method '{cfg.method}' is unknown; expected one of {', '.join(METHODS)}")
     if cfg.student_init is not None and cfg.student_init not in STUDENT_INITS:
         raise LadcError(f"--student-init '{cfg.student_init}' is unknown; expected one of {', '.join(STUDENT_INITS)}")
-    for name in ("student_hidden", "student_intermediate", "student_heads", "prune_samples"):
-        value = getattr(cfg, name)
-        if value is not None and value < 1:
-            raise LadcError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    if cfg.projection_lr <= 0:
-        raise LadcError(f"projection_lr must be positive, got {cfg.projection_lr}")
-    if cfg.projection not in ("learned", "fixed"):
-        raise LadcError(f"--projection '{cfg.projection}' is unknown; expected learned or fixed")
     if not Path(cfg.teacher).is_dir():
         raise LadcError(f"teacher dir {cfg.teacher} does not exist; create it with `ladc tune-teacher`")
     METHODS[cfg.method].layer_choice(cfg.layer_choice)
-    if cfg.gate_lr <= 0:
-        raise LadcError(f"gate_lr must be positive, got {cfg.gate_lr}")
-    if cfg.student_layers is not None and cfg.student_layers < 1:
-        raise LadcError(f"--student-layers must be at least 1, got {cfg.student_layers}")
     _check_teacher_dir(cfg.teacher)
     _check_device(cfg.teacher_device)
 
@@ -192,7 +182,6 @@ def distill(cfg: DistillConfig) -> dict:
     cfg = resolve_run_config(cfg)  # read-only; on --resume the saved config wins
     _check_config(cfg)
     task = get_task(cfg.data.task)
-    check_optim(cfg.optim)
     weights = cfg.loss_weights
 
     from accelerate.utils import set_seed  # after the checks above: a bad flag fails in a second

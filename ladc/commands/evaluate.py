@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ladc.errors import LadcError
+from ladc.runs.config import EvaluateConfig, check_config
 from ladc.runs.io import atomic_write_json, atomic_write_text, check_output_path
 from ladc.runs.runs import data_config_from_run
 
-__all__ = ["EvaluateConfig", "run_evaluate", "data_config_from_run", "write_submission"]
-
-
-@dataclass(frozen=True)
-class EvaluateConfig:
-    model_dir: str
-    task: str | None = None  # default: the task recorded in the model dir's ladc.json
-    data_dir: str | None = None
-    split: str = "dev"  # dev | a dev split name (validation_mismatched)
-    predict: str | None = None  # 'test' -> GLUE submission TSV(s)
-    output: str | None = None  # metrics JSON path; default MODEL_DIR/eval-<split>.json
-    batch_size: int = 64
-    dev_limit: int | None = None
-    max_seq_len: int | None = None
+__all__ = ["run_evaluate", "data_config_from_run", "write_submission"]
 
 
 def write_submission(path: Path, task, predictions: np.ndarray, idx: np.ndarray) -> None:
@@ -44,11 +31,8 @@ def _check_config(cfg: EvaluateConfig) -> None:
     """Everything that can be checked before a model loads."""
     from ladc.runs.model_names import resolve_model
 
+    check_config(cfg)
     resolve_model(cfg.model_dir)  # a missing local dir or a file; hub names pass
-    if cfg.batch_size < 1:
-        raise LadcError(f"--batch-size must be positive, got {cfg.batch_size}")
-    if cfg.predict not in (None, "test"):
-        raise LadcError(f"--predict '{cfg.predict}' is not supported; expected 'test'")
     if cfg.output is not None:
         check_output_path(Path(cfg.output).parent)  # a file on the way fails before the model runs
         if Path(cfg.output).is_dir():

@@ -20,6 +20,7 @@ from ladc.runs.config import (
     DistillConfig,
     ExportConfig,
     TuneTeacherConfig,
+    check_config,
     from_dict,
     load_yaml,
     save_yaml,
@@ -27,7 +28,9 @@ from ladc.runs.config import (
 )
 from ladc.runs.export_manifest import EXPORT_MANIFEST
 from ladc.runs.faults import kill_point
+from ladc.runs.knobs import EVERY_KEY, at_least, knob
 from ladc.runs.manifest import METRICS
+from ladc.runs.resolve import yaml_line
 from ladc.runs.runlock import locked_run
 from ladc.runs.runs import check_replaceable
 
@@ -68,7 +71,7 @@ class StudentSpec:
 class PipelineConfig:
     """One YAML file for the whole path. The pipeline fills every stage's paths, task and data itself."""
 
-    run_dir: str = "runs/pipeline"
+    run_dir: str = knob("runs/pipeline", "The run dir: one subdirectory per stage, report.md on top.")
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TuneTeacherConfig = field(default_factory=TuneTeacherConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
@@ -79,9 +82,12 @@ class PipelineConfig:
     bench: BenchConfig = field(default_factory=BenchConfig)
     # more student shapes: each is trained, exported with the export section and benched at its chosen artifact; the
     # teacher is then exported too, and the report adds the accuracy-speed frontier (ladc/bench/frontier.py)
-    students: tuple[StudentSpec, ...] = ()
-    # the report picks the fastest student whose train-holdout score is within this many points of the teacher's
-    max_drop: float = 1.0
+    students: tuple[StudentSpec, ...] = knob((), "More student shapes, for the accuracy-speed frontier.")
+    max_drop: float = knob(
+        1.0,
+        "Pick the fastest student within this many holdout points of the teacher.",
+        check=at_least(0, "{name} must be a number of points >= 0, got {value}"),
+    )
 
 
 def pipeline_stages(cfg: PipelineConfig) -> tuple[str, ...]:
@@ -128,8 +134,10 @@ def _checked(cfg: PipelineConfig, where) -> PipelineConfig:
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise LadcError(f"{where}: students {', '.join(repeated)} appear twice; give each a distinct shape or name")
-    if not cfg.max_drop >= 0:
-        raise LadcError(f"{where}: max_drop must be a number of points >= 0, got {cfg.max_drop}")
+    try:
+        check_config(cfg, EVERY_KEY)  # every stage's knobs now, not after the teacher has trained for hours
+    except LadcError as exc:
+        raise LadcError(f"{where}{yaml_line(Path(where), getattr(exc, 'key', None))}: {exc}") from None
     return cfg
 
 

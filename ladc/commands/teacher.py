@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ladc.runs.config import TuneTeacherConfig, check_optim, to_dict
+from ladc.runs.config import TuneTeacherConfig, check_config, to_dict
 from ladc.runs.manifest import RunManifest
 from ladc.runs.runs import create_run_dir, finalize_run, resolve_run_config, run_command, versions
 
@@ -23,7 +23,7 @@ def tune_teacher(cfg: TuneTeacherConfig) -> dict:
 
     cfg = resolve_run_config(cfg)  # read-only; on --resume the saved config wins
     task = get_task(cfg.data.task)
-    check_optim(cfg.optim)  # before the heavy imports below: a bad flag fails in a second
+    check_config(cfg)  # before the heavy imports below: a bad flag fails in a second
     resolve_model(cfg.model)
 
     from accelerate.utils import set_seed

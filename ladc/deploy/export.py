@@ -23,43 +23,25 @@ from ladc.deploy.artifacts import wanted_artifacts
 from ladc.engines import ENGINES, entry_engine
 from ladc.engines.base import Artifact, BuildContext
 from ladc.errors import LadcError
-from ladc.runs.config import DataConfig, ExportConfig, to_dict
+from ladc.runs.config import DataConfig, ExportConfig, check_config, to_dict
 from ladc.runs.export_manifest import ExportManifest, read_export_manifest, write_export_manifest
 from ladc.runs.faults import kill_point
 from ladc.runs.runs import check_output, run_command
 
-__all__ = ["MIN_OPSET", "MAX_OPSET", "export_onnx", "verify_export"]
+__all__ = ["export_onnx", "verify_export"]
 
-MIN_OPSET = 14  # torch exports scaled_dot_product_attention (BERT's default SDPA attention) from opset 14 on
-MAX_OPSET = 20  # the TorchScript exporter optimum-onnx uses stops at 20
 # ----------------------------------------------------------------------------- config checks
 
 
 def _check_config(cfg: ExportConfig) -> None:
-    if not MIN_OPSET <= cfg.opset <= MAX_OPSET:
-        raise LadcError(
-            f"--opset {cfg.opset} is not supported: BERT's SDPA attention exports from opset {MIN_OPSET} and "
-            f"torch's TorchScript exporter stops at {MAX_OPSET}; use {MIN_OPSET}..{MAX_OPSET} (default 17)"
-        )
-    if cfg.device not in ("cpu", "cuda"):
-        raise LadcError(f"--device '{cfg.device}' is not supported; expected cpu or cuda")
-    if cfg.quantize not in (None, "dynamic"):
-        raise LadcError(f"--quantize '{cfg.quantize}' is not supported; expected 'dynamic' (static needs calibration)")
+    check_config(cfg)  # each knob's own check (ladc/runs/config.py); below, what needs the engines, CUDA or the disk
     if (cfg.exclude_nodes or cfg.keep_head_fp32) and cfg.quantize is None:
         raise LadcError("--exclude-nodes/--keep-head-fp32 need --quantize dynamic")
-    if cfg.parity_samples is not None and cfg.parity_samples <= 0:
-        raise LadcError(f"--parity-samples must be positive, got {cfg.parity_samples}")
-    if cfg.allow_drop is not None and cfg.allow_drop < 0:
-        raise LadcError(f"--allow-drop must be >= 0 metric points, got {cfg.allow_drop}")
     unknown = [backend for backend in cfg.backends if backend not in ENGINES]
     if unknown or not cfg.backends:
         raise LadcError(
             f"--backend {','.join(cfg.backends)!r}: expected a comma-separated subset of {', '.join(ENGINES)}"
         )
-    if cfg.select not in (None, "fastest"):
-        raise LadcError(f"--select '{cfg.select}' is not supported; expected 'fastest'")
-    if cfg.calibration_samples < 1 or cfg.select_iterations < 1 or (cfg.threads is not None and cfg.threads < 1):
-        raise LadcError("--calibration-samples, --select-iterations and --threads must be >= 1")
     for name in cfg.backends if cfg.select is None else ():  # under --select a missing engine is skipped instead
         reason = ENGINES[name].missing(True)
         if reason:

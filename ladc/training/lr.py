@@ -12,11 +12,10 @@ against the grid {2e-5, 5e-5, 1e-4, 2e-4} (benchmarks/RESULTS.md).
 
 from __future__ import annotations
 
-from ladc.errors import LadcError
+from ladc.runs.config import AUTO, parse_lr
 
-__all__ = ["AUTO", "TEACHER_LR_BY_HIDDEN", "STUDENT_LR", "auto_lr", "parse_lr", "resolve_lr"]
+__all__ = ["TEACHER_LR_BY_HIDDEN", "STUDENT_LR", "auto_lr", "resolve_lr"]
 
-AUTO = "auto"
 # (smallest hidden size, fine-tuning lr), widest first: the first row whose size the model reaches applies
 TEACHER_LR_BY_HIDDEN = ((1024, 1e-5), (768, 2e-5), (512, 5e-5), (0, 1e-4))
 STUDENT_LR = 1e-4  # LAD paper, QNLI and SST-2 (students of BERT-base width); measured for MiniLM width in lr_grid.py
@@ -32,27 +31,6 @@ def auto_lr(hidden_size: int, role: str) -> tuple[float, str]:
         if hidden_size >= smallest:
             return lr, f"auto: fine-tuning default {lr:g} for hidden size {hidden_size} (>= {smallest})"
     raise AssertionError("the table ends with a row for every size")
-
-
-def parse_lr(value: float | str | None) -> float | str | None:
-    """A user's --lr / YAML `lr:`: a positive number, or `auto` (None passes through: not given).
-
-    Raises:
-        LadcError: anything else, naming the value.
-    """
-    if value is None:
-        return None
-    if isinstance(value, str) and value.strip().lower() == AUTO:
-        return AUTO
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise LadcError(
-            f"lr {value!r} is not a learning rate; expected a positive number such as 1e-4, or auto"
-        ) from None
-    if not (number > 0 and number < float("inf")):
-        raise LadcError(f"lr must be positive, got {number!r}; pass a number such as 1e-4, or auto")
-    return number
 
 
 def resolve_lr(lr: float | str, hidden_size: int, role: str) -> tuple[float, str]:
