@@ -97,7 +97,7 @@ def test_equal_width_builds_no_projection(tiny_teacher):
     teacher, glue, tmp = tiny_teacher
     distill(_config(teacher, glue, tmp / "wide", student_hidden=None))
     manifest = json.loads((tmp / "wide" / "ladc.json").read_text())
-    assert manifest["student_init"] == "even" and manifest["student_shape"]["hidden_size"] == 32
+    assert manifest["student_init"] == "teacher" and manifest["student_shape"]["hidden_size"] == 32
     assert not (tmp / "wide" / "projection.safetensors").exists()
 
 

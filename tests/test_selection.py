@@ -207,7 +207,7 @@ def test_pkd_last_reads_the_top_teacher_layers(tmp_path, tiny_bert_config, tiny_
     for choice in ("skip", "last"):
         cfg = DistillConfig(
             teacher=str(teacher_dir), output=str(tmp_path / choice), method="pkd", student_layers=2,
-            layer_choice=choice, data=DataConfig(task="sst2", data_dir=str(glue), cache_dir=str(tmp_path / "cache")),
+            layer_choice=choice, student_init="even", data=DataConfig(task="sst2", data_dir=str(glue), cache_dir=str(tmp_path / "cache")),
             optim=OptimConfig(lr=1e-3, batch_size=96, max_steps=1, warmup_ratio=0.0, log_steps=1, select_on="last"),
         )  # fmt: skip
         metrics = distill(cfg)
