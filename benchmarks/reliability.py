@@ -1,8 +1,8 @@
 """Outcome counts of every reader on generated inputs: rows, a one-line LadcError, or another exception (a crash).
 
-Draws inputs from the strategies of tests/test_sources_fuzz.py (GLUE TSV of every task, CSV/TSV and JSON Lines
-train files, --config YAML, arbitrary YAML bytes), feeds each to the reader and counts what came out, by exception
-type and, for LadcErrors, by the first words of the message. No oracle here: the tests check the content; this
+Draws inputs from the strategies of tests/test_sources_fuzz.py, test_sources_fuzz_jsonl.py and test_config_fuzz.py
+(GLUE TSV of every task, CSV/TSV and JSON Lines train files, --config YAML, arbitrary YAML bytes), feeds each to
+the reader and counts what came out, by exception type and, for LadcErrors, by the first words of the message. No oracle here: the tests check the content; this
 script answers "does anything other than a LadcError escape", also for an older ladc:
 
     PYTHONPATH=. python benchmarks/reliability.py --examples 300     # this checkout
@@ -38,9 +38,10 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # tests/ of this chec
 
 import ladc  # noqa: E402
 from ladc.data.data import load_raw  # noqa: E402
+from ladc.data.tasks import get_task  # noqa: E402
 from ladc.errors import LadcError  # noqa: E402
 from ladc.runs.config import DataConfig, build_config  # noqa: E402
-from tests import test_sources_fuzz as fuzz  # noqa: E402
+from tests import test_config_fuzz, test_sources_fuzz, test_sources_fuzz_jsonl  # noqa: E402
 
 
 def _outcome(call) -> str:
@@ -58,7 +59,7 @@ def _outcome(call) -> str:
 
 def _glue(generated) -> str:
     layout, data = generated
-    task = fuzz.get_task(layout.task_name)
+    task = get_task(layout.task_name)
     with tempfile.TemporaryDirectory() as root:
         path = Path(root) / task.glue_dir / f"{layout.stem}.tsv"
         path.parent.mkdir(parents=True)
@@ -93,11 +94,11 @@ def _yaml(generated) -> str:
 
 
 READERS = {
-    "glue_tsv": (fuzz.glue_files(), _glue),
-    "csv_tsv": (fuzz.table_files(), _table),
-    "jsonl": (fuzz.jsonl_files(), _jsonl),
-    "yaml": (fuzz.yaml_configs(), _yaml),
-    "yaml_bytes": (st.tuples(st.sampled_from(fuzz.CONFIG_CLASSES), fuzz.YAML_BYTES), _yaml),
+    "glue_tsv": (test_sources_fuzz.glue_files(), _glue),
+    "csv_tsv": (test_sources_fuzz.table_files(), _table),
+    "jsonl": (test_sources_fuzz_jsonl.jsonl_files(), _jsonl),
+    "yaml": (test_config_fuzz.yaml_configs(), _yaml),
+    "yaml_bytes": (st.tuples(st.sampled_from(test_config_fuzz.CONFIG_CLASSES), test_config_fuzz.YAML_BYTES), _yaml),
 }
 
 

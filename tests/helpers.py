@@ -10,6 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
+from ladc.runs.config import OptimConfig
+from ladc.training.train import TrainResult
+
 POSITIVE = ["good", "great", "funny", "charming"]
 NEGATIVE = ["bad", "boring"]
 NOUNS = ["movie", "film", "story", "book", "city", "car"]
@@ -279,3 +284,99 @@ def write_run_manifest(run_dir: Path, text: str) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RUN_MANIFEST).write_text(text)
     return run_dir
+
+
+def write_tsv(path: Path, rows: list[str]) -> Path:
+    """Write rows given with `|` for each tab."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(row.replace("|", "\t") + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def _sst2_dir(root: Path, num_rows: int) -> Path:
+    rows = ["sentence|label"] + [f"row {i}|{i % 2}" for i in range(num_rows)]
+    for stem in ("train", "dev"):
+        write_tsv(root / "SST-2" / f"{stem}.tsv", rows)
+    return root
+
+
+# ----------------------------------------------------------------------------- fit() on a tiny classifier (test_train*.py)
+
+
+def _examples(count: int = 32, length: int = 8, seed: int = 0) -> list[dict]:
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, 90, (count, length), generator=generator)
+    labels = torch.randint(0, 2, (count,), generator=generator)
+    return [
+        {"input_ids": ids[i], "attention_mask": torch.ones(length, dtype=torch.long), "labels": labels[i]}
+        for i in range(count)
+    ]
+
+
+def _tiny_classifier(tiny_bert_config, seed: int = 0):
+    from transformers import BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    # no dropout: fit and the reference loop see the same function, whatever their RNG streams
+    config = tiny_bert_config(num_layers=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    return BertForSequenceClassification(config)
+
+
+def _scripted(*scores: float):
+    """An evaluator that returns these accuracies, one per evaluation, whatever the model."""
+    remaining = iter(scores)
+    return lambda model, accelerator: {"accuracy": next(remaining)}
+
+
+def _fit(
+    model,
+    run_dir: Path,
+    examples: list[dict],
+    micro_batch: int,
+    evaluate=None,
+    resume: bool = False,
+    score_dev=None,
+    frozen=None,
+    clock=None,
+    on_batch=None,
+    epochs_seen=None,
+    select_split=None,
+    **optim,
+) -> TrainResult:
+    """ladc.training.train.fit on one classifier with plain cross-entropy and an in-order loader.
+
+    `evaluate`: None scores a constant 0.5 at each evaluation; False passes no evaluator (the last step is kept).
+    """
+    from torch.utils.data import DataLoader
+
+    from ladc.data.tasks import get_task
+    from ladc.training.optimizer import OptimizerSpec
+    from ladc.training.train import TrainPlan, fit, model_inputs
+
+    values = {"lr": 1e-2, "weight_decay": 0.0, "max_grad_norm": 0.0, "warmup_ratio": 0.0, "log_steps": 1}
+    values.update(optim)
+    config = OptimConfig(**values)
+
+    def loss_fn(modules, batch):
+        if on_batch is not None:
+            on_batch(batch)
+        return {"loss": modules["model"](**model_inputs(batch), labels=batch["labels"]).loss}
+
+    def make_loader(epoch):
+        if epochs_seen is not None:
+            epochs_seen.append(epoch)
+        return DataLoader(examples, batch_size=micro_batch)
+
+    plan = TrainPlan(
+        trainable={"model": model},
+        optimizers=[OptimizerSpec("model", ("model",), config.lr, config.weight_decay, config.max_grad_norm or None)],
+        loss_fn=loss_fn,
+        save_fn=lambda modules, directory: modules["model"].save_pretrained(directory),
+        frozen=frozen or {},
+    )
+    return fit(
+        plan, make_loader=make_loader, **({"clock": clock} if clock else {}),
+        **({"select_split": select_split} if select_split else {}),  # fit's own default ("dev") otherwise
+        evaluate=(lambda model, accelerator: {"accuracy": 0.5}) if evaluate is None else evaluate or None, optim=config, run_dir=run_dir,
+        task=get_task("sst2"), score_dev=score_dev, **({"resume": True} if resume else {}),  # else fit's default
+    )  # fmt: skip

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import math
-import re
 
 import numpy as np
 import pytest
 import torch
 from scipy.special import softmax
 from scipy.stats import entropy
-from transformers import BertConfig, BertForSequenceClassification
 
 from ladc.errors import LadcError
 from ladc.runs.config import LossWeights
@@ -28,33 +25,6 @@ from ladc.training.lad import (
     soft_kl,
     soft_mse,
 )
-from ladc.training.methods import distill_terms
-
-
-def tiny_bert(num_layers: int, hidden_size: int = 32, num_labels: int = 3, seed: int = 0):
-    torch.manual_seed(seed)
-    config = BertConfig(
-        hidden_size=hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=2,
-        intermediate_size=64,
-        vocab_size=100,
-        max_position_embeddings=64,
-        num_labels=num_labels,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-    )
-    return BertForSequenceClassification(config).eval()
-
-
-def tiny_batch(seed: int = 1):
-    generator = torch.Generator().manual_seed(seed)
-    input_ids = torch.randint(1, 100, (4, 7), generator=generator)
-    attention_mask = torch.ones(4, 7, dtype=torch.long)
-    attention_mask[1, 5:] = 0
-    attention_mask[3, 3:] = 0
-    labels = torch.tensor([0, 2, 1, 2])
-    return input_ids, attention_mask, labels
 
 
 def manual_layer_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -340,153 +310,3 @@ def test_aggregate_needs_one_gate_per_layer():
     gates = GateChain(3, 4).gates
     with pytest.raises(ValueError, match="^need one gate per teacher layer: 3 gates for 2 layers$"):
         aggregate([torch.randn(1, 2, 4)] * 2, gates)
-
-
-# ---------------------------------------------------------------- distill_terms
-
-
-def run_models(teacher, student, output_hidden_states=True):
-    input_ids, attention_mask, labels = tiny_batch()
-    with torch.no_grad():
-        teacher_out = teacher(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
-    student_out = student(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states)
-    return student_out, teacher_out, labels, attention_mask
-
-
-def test_distill_terms_keys_and_weighted_sums():
-    teacher, student = tiny_bert(4, seed=0), tiny_bert(2, seed=1)
-    student_out, teacher_out, labels, mask = run_models(teacher, student)
-    weights = LossWeights(hard=0.3, soft=0.7, temperature=2.0, mu=50.0, beta=20.0)
-    gates = GateChain(4, 32)
-    hard = hard_loss(student_out.logits, labels, False)
-    soft = soft_kl(student_out.logits, teacher_out.logits, 2.0)
-    common = dict(labels=labels, attention_mask=mask, gates=gates, weights=weights)
-
-    none = distill_terms("none", student_out, None, **common)
-    assert set(none) == {"hard", "loss"} and torch.allclose(none["loss"], hard)
-
-    kd = distill_terms("kd", student_out, teacher_out, **common)
-    assert set(kd) == {"hard", "soft", "loss"}
-    assert torch.allclose(kd["soft"], soft) and torch.allclose(kd["loss"], 0.3 * hard + 0.7 * soft)
-
-    lad = distill_terms("lad", student_out, teacher_out, **common)
-    assert set(lad) == {"hard", "soft", "hidden", "loss"}
-    aggregated = gates(teacher_out.hidden_states[1:])
-    student_hidden = student_out.hidden_states[1:]
-    hidden = (
-        hidden_mse(student_hidden[0], aggregated[1], mask) + hidden_mse(student_hidden[1], aggregated[3], mask)
-    ) / 2
-    assert torch.allclose(lad["hidden"], hidden)
-    assert torch.allclose(lad["loss"], 0.3 * hard + 0.7 * soft + 50.0 * hidden)
-
-    pkd = distill_terms("pkd", student_out, teacher_out, **common)
-    assert set(pkd) == {"hard", "soft", "patient", "loss"}
-    # layer_map(4, 2) = (2, 4); PKD leaves out the teacher's last layer, so only student 1 <- teacher 2 remains
-    patient = pkd_loss([student_hidden[0]], [teacher_out.hidden_states[2]])
-    assert torch.allclose(pkd["patient"], patient)
-    assert torch.allclose(pkd["loss"], 0.3 * hard + 0.7 * soft + 20.0 * patient)
-
-    reverse = distill_terms("lad", student_out, teacher_out, reverse=True, **common)
-    assert not torch.allclose(reverse["hidden"], lad["hidden"])
-    explicit = distill_terms("lad", student_out, teacher_out, mapping=(1, 3), **common)
-    expected = (
-        hidden_mse(student_hidden[0], aggregated[0], mask) + hidden_mse(student_hidden[1], aggregated[2], mask)
-    ) / 2
-    assert torch.allclose(explicit["hidden"], expected)
-    matches = (LayerMatch(2, 4, weight=3.0),)
-    weighted = distill_terms("lad", student_out, teacher_out, mapping=matches, **common)
-    assert torch.allclose(weighted["hidden"], 3.0 * hidden_mse(student_hidden[1], aggregated[3], mask))
-    # PKD reads each pair's weight too: student 1 <- teacher 3 at weight 4, and student 2 <- teacher 2 switched off
-    pkd_matches = (LayerMatch(1, 3, "pkd_cls", weight=4.0), LayerMatch(2, 2, "pkd_cls", weight=0.0))
-    weighted_pkd = distill_terms("pkd", student_out, teacher_out, mapping=pkd_matches, **common)
-    patients = [pkd_loss([student_hidden[j]], [teacher_out.hidden_states[t]]) for j, t in ((0, 3), (1, 2))]
-    assert torch.allclose(weighted_pkd["patient"], (4.0 * patients[0] + 0.0 * patients[1]) / 2)
-
-
-def test_distill_terms_regression_uses_mse():
-    teacher, student = tiny_bert(4, num_labels=1, seed=0), tiny_bert(2, num_labels=1, seed=1)
-    student_out, teacher_out, _, mask = run_models(teacher, student)
-    scores = torch.tensor([0.5, 4.0, 2.5, 1.0])
-    terms = distill_terms("kd", student_out, teacher_out, scores, mask, is_regression=True)
-    expected_soft = ((student_out.logits - teacher_out.logits) ** 2).mean()
-    expected_hard = ((student_out.logits.squeeze(-1) - scores) ** 2).mean()
-    assert torch.allclose(terms["soft"], expected_soft) and torch.allclose(terms["hard"], expected_hard)
-    assert torch.allclose(terms["loss"], 0.5 * expected_hard + 0.5 * expected_soft)
-
-
-def test_identical_student_gives_zero_hidden_and_patient_loss():
-    teacher = tiny_bert(2, seed=0)
-    twin = copy.deepcopy(teacher)
-    student_out, teacher_out, labels, mask = run_models(teacher, twin)
-    for s, t in zip(student_out.hidden_states[1:], teacher_out.hidden_states[1:], strict=True):
-        assert hidden_mse(s, t, mask).item() == 0.0
-    terms = distill_terms("pkd", student_out, teacher_out, labels, mask, mapping=(1, 2))
-    assert terms["patient"].item() == pytest.approx(0.0, abs=1e-7)
-    assert terms["soft"].item() == pytest.approx(0.0, abs=1e-6)
-
-
-def test_distill_terms_errors():
-    teacher, student = tiny_bert(4, seed=0), tiny_bert(2, hidden_size=16, seed=1)
-    student_out, teacher_out, labels, mask = run_models(teacher, student)
-    message = "student hidden size 16 differs from the teacher's 32; layer distillation needs equal sizes or a "
-    with pytest.raises(LadcError, match=re.escape(message) + r"HiddenProjection \(methods.py adds one for a narrower"):
-        distill_terms("lad", student_out, teacher_out, labels, mask, gates=GateChain(4, 32))
-    with pytest.raises(
-        LadcError, match="^distillation method 'tinybert' is unknown; expected one of lad, pkd, kd, none$"
-    ):
-        distill_terms("tinybert", student_out, teacher_out, labels, mask)
-    student = tiny_bert(2, seed=1)
-    student_out, teacher_out, labels, mask = run_models(teacher, student)
-    with pytest.raises(LadcError, match="out of range"):
-        distill_terms("lad", student_out, teacher_out, labels, mask, gates=GateChain(4, 32), mapping=(2, 5))
-    with pytest.raises(LadcError, match="does not fit"):
-        distill_terms("pkd", student_out, teacher_out, labels, mask, mapping=(LayerMatch(1, 2),))
-    with pytest.raises(LadcError, match="^layer mapping is empty; expected one teacher layer per student layer$"):
-        distill_terms("lad", student_out, teacher_out, labels, mask, gates=GateChain(4, 32), mapping=())
-
-
-def test_layer_methods_need_hidden_states_of_both_models_and_lad_its_gates():
-    teacher, student = tiny_bert(4, seed=0), tiny_bert(2, seed=1)
-    message = "^method '{}' needs hidden states: call both models with output_hidden_states=True$"
-    student_bare, teacher_out, labels, mask = run_models(teacher, student, output_hidden_states=False)
-    student_out, _, _, _ = run_models(teacher, student)
-    input_ids, attention_mask, _ = tiny_batch()
-    with torch.no_grad():
-        teacher_bare = teacher(input_ids=input_ids, attention_mask=attention_mask)
-    for method in ("lad", "pkd"):
-        gates = GateChain(4, 32) if method == "lad" else None
-        for s_out, t_out in ((student_bare, teacher_out), (student_out, teacher_bare)):
-            with pytest.raises(ValueError, match=message.format(method)):
-                distill_terms(method, s_out, t_out, labels, mask, gates=gates)
-    with pytest.raises(ValueError, match=r"^method 'lad' needs gates \(a GateChain with one gate per teacher layer\)$"):
-        distill_terms("lad", student_out, teacher_out, labels, mask)
-
-
-def test_one_backward_reaches_student_and_gates():
-    teacher, student = tiny_bert(4, seed=0), tiny_bert(2, seed=1)
-    gates = GateChain(4, 32)
-    student_out, teacher_out, labels, mask = run_models(teacher, student)
-    distill_terms("lad", student_out, teacher_out, labels, mask, gates=gates)["loss"].backward()
-    query = student.bert.encoder.layer[0].attention.self.query.weight
-    assert query.grad is not None and query.grad.abs().sum() > 0
-    assert student.classifier.weight.grad.abs().sum() > 0
-    for gate in gates.gates[1:]:
-        assert gate.linear.weight.grad.abs().sum() > 0
-        assert gate.layer_norm.weight.grad.abs().sum() > 0
-    assert gates.gates[0].linear.weight.grad is None  # step 0 of the chain is the identity a_1 = h_1
-    # (that the teacher gets no gradient is distill's job, run under inference_mode: tests/test_distill.py)
-
-
-def test_a_few_adamw_steps_lower_the_lad_loss():
-    teacher, student = tiny_bert(4, seed=0), tiny_bert(2, seed=1)
-    gates = GateChain(4, 32)
-    optimizer = torch.optim.AdamW([*student.parameters(), *gates.parameters()], lr=2e-3)
-    losses = []
-    for _ in range(15):
-        student_out, teacher_out, labels, mask = run_models(teacher, student)
-        terms = distill_terms("lad", student_out, teacher_out, labels, mask, gates=gates)
-        optimizer.zero_grad()
-        terms["loss"].backward()
-        optimizer.step()
-        losses.append(terms["loss"].item())
-    assert losses[-1] < 0.5 * losses[0], losses
